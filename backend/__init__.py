@@ -1,0 +1,1 @@
+"""Recast 4D compute backend: server, job store, pipelines and their stages."""

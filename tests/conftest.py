@@ -1,0 +1,32 @@
+"""Shared pytest set-up: offline hub, marker skips (gpu without CUDA, blender without bpy)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    has_bpy = importlib.util.find_spec("bpy") is not None
+    cuda = None
+    for item in items:
+        if "gpu" in item.keywords:
+            if cuda is None:
+                cuda = _has_cuda()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+        if "blender" in item.keywords and not has_bpy:
+            item.add_marker(pytest.mark.skip(reason="needs the bpy wheel (pip install bpy==5.0.1)"))
