@@ -1,0 +1,1 @@
+"""Pipelines: ordered stages over typed data, shared by the server, the CLI and the tests."""

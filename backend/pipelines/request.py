@@ -1,0 +1,271 @@
+"""The ``reshoot`` request: typed, validated before any heavy work.
+
+Wire/job-file form (``params`` is msgpack/JSON, ``inputs`` are arrays)::
+
+    params = {
+      "fps": 24.0,
+      "cameras": [{"K": 3x3, "world_to_camera": 4x4, "width": W, "height": H}, ...],  # 1 (static) or F
+      "fov_deg": 60.0,                  # used only when "cameras" is absent (a guess, with a warning)
+      "depth_kind": "z" | "ray",        # what the supplied depth measures (planar z or distance along the ray)
+      "trajectories": [
+          {"name": "orbit", "cameras": [...F cameras...], "time_map": [...F source frame indices...]},
+          {"name": "dolly", "preset": "dolly:in:0.5", "pivot_depth": 3.0},   # pivot optional
+      ],
+      "prompt": "", "engine": {...EngineOptions...}, "gaussians": {...GaussianOptions...},
+      "outputs": ["usd", "ply", "video", "png", "masks", "cameras"],
+    }
+    inputs = {"frames": uint8 (F,H,W,3), "depth": float (F,H,W), "foreground": bool/uint8 (F,H,W),
+              "edit_frame": uint8 (H,W,3), "edit_masks": bool/uint8 (F,H,W)}
+
+Every camera is in the OpenCV convention of ``protocol.camera``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from protocol.camera import Camera
+from protocol.errors import CameraError, ValidationError
+
+ALL_OUTPUTS = frozenset({"usd", "ply", "video", "png", "masks", "cameras"})
+MAX_PROMPT_BYTES = 4096
+MAX_TRAJECTORIES = 16
+
+
+@dataclass
+class EngineOptions:
+    """Which engines fill and estimate depth, and how the generative engine runs."""
+
+    inpaint: str = "classical"
+    depth: str = "given"
+    lora: str | None = None
+    lora_weight: float = 0.7
+    steps: int = 30
+    guidance: float = 6.5
+    seed: int = 0
+    temporal_packing: bool = True
+    packing_top_k: int = 4
+    static_accumulation: bool = True
+    models_dir: str | None = None
+
+
+@dataclass
+class GaussianOptions:
+    """Per-frame Gaussian fitting (``iterations = 0`` exports the lifted points as Gaussians unfitted)."""
+
+    enabled: bool = True
+    iterations: int = 100
+    max_points: int = 200_000
+
+
+@dataclass
+class Trajectory:
+    """A target camera path: one camera per output frame, and the source frame each output frame shows.
+
+    ``preset`` paths are resolved by the pipeline once depth is known (the pivot defaults to the
+    median depth of the first frame's centre).
+    """
+
+    name: str
+    cameras: list[Camera] = field(default_factory=list)
+    time_map: np.ndarray | None = None
+    preset: str | None = None
+    pivot_depth: float | None = None
+
+    def source_frame(self, i: int) -> int:
+        return int(self.time_map[i]) if self.time_map is not None else i
+
+
+@dataclass
+class ReshootRequest:
+    frames: np.ndarray
+    fps: float
+    cameras: list[Camera]
+    trajectories: list[Trajectory]
+    depth: np.ndarray | None = None
+    depth_kind: str = "z"
+    foreground: np.ndarray | None = None
+    edit_frame: np.ndarray | None = None
+    edit_masks: np.ndarray | None = None
+    prompt: str = ""
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    gaussians: GaussianOptions = field(default_factory=GaussianOptions)
+    outputs: frozenset[str] = ALL_OUTPUTS
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of the source frames in pixels."""
+        return int(self.frames.shape[2]), int(self.frames.shape[1])
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], inputs: dict[str, np.ndarray]) -> ReshootRequest:
+        """Validate a wire/job-file request; raises :class:`ValidationError` naming the bad field."""
+        if not isinstance(params, dict):
+            raise ValidationError("params must be a map")
+        frames = _frames(inputs.get("frames"))
+        n, h, w = frames.shape[:3]
+        warnings: list[str] = []
+        fps = _positive_float(params.get("fps", 24.0), "fps")
+        cameras = _source_cameras(params, n, w, h, warnings)
+        depth_kind = params.get("depth_kind", "z")
+        if depth_kind not in ("z", "ray"):
+            raise ValidationError(f"depth_kind must be 'z' or 'ray', got {depth_kind!r}")
+        depth = _optional_map(inputs.get("depth"), "depth", (n, h, w), float)
+        if depth is not None and not np.any(np.isfinite(depth) & (depth > 0)):
+            raise ValidationError("depth has no positive finite value: nothing can be lifted")
+        foreground = _optional_map(inputs.get("foreground"), "foreground", (n, h, w), bool)
+        edit_masks = _optional_map(inputs.get("edit_masks"), "edit_masks", (n, h, w), bool)
+        edit_frame = inputs.get("edit_frame")
+        if edit_frame is not None:
+            edit_frame = _frames(np.asarray(edit_frame)[None], name="edit_frame")[0]
+            if edit_frame.shape != frames.shape[1:]:
+                raise ValidationError(f"edit_frame must be {w}x{h} like the video, got {edit_frame.shape}")
+        prompt = params.get("prompt", "") or ""
+        if not isinstance(prompt, str) or len(prompt.encode()) > MAX_PROMPT_BYTES:
+            raise ValidationError(f"prompt must be text of at most {MAX_PROMPT_BYTES} bytes")
+        engine = _options(EngineOptions, params.get("engine", {}), "engine")
+        if depth is None and engine.depth == "given":
+            raise ValidationError(
+                "no depth was sent and the depth engine is 'given': send depth maps or choose "
+                "engine.depth = 'depth-anything'"
+            )
+        outputs = params.get("outputs", sorted(ALL_OUTPUTS))
+        unknown = set(outputs) - ALL_OUTPUTS
+        if unknown:
+            raise ValidationError(f"unknown outputs {sorted(unknown)}; choose from {sorted(ALL_OUTPUTS)}")
+        trajectories = _trajectories(params.get("trajectories"), n)
+        return cls(
+            frames=frames, fps=fps, cameras=cameras, trajectories=trajectories, depth=depth,
+            depth_kind=depth_kind, foreground=foreground, edit_frame=edit_frame, edit_masks=edit_masks,
+            prompt=prompt, engine=engine, gaussians=_options(GaussianOptions, params.get("gaussians", {}), "gaussians"),
+            outputs=frozenset(outputs), warnings=warnings,
+        )
+
+
+def _frames(frames: Any, name: str = "frames") -> np.ndarray:
+    if frames is None:
+        raise ValidationError(f"{name} are missing: send the source video as (F, H, W, 3) uint8")
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValidationError(f"{name} must have shape (F, H, W, 3), got {frames.shape}")
+    if frames.shape[0] == 0:
+        raise ValidationError(f"{name}: the video is empty (0 frames)")
+    if min(frames.shape[1:3]) < 8:
+        raise ValidationError(f"{name}: {frames.shape[2]}x{frames.shape[1]} is too small (8 pixels minimum)")
+    if frames.dtype != np.uint8:
+        raise ValidationError(f"{name} must be uint8 RGB, got {frames.dtype}")
+    return frames
+
+
+def _positive_float(value: Any, name: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{name} must be a number, got {value!r}") from exc
+    if not np.isfinite(value) or value <= 0:
+        raise ValidationError(f"{name} must be positive and finite, got {value}")
+    return value
+
+
+def _camera_list(raw: Any, what: str) -> list[Camera]:
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ValidationError(f"{what} must be a non-empty list of cameras")
+    cameras = []
+    for i, item in enumerate(raw):
+        try:
+            cameras.append(item if isinstance(item, Camera) else Camera.from_dict(item))
+        except CameraError as exc:
+            raise CameraError(f"{what}[{i}]: {exc}") from exc
+    return cameras
+
+
+def _source_cameras(params: dict, n: int, w: int, h: int, warnings: list[str]) -> list[Camera]:
+    raw = params.get("cameras")
+    if raw is None:
+        fov = _positive_float(params.get("fov_deg", 60.0), "fov_deg")
+        warnings.append(f"no source camera given: assuming a static camera with a {fov:g} degree horizontal field of view")
+        return [Camera.from_fov(fov, w, h)] * n
+    cameras = _camera_list(raw, "cameras")
+    if len(cameras) == 1:
+        cameras = cameras * n
+    if len(cameras) != n:
+        raise ValidationError(f"got {len(cameras)} source cameras for {n} frames: send one per frame, or one for a static camera")
+    for i, cam in enumerate(cameras):
+        if (cam.width, cam.height) != (w, h):
+            raise ValidationError(f"cameras[{i}] is {cam.width}x{cam.height} but the frames are {w}x{h}")
+    return cameras
+
+
+def _optional_map(value: Any, name: str, shape: tuple[int, int, int], kind: type) -> np.ndarray | None:
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.shape != shape:
+        raise ValidationError(f"{name} must have shape {shape} (one map per frame), got {arr.shape}")
+    if kind is bool:
+        return arr.astype(bool)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValidationError(f"{name} must be floating point metres, got {arr.dtype}")
+    return arr.astype(np.float32, copy=False)
+
+
+def _options(cls: type, raw: Any, name: str):
+    if not isinstance(raw, dict):
+        raise ValidationError(f"{name} must be a map of options")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ValidationError(f"unknown {name} options {sorted(unknown)}; known: {sorted(known)}")
+    defaults = cls()
+    values = {}
+    for key, value in raw.items():
+        default = getattr(defaults, key)
+        if default is not None and value is not None and not isinstance(value, type(default)):
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            else:
+                raise ValidationError(f"{name}.{key} must be {type(default).__name__}, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+def _trajectories(raw: Any, n: int) -> list[Trajectory]:
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ValidationError("trajectories must be a non-empty list of target camera paths")
+    if len(raw) > MAX_TRAJECTORIES:
+        raise ValidationError(f"at most {MAX_TRAJECTORIES} trajectories per job, got {len(raw)}")
+    out, names = [], set()
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ValidationError(f"trajectories[{i}] must be a map")
+        name = str(item.get("name") or f"path{i}")
+        if name in names or not name.replace("_", "").replace("-", "").isalnum():
+            raise ValidationError(f"trajectories[{i}].name {name!r} must be unique and use letters, digits, - or _")
+        names.add(name)
+        if "preset" in item:
+            pivot = item.get("pivot_depth")
+            out.append(Trajectory(name, preset=str(item["preset"]),
+                                  pivot_depth=None if pivot is None else _positive_float(pivot, "pivot_depth")))
+            continue
+        cameras = _camera_list(item.get("cameras"), f"trajectories[{i}].cameras")
+        time_map = item.get("time_map")
+        if time_map is not None:
+            time_map = np.asarray(time_map)
+            if time_map.shape != (len(cameras),) or not np.issubdtype(time_map.dtype, np.integer):
+                raise ValidationError(f"trajectories[{i}].time_map must list one integer frame per camera")
+            if time_map.min() < 0 or time_map.max() >= n:
+                raise ValidationError(f"trajectories[{i}].time_map refers to frames outside 0..{n - 1}")
+        elif len(cameras) != n:
+            raise ValidationError(
+                f"trajectories[{i}] has {len(cameras)} cameras for {n} frames; send one per frame or a time_map"
+            )
+        out.append(Trajectory(name, cameras=cameras, time_map=time_map))
+    return out
