@@ -146,3 +146,89 @@ def stack_cameras(cameras: Sequence[Camera]) -> tuple[np.ndarray, np.ndarray]:
     if len(cameras) == 0:
         raise CameraError("need at least one camera")
     return (np.stack([c.K for c in cameras]), np.stack([c.world_to_camera for c in cameras]))
+
+
+def project_points(cam: Camera, points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project world points ``(..., 3)`` (metres) to pixels.
+
+    Returns ``(uv (..., 2), z (...))``: ``uv`` in pixel units with pixel centres at +0.5 (so the
+    top-left pixel's centre is (0.5, 0.5)), ``z`` the planar depth along the optical axis (metres,
+    negative behind the camera; ``uv`` is meaningless there).
+    """
+    p = np.asarray(points_world, dtype=np.float64)
+    cam_pts = p @ cam.rotation.T + cam.world_to_camera[:3, 3]
+    z = cam_pts[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pix = cam_pts @ cam.K.T
+        uv = pix[..., :2] / pix[..., 2:3]
+    return uv, z
+
+
+def pixel_ray_lengths(K: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``|K^-1 [u, v, 1]|`` at every pixel centre, shape ``(..., height, width)`` for K ``(..., 3, 3)``.
+
+    This is the distance along the ray per metre of planar depth: ``ray = z * lengths``.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape[-2:] != (3, 3):
+        raise CameraError(f"intrinsics K must be (..., 3, 3), got shape {K.shape}")
+    u = np.arange(width, dtype=np.float64) + 0.5
+    v = np.arange(height, dtype=np.float64) + 0.5
+    fx, fy, cx, cy, skew = (K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2], K[..., 0, 1])
+    e = (Ellipsis, None, None)
+    y = (v[:, None] - cy[e]) / fy[e]
+    x = (u[None, :] - cx[e] - skew[e] * y) / fx[e]
+    return np.sqrt(x * x + y * y + 1.0)
+
+
+def _depth_and_lengths(depth: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = np.asarray(depth)
+    if d.ndim < 2:
+        raise CameraError(f"depth must be (..., H, W), got shape {d.shape}")
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape[-2:] != (3, 3) or K.ndim - 2 > d.ndim - 2:
+        raise CameraError(f"K {K.shape} does not broadcast against depth {d.shape}")
+    lengths = pixel_ray_lengths(K, d.shape[-1], d.shape[-2])
+    return d, lengths
+
+
+def ray_depth_to_z(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Distance along each pixel's ray (metres) -> planar z-depth (metres), shape ``(..., H, W)``.
+
+    ``K`` is ``(3, 3)`` or ``(..., 3, 3)`` broadcasting over the leading axes of ``depth``.
+    Non-finite or non-positive values (no hit) pass through unchanged. Keeps a float32 dtype.
+    """
+    d, lengths = _depth_and_lengths(depth, K)
+    out = d / lengths
+    return out.astype(d.dtype) if np.issubdtype(d.dtype, np.floating) else out
+
+
+def z_to_ray_depth(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Planar z-depth (metres) -> distance along each pixel's ray (metres); inverse of ``ray_depth_to_z``."""
+    d, lengths = _depth_and_lengths(depth, K)
+    out = d * lengths
+    return out.astype(d.dtype) if np.issubdtype(d.dtype, np.floating) else out
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = (0.0, -1.0, 0.0)) -> np.ndarray:
+    """OpenCV world-to-camera 4x4 for a camera at ``eye`` looking at ``target`` (metres).
+
+    ``up`` is the world direction that should appear up in the image; the default ``(0, -1, 0)``
+    matches an identity OpenCV camera (image up = -y). Raises when ``up`` is parallel to the view.
+    """
+    eye = np.asarray(eye, dtype=np.float64)
+    forward = np.asarray(target, dtype=np.float64) - eye
+    n = np.linalg.norm(forward)
+    if n < 1e-12:
+        raise CameraError("look_at: eye and target coincide")
+    z = forward / n
+    x = np.cross(-np.asarray(up, dtype=np.float64), z)
+    nx = np.linalg.norm(x)
+    if nx < 1e-9:
+        raise CameraError("look_at: up direction is parallel to the viewing direction")
+    x /= nx
+    y = np.cross(z, x)
+    w2c = np.eye(4)
+    w2c[:3, :3] = np.stack([x, y, z])
+    w2c[:3, 3] = -w2c[:3, :3] @ eye
+    return w2c

@@ -1,0 +1,80 @@
+"""Which depth Blender's Depth (Z) pass writes: planar z or distance along the ray (needs bpy).
+
+A wide-angle camera looks straight at a large plane 5 m away. Planar depth is 5 everywhere; the
+distance along the ray grows to ~5.9 m in the image corners. The measured pass must equal
+``BLENDER_DEPTH_PASS[engine]``'s prediction and differ clearly from the other convention.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+from protocol.blender_camera import BLENDER_DEPTH_PASS, camera_from_blender, params_from_blender_objects
+from protocol.camera import z_to_ray_depth
+
+pytestmark = pytest.mark.blender
+
+PLANE_DISTANCE_M = 5.0
+
+
+def _render_depth(engine: str) -> tuple[np.ndarray, np.ndarray]:
+    """Render the plane scene at 32x24 and return (depth pass (H, W), K)."""
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.engine = engine
+    if engine == "CYCLES":
+        scene.cycles.samples = 1
+        scene.cycles.device = "CPU"
+    scene.render.resolution_x, scene.render.resolution_y = 32, 24
+    scene.render.resolution_percentage = 100
+    data = bpy.data.cameras.new("cam")
+    data.lens = 20.0
+    data.shift_x = 0.1  # off-centre principal point: the pass must still be planar/ray per pixel
+    cam_obj = bpy.data.objects.new("cam", data)
+    scene.collection.objects.link(cam_obj)
+    scene.camera = cam_obj
+    bpy.ops.mesh.primitive_plane_add(size=200.0, location=(0.0, 0.0, -PLANE_DISTANCE_M))
+    scene.view_layers[0].use_pass_z = True
+
+    tree = bpy.data.node_groups.new("depth_out", "CompositorNodeTree")
+    scene.compositing_node_group = tree
+    layers = tree.nodes.new("CompositorNodeRLayers")
+    out = tree.nodes.new("NodeGroupOutput")
+    tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+    tree.links.new(layers.outputs["Depth"], out.inputs[0])
+
+    path = os.path.join(tempfile.mkdtemp(prefix="recast4d_depth_"), "depth.exr")
+    scene.render.image_settings.file_format = "OPEN_EXR"
+    scene.render.image_settings.color_depth = "32"
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True)
+    image = bpy.data.images.load(path)
+    pixels = np.array(image.pixels[:], dtype=np.float64).reshape(24, 32, 4)[::-1, :, 0]  # top row first
+    K = camera_from_blender(params_from_blender_objects(cam_obj, scene)).K
+    os.remove(path)
+    return pixels, K
+
+
+def _check_engine(engine: str) -> None:
+    depth, K = _render_depth(engine)
+    planar = np.full_like(depth, PLANE_DISTANCE_M)
+    ray = z_to_ray_depth(planar, K)
+    assert ray.max() - PLANE_DISTANCE_M > 0.5  # the two conventions are far apart here
+    measured = "z" if np.allclose(depth, planar, atol=1e-3) else "ray" if np.allclose(depth, ray, atol=1e-3) else "?"
+    assert measured == BLENDER_DEPTH_PASS[engine], f"{engine} depth pass looks like {measured!r}"
+
+
+def test_cycles_depth_pass_is_planar_z() -> None:
+    _check_engine("CYCLES")
+
+
+@pytest.mark.slow
+def test_eevee_depth_pass_is_planar_z() -> None:
+    # EEVEE renders through a software OpenGL context here (~30 s on 2 cores), hence slow.
+    _check_engine("BLENDER_EEVEE")
