@@ -1,0 +1,121 @@
+"""The worker: one thread that runs queued jobs in FIFO order, never on the I/O loop."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import traceback
+from typing import Any, Protocol
+
+from protocol.errors import Cancelled, Recast4DError
+
+from .context import JobEvents, NullEvents, make_context
+from .registry import get_job_kind
+from .store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobStore
+
+log = logging.getLogger(__name__)
+
+
+class WorkerEvents(JobEvents, Protocol):
+    """Job events plus state changes, reported from the worker thread."""
+
+    def job_state(self, job_id: str, state: str, error: dict[str, Any] | None) -> None: ...
+
+
+class _NullWorkerEvents(NullEvents):
+    def job_state(self, job_id: str, state: str, error: dict[str, Any] | None) -> None:
+        pass
+
+
+class Worker:
+    """Runs jobs from a FIFO queue in one thread; cancel flags are set from any thread."""
+
+    def __init__(self, store: JobStore, events: WorkerEvents | None = None) -> None:
+        self.store = store
+        self.events: WorkerEvents = events or _NullWorkerEvents()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._cancel: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="recast4d-worker", daemon=True)
+        self.current_job: str | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the running job to stop, then join the thread (up to ``timeout`` s)."""
+        self._stopping = True
+        with self._lock:
+            for event in self._cancel.values():
+                event.set()
+        self._queue.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def enqueue(self, job_id: str) -> int:
+        """Queue a job; returns its position (0 = next to run)."""
+        with self._lock:
+            self._cancel.setdefault(job_id, threading.Event())
+        position = self._queue.qsize()
+        self._queue.put(job_id)
+        return position
+
+    def queue_length(self) -> int:
+        return self._queue.qsize()
+
+    def request_cancel(self, job_id: str) -> None:
+        """Set the job's cancel flag (seen by ``ctx.cancel()`` at its next check)."""
+        with self._lock:
+            self._cancel.setdefault(job_id, threading.Event()).set()
+
+    def _loop(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None or self._stopping:
+                return
+            try:
+                self._run_one(job_id)
+            except Exception:  # the worker thread must survive anything
+                log.exception("worker failed on job %s", job_id)
+            finally:
+                with self._lock:
+                    self._cancel.pop(job_id, None)
+                self.current_job = None
+
+    def _run_one(self, job_id: str) -> None:
+        with self._lock:
+            cancel_event = self._cancel.setdefault(job_id, threading.Event())
+        if cancel_event.is_set() or not self.store.transition(job_id, RUNNING, from_states={QUEUED}):
+            return  # cancelled (or otherwise finished) while queued
+        self.current_job = job_id
+        self.events.job_state(job_id, RUNNING, None)
+        record = self.store.get(job_id)
+        assert record is not None
+        state, error = DONE, None
+        try:
+            kind = get_job_kind(record.kind)
+            ctx = make_context(self.store, job_id, self.events, cancel_event)
+            kind.run(ctx)
+            if cancel_event.is_set():
+                raise Cancelled("job cancelled")
+        except Cancelled:
+            state, error = CANCELLED, None
+            if self._stopping:
+                state, error = FAILED, {
+                    "code": "shutting_down", "message": "the server shut down while this job ran", "retryable": True,
+                }
+        except Recast4DError as exc:
+            state, error = FAILED, {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
+        except MemoryError:
+            state, error = FAILED, {"code": "out_of_memory", "message": "the job ran out of memory", "retryable": True}
+        except Exception as exc:
+            self.store.log(job_id, "unexpected error:\n" + traceback.format_exc())
+            state, error = FAILED, {
+                "code": "internal",
+                "message": f"the job failed unexpectedly: {type(exc).__name__}: {exc} (see the job's log.txt)",
+                "retryable": False,
+            }
+        if self.store.transition(job_id, state, from_states={RUNNING}, error=error):
+            self.events.job_state(job_id, state, error)
