@@ -1,0 +1,14 @@
+"""Exports: USD stages (time-sampled points, Gaussians, splat particle fields) and PLY files."""
+
+from .ply import gaussian_ply_fields, read_gaussian_ply, write_gaussian_ply, write_points_ply
+from .usd_writer import HAS_SPLAT_SCHEMA, UsdSceneWriter, gf_quat_wxyz
+
+__all__ = [
+    "HAS_SPLAT_SCHEMA",
+    "UsdSceneWriter",
+    "gaussian_ply_fields",
+    "gf_quat_wxyz",
+    "read_gaussian_ply",
+    "write_gaussian_ply",
+    "write_points_ply",
+]

@@ -1,0 +1,39 @@
+"""3D Gaussian sets, rasterisers (pure-torch reference, gsplat on CUDA) and per-frame fitting."""
+
+from .fit import FitConfig, FitResult, FitView, fit_frame
+from .gaussian_set import (
+    SH_C0,
+    GaussianSet,
+    gaussians_from_points,
+    rgb_to_sh_dc,
+    sh_coeff_count,
+    sh_dc_to_rgb,
+)
+from .losses import photometric_loss, psnr, ssim
+from .rasterize import gsplat_available, rasterize
+from .rasterize_torch import RenderOutput
+from .sequence import FittedFrame, SequenceFrame, WarmStart, fit_sequence, warm_start
+
+__all__ = [
+    "SH_C0",
+    "FitConfig",
+    "FitResult",
+    "FitView",
+    "FittedFrame",
+    "GaussianSet",
+    "RenderOutput",
+    "SequenceFrame",
+    "WarmStart",
+    "fit_frame",
+    "fit_sequence",
+    "gaussians_from_points",
+    "gsplat_available",
+    "photometric_loss",
+    "psnr",
+    "rasterize",
+    "rgb_to_sh_dc",
+    "sh_coeff_count",
+    "sh_dc_to_rgb",
+    "ssim",
+    "warm_start",
+]

@@ -1,0 +1,133 @@
+"""One entry point for rendering Gaussians: gsplat on CUDA, the pure-torch reference elsewhere.
+
+``rasterize(gaussians, camera)`` or ``rasterize(gaussians, K=..., world_to_camera=..., width=..., height=...)``
+returns :class:`RenderOutput` (``rgb`` (H, W, 3), ``alpha`` (H, W), ``depth`` (H, W) expected z in
+metres). Both backends use the same conventions (OpenCV camera, pixel centres at +0.5, colour =
+SH + 0.5 clamped at 0, 0.3 px^2 dilation, alpha <= 0.999, transmittance cut-off 1e-4).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from protocol.camera import Camera
+from protocol.errors import ValidationError
+
+from .gaussian_set import GaussianSet
+from .rasterize_torch import RenderOutput, rasterize_torch
+
+Backend = Literal["auto", "torch", "gsplat"]
+
+
+def _camera_tensors(
+    camera: Camera | None,
+    K: np.ndarray | torch.Tensor | None,
+    world_to_camera: np.ndarray | torch.Tensor | None,
+    width: int | None,
+    height: int | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    if camera is not None:
+        K, world_to_camera = camera.K, camera.world_to_camera
+        width = camera.width if width is None else width
+        height = camera.height if height is None else height
+    if K is None or world_to_camera is None or width is None or height is None:
+        raise ValidationError("rasterize needs a Camera, or K, world_to_camera, width and height")
+    K_t = torch.as_tensor(K, device=device).to(dtype)
+    w2c_t = torch.as_tensor(world_to_camera, device=device).to(dtype)
+    if K_t.shape != (3, 3) or w2c_t.shape != (4, 4):
+        raise ValidationError(f"K must be 3x3 and world_to_camera 4x4, got {tuple(K_t.shape)} and "
+                              f"{tuple(w2c_t.shape)}")
+    if int(width) <= 0 or int(height) <= 0:
+        raise ValidationError(f"image size must be positive, got {width}x{height}")
+    return K_t, w2c_t, int(width), int(height)
+
+
+def gsplat_available() -> bool:
+    """True when CUDA is available and the gsplat package can be imported."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import gsplat  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def rasterize_gsplat(
+    gaussians: GaussianSet,
+    K: torch.Tensor,
+    world_to_camera: torch.Tensor,
+    width: int,
+    height: int,
+    *,
+    background: torch.Tensor | None = None,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+) -> RenderOutput:
+    """Render with ``gsplat.rasterization`` (CUDA only; gsplat imported lazily here)."""
+    if gaussians.device.type != "cuda":
+        raise ValidationError("the gsplat rasteriser needs the Gaussians on a CUDA device")
+    import gsplat
+
+    bg = None
+    if background is not None:
+        bg = torch.as_tensor(background, device=gaussians.device, dtype=gaussians.means.dtype).reshape(1, 3)
+    colors, alphas, _meta = gsplat.rasterization(
+        means=gaussians.means,
+        quats=gaussians.quats,
+        scales=torch.exp(gaussians.log_scales),
+        opacities=torch.sigmoid(gaussians.logit_opacities),
+        colors=gaussians.sh,
+        viewmats=world_to_camera[None],
+        Ks=K[None],
+        width=width,
+        height=height,
+        near_plane=near_plane,
+        far_plane=far_plane,
+        sh_degree=gaussians.sh_degree,
+        backgrounds=bg,
+        render_mode="RGB+ED",
+        rasterize_mode="classic",
+        packed=False,
+    )
+    return RenderOutput(rgb=colors[0, ..., :3], alpha=alphas[0, ..., 0], depth=colors[0, ..., 3])
+
+
+def rasterize(
+    gaussians: GaussianSet,
+    camera: Camera | None = None,
+    *,
+    K: np.ndarray | torch.Tensor | None = None,
+    world_to_camera: np.ndarray | torch.Tensor | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    background: torch.Tensor | tuple[float, float, float] | None = None,
+    backend: Backend = "auto",
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+) -> RenderOutput:
+    """Render ``gaussians`` seen by ``camera`` (or explicit ``K`` px / ``world_to_camera`` OpenCV).
+
+    ``backend``: ``"gsplat"`` (CUDA), ``"torch"`` (reference), or ``"auto"`` = gsplat when the
+    Gaussians live on a CUDA device and gsplat imports, else the reference rasteriser.
+    ``background``: RGB composited behind the Gaussians (``rgb + (1 - alpha) * background``).
+    """
+    if backend not in ("auto", "torch", "gsplat"):
+        raise ValidationError(f"unknown rasteriser backend {backend!r}; use 'auto', 'torch' or 'gsplat'")
+    K_t, w2c_t, w, h = _camera_tensors(camera, K, world_to_camera, width, height,
+                                       gaussians.device, gaussians.means.dtype)
+    bg = None if background is None else torch.as_tensor(background, device=gaussians.device,
+                                                          dtype=gaussians.means.dtype)
+    use_gsplat = backend == "gsplat" or (
+        backend == "auto" and gaussians.device.type == "cuda" and gsplat_available()
+    )
+    if use_gsplat:
+        return rasterize_gsplat(gaussians, K_t, w2c_t, w, h, background=bg,
+                                near_plane=near_plane, far_plane=far_plane)
+    return rasterize_torch(gaussians, K_t, w2c_t, w, h, background=bg,
+                           near_plane=near_plane, far_plane=far_plane)
