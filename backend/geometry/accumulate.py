@@ -1,0 +1,143 @@
+"""Static accumulation (beyond EasyCreator): fill disocclusions from other frames before inpainting.
+
+A re-filmed frame ``t`` has holes wherever the new camera sees what the source camera at time ``t``
+never saw. Where the scene is static, other source frames often did see it (the camera moved, or a
+moving object uncovered it). We render frame ``t``'s own points as usual and then fill only its
+holes with the *static* points of the other frames in a temporal window, z-buffered among
+themselves. Dynamic content never leaks across time, and pixels frame ``t`` already shows never change.
+
+Which points are static:
+- ``foreground_mask`` (user given, ``(F,H,W)`` bool, True = dynamic): static = outside it;
+- otherwise reprojection consistency: a point of frame ``s`` is dynamic when some other frame ``t``
+  in the window sees *through* it: projected into source camera ``t`` it lands on a pixel whose
+  depth is farther by more than ``consistency_tolerance`` (relative), i.e. at time ``t`` that
+  place is empty space. Points hidden behind nearer surfaces at ``t`` give no evidence either way.
+Conventions as in :mod:`backend.geometry.render`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from protocol.errors import ValidationError
+
+from .cameras import DepthKind, as_camera_tensors, depth_to_planar, project_points
+from .points import PointFrames
+from .render import RenderResult, render_points, splat_points
+
+
+@dataclass
+class AccumulationResult:
+    """``render`` = holes of ``base`` filled from static points of other frames; ``filled (F,H,W)``
+    marks the pixels that came from other frames. ``render.point_index`` indexes rows of the input
+    points for every pixel."""
+
+    render: RenderResult
+    base: RenderResult
+    filled: torch.Tensor
+
+    @property
+    def hole_fraction_before(self) -> float:
+        return float((~self.base.mask).float().mean())
+
+    @property
+    def hole_fraction_after(self) -> float:
+        return float((~self.render.mask).float().mean())
+
+
+def static_point_mask(
+    points: PointFrames,
+    *,
+    foreground_mask: torch.Tensor | np.ndarray | None = None,
+    depth: torch.Tensor | np.ndarray | None = None,
+    K: torch.Tensor | np.ndarray | None = None,
+    world_to_camera: torch.Tensor | np.ndarray | None = None,
+    depth_kind: DepthKind = "z",
+    consistency_tolerance: float = 0.02,
+    window: int | None = None,
+) -> torch.Tensor:
+    """``(N,)`` bool, True for points of ``points`` judged static (see the module docstring).
+
+    Give either ``foreground_mask (F,H,W)`` or the source ``depth (F,H,W)`` with its cameras
+    ``K``/``world_to_camera``; ``window`` limits the consistency check to frames within that many
+    frames (default: all).
+    """
+    num_frames, height, width = points.num_frames, points.source_height, points.source_width
+    device = points.device
+    if foreground_mask is not None:
+        fg = torch.as_tensor(foreground_mask).to(device)
+        if fg.shape != (num_frames, height, width) or fg.dtype != torch.bool:
+            raise ValidationError(f"foreground_mask must be a bool mask of shape {(num_frames, height, width)}")
+        return ~fg.reshape(num_frames, -1)[points.frame_index, points.pixel_index]
+    if depth is None or K is None or world_to_camera is None:
+        raise ValidationError("static points need a foreground mask, or the source depth and cameras")
+    depth_t = torch.as_tensor(depth).to(device=device, dtype=torch.float32)
+    if depth_t.shape != (num_frames, height, width):
+        raise ValidationError(f"depth must have shape {(num_frames, height, width)}")
+    K_t, w2c = as_camera_tensors(K, world_to_camera, num_frames, device)
+    z_maps = depth_to_planar(depth_t, K_t, depth_kind)
+    z_maps = torch.where(torch.isfinite(z_maps) & (z_maps > 0), z_maps, torch.zeros_like(z_maps))
+    reach = num_frames - 1 if window is None else min(window, num_frames - 1)
+    dynamic = torch.zeros(points.num_points, dtype=torch.bool, device=device)
+    for shift in [d for d in range(-reach, reach + 1) if d != 0]:
+        other = points.frame_index + shift
+        inside = (other >= 0) & (other < num_frames)
+        rows = torch.nonzero(inside).squeeze(1)
+        t = other[rows]
+        u, v, z = project_points(points.xyz[rows], K_t[t], w2c[t])
+        x, y = torch.floor(u).to(torch.int64), torch.floor(v).to(torch.int64)
+        on_image = (z > 0) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        seen_depth = z_maps[t, y.clamp(0, height - 1), x.clamp(0, width - 1)]
+        see_through = on_image & (seen_depth > 0) & (z < seen_depth * (1.0 - consistency_tolerance))
+        dynamic[rows[see_through]] = True
+    return ~dynamic
+
+
+def accumulate_static(
+    points: PointFrames,
+    static: torch.Tensor,
+    K: torch.Tensor | np.ndarray,
+    world_to_camera: torch.Tensor | np.ndarray,
+    width: int,
+    height: int,
+    *,
+    window: int | None = 12,
+    stride: int = 1,
+    **render_options,
+) -> AccumulationResult:
+    """Render frame ``t`` of ``points`` into target camera ``t`` and fill its holes with the static
+    points (``static (N,)`` bool) of frames ``s != t`` with ``|s - t| <= window`` (every ``stride``-th
+    offset; ``window=None`` = all frames). Target cameras: OpenCV ``K``/``world_to_camera``, one per frame.
+    """
+    if static.shape != (points.num_points,) or static.dtype != torch.bool:
+        raise ValidationError(f"static must be a bool tensor of shape ({points.num_points},)")
+    if stride < 1:
+        raise ValidationError(f"stride must be >= 1, got {stride}")
+    num_frames = points.num_frames
+    K_t, w2c = as_camera_tensors(K, world_to_camera, num_frames, points.device)
+    base = render_points(points, K_t, w2c, width, height, **render_options)
+    reach = num_frames - 1 if window is None else min(window, num_frames - 1)
+    static_rows = torch.nonzero(static).squeeze(1)
+    source_rows, targets = [], []
+    for shift in [d for d in range(-reach, reach + 1, 1) if d != 0 and d % stride == 0]:
+        target = points.frame_index[static_rows] + shift
+        ok = (target >= 0) & (target < num_frames)
+        source_rows.append(static_rows[ok])
+        targets.append(target[ok])
+    if not source_rows:
+        return AccumulationResult(base, base, torch.zeros_like(base.mask))
+    rows = torch.cat(source_rows)
+    extra = splat_points(points.xyz[rows], points.rgb[rows], points.radius[rows], torch.cat(targets),
+                         K_t, w2c, width, height, **render_options)
+    filled = ~base.mask & extra.mask
+    extra_index = torch.where(extra.mask, rows[extra.point_index.clamp(min=0)], extra.point_index)
+    merged = RenderResult(
+        rgb=torch.where(filled[..., None], extra.rgb, base.rgb),
+        depth=torch.where(filled, extra.depth, base.depth),
+        mask=base.mask | filled,
+        point_index=torch.where(filled, extra_index, base.point_index),
+    )
+    return AccumulationResult(merged, base, filled)

@@ -1,0 +1,122 @@
+"""Lift video frames with depth into world-space point clouds (EasyCreator step 1).
+
+Conventions: see :mod:`backend.geometry.cameras` (OpenCV cameras, pixel centres at +0.5, depth in
+metres, ``"z"`` planar or ``"ray"`` distance). Each kept pixel becomes one point at the back-projection
+of its pixel centre, coloured by the pixel, with ``radius = 0.5 * z / min(fx, fy)``: half the side of
+the square the pixel covers on a fronto-parallel surface at planar depth ``z`` (world metres).
+
+Dropped pixels:
+- invalid depth: ``<= 0``, NaN/inf, or beyond ``max_depth`` (planar z);
+- pixels outside an optional ``keep_mask``;
+- *flying pixels* (edge-aware filter): a pixel is dropped when one of its 8 neighbours is nearer by
+  more than ``edge_threshold`` of that neighbour's depth, i.e. ``z - z_n > edge_threshold * z_n``.
+  At every depth step this removes the rim on the far side, where monocular depth smears the
+  foreground into the background (points floating in mid-air), and keeps the near side's silhouette.
+  Smooth surfaces survive: a plane at 80 degrees to the view changes depth by ~1% per pixel at
+  f = 500 px, far below the default 5%.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from protocol.errors import ValidationError
+
+from .cameras import DepthKind, as_camera_tensors, depth_to_planar, rigid_inverse
+from .points import PointFrames
+
+DEFAULT_EDGE_THRESHOLD = 0.05
+
+
+def frames_to_float(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``(F,H,W,3)`` uint8 (0..255) or float (0..1) frames as float32 in [0, 1]."""
+    frames_t = torch.as_tensor(frames)
+    if frames_t.ndim != 4 or frames_t.shape[-1] != 3:
+        raise ValidationError(f"frames must have shape (F,H,W,3), got {tuple(frames_t.shape)}")
+    if frames_t.dtype == torch.uint8:
+        return frames_t.to(torch.float32) / 255.0
+    if not frames_t.is_floating_point():
+        raise ValidationError(f"frames must be uint8 or float, got {frames_t.dtype}")
+    return frames_t.to(torch.float32)
+
+
+def flying_pixel_mask(z_depth: torch.Tensor, valid: torch.Tensor, edge_threshold: float) -> torch.Tensor:
+    """``(F,H,W)`` bool, True where a valid pixel has an 8-neighbour nearer by > ``edge_threshold`` (relative).
+
+    ``z_depth`` is planar depth in metres; invalid pixels never make their neighbours fly.
+    """
+    far = torch.where(valid, z_depth, torch.full_like(z_depth, math.inf))
+    nearest_neighbour = -F.max_pool2d(-far.unsqueeze(1), kernel_size=3, stride=1, padding=1).squeeze(1)
+    return valid & (far - nearest_neighbour > edge_threshold * nearest_neighbour)
+
+
+def lift_frames(
+    frames: torch.Tensor | np.ndarray,
+    depth: torch.Tensor | np.ndarray,
+    K: torch.Tensor | np.ndarray,
+    world_to_camera: torch.Tensor | np.ndarray,
+    *,
+    depth_kind: DepthKind = "z",
+    max_depth: float = math.inf,
+    edge_threshold: float | None = DEFAULT_EDGE_THRESHOLD,
+    keep_mask: torch.Tensor | np.ndarray | None = None,
+    device: torch.device | str | None = None,
+) -> PointFrames:
+    """Back-project every valid pixel of ``frames (F,H,W,3)`` with ``depth (F,H,W)`` to world points.
+
+    ``K`` is ``(3,3)`` or ``(F,3,3)`` pixels, ``world_to_camera`` ``(4,4)`` or ``(F,4,4)`` (OpenCV).
+    ``edge_threshold=None`` (or 0) disables the flying-pixel filter. ``keep_mask (F,H,W)`` bool keeps
+    only the pixels where it is True (e.g. repaired or static pixels). Returns float32 points on
+    ``device`` (default: the device of ``depth``).
+    """
+    depth_t = torch.as_tensor(depth)
+    if device is None:
+        device = depth_t.device
+    rgb = frames_to_float(frames).to(device)
+    num_frames, height, width, _ = rgb.shape
+    depth_t = depth_t.to(device=device, dtype=torch.float32)
+    if depth_t.shape != (num_frames, height, width):
+        raise ValidationError(
+            f"depth must have shape {(num_frames, height, width)} to match the frames, got {tuple(depth_t.shape)}"
+        )
+    if not max_depth > 0:
+        raise ValidationError(f"max_depth must be positive, got {max_depth}")
+    K_t, w2c = as_camera_tensors(K, world_to_camera, num_frames, device)
+    z = depth_to_planar(depth_t, K_t, depth_kind)
+    valid = torch.isfinite(z) & (z > 0) & (z <= max_depth)
+    if keep_mask is not None:
+        keep_t = torch.as_tensor(keep_mask).to(device)
+        if keep_t.shape != (num_frames, height, width) or keep_t.dtype != torch.bool:
+            raise ValidationError(f"keep_mask must be a bool tensor of shape {(num_frames, height, width)}")
+    else:
+        keep_t = None
+    if edge_threshold:
+        if edge_threshold < 0:
+            raise ValidationError(f"edge_threshold must be >= 0, got {edge_threshold}")
+        valid = valid & ~flying_pixel_mask(z, valid, edge_threshold)
+    if keep_t is not None:
+        valid = valid & keep_t
+
+    v = torch.arange(height, device=device, dtype=torch.float32)[None, :, None] + 0.5
+    u = torch.arange(width, device=device, dtype=torch.float32)[None, None, :] + 0.5
+    fx, fy = K_t[:, 0, 0, None, None], K_t[:, 1, 1, None, None]
+    yn = (v - K_t[:, 1, 2, None, None]) / fy
+    xn = (u - K_t[:, 0, 2, None, None] - K_t[:, 0, 1, None, None] * yn) / fx
+    z_safe = torch.where(valid, z, torch.zeros_like(z))
+    cam = torch.stack([xn * z_safe, yn * z_safe, z_safe], dim=-1)  # (F,H,W,3)
+    c2w = rigid_inverse(w2c)
+    world = torch.einsum("fij,fhwj->fhwi", c2w[:, :3, :3], cam) + c2w[:, None, None, :3, 3]
+    radius = 0.5 * z_safe / torch.minimum(fx, fy)
+    frame_id, ys, xs = torch.nonzero(valid, as_tuple=True)
+    xyz = world[valid]
+    counts = valid.reshape(num_frames, -1).sum(dim=1).cpu()
+    offsets = torch.zeros(num_frames + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(counts, 0)
+    return PointFrames(
+        xyz=xyz, rgb=rgb[valid], radius=radius[valid], frame_index=frame_id,
+        pixel_index=ys * width + xs, offsets=offsets, source_height=height, source_width=width,
+    )
