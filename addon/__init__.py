@@ -1,0 +1,60 @@
+"""Recast 4D: re-film a video along new camera paths and render the 4D result in Cycles.
+
+The extension's package. This module only registers; features live in their own modules, each
+keeping its properties, operators and panel together (Molecular Nodes style):
+
+- :mod:`.connection` backend connection, status, "Start Local Backend" (+ :mod:`.session`, the
+  client thread and the ``bpy.app.timers`` tick that drains its events);
+- :mod:`.source`, :mod:`.targets`, :mod:`.generation`, :mod:`.jobs` the sidebar sections;
+- :mod:`.results` / :mod:`.materials` USD import, Cycles materials, render set-up;
+- :mod:`.camera_io` File > Import/Export of camera paths.
+
+``protocol`` is reached through :mod:`.deps` (bundled copy when installed, the top-level package in
+a development checkout).
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from . import generation, jobs, panel, prefs, props, source, targets
+
+# PropertyGroups first (nested before the groups that point at them), then the scene namespace,
+# preferences, and operators/lists/panels (parent panel before its sections).
+_FEATURES = (source, targets, generation, jobs)
+_PROPERTY_CLASSES = tuple(cls for module in _FEATURES for cls in module.PROPERTY_CLASSES)
+_UI_CLASSES = tuple(cls for module in _FEATURES for cls in module.CLASSES)
+
+_registered = False
+
+
+def register() -> None:
+    """Register everything; a second call without ``unregister`` is a no-op."""
+    global _registered
+    if _registered:
+        return
+    for cls in _PROPERTY_CLASSES:
+        bpy.utils.register_class(cls)
+    props.register()
+    prefs.register()
+    panel.register()
+    for cls in _UI_CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.TOPBAR_MT_file_import.append(jobs.menu_import)
+    _registered = True
+
+
+def unregister() -> None:
+    """Undo :func:`register` completely: menus, classes, the scene namespace."""
+    global _registered
+    if not _registered:
+        return
+    bpy.types.TOPBAR_MT_file_import.remove(jobs.menu_import)
+    for cls in reversed(_UI_CLASSES):
+        bpy.utils.unregister_class(cls)
+    panel.unregister()
+    prefs.unregister()
+    props.unregister()
+    for cls in reversed(_PROPERTY_CLASSES):
+        bpy.utils.unregister_class(cls)
+    _registered = False

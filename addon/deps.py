@@ -1,0 +1,38 @@
+"""Where the add-on finds the shared ``protocol`` package.
+
+One rule, two layouts:
+- installed extension: ``tools/build_addon.py`` copies ``protocol/`` into the extension package, so it
+  is importable as ``<extension package>.protocol`` (``bl_ext.<repo>.recast4d.protocol``);
+- development checkout: the add-on is the top-level ``addon`` package and ``protocol`` is its sibling
+  top-level package on ``sys.path``.
+
+Every add-on module imports protocol code through this module only, e.g.
+``from .deps import protocol_module``; never ``import protocol`` directly.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+try:  # the bundled copy inside the installed extension
+    from . import protocol as protocol  # type: ignore[attr-defined]
+except ImportError:  # development checkout: top-level package next to addon/
+    import protocol as protocol  # noqa: PLC0414
+
+PROTOCOL_PACKAGE = protocol.__name__
+
+
+def protocol_module(name: str) -> ModuleType:
+    """Import ``protocol.<name>`` from whichever copy is in use (e.g. ``"camera"``, ``"paths.presets"``)."""
+    return importlib.import_module(f"{PROTOCOL_PACKAGE}.{name}")
+
+
+def optional_protocol_module(name: str) -> ModuleType | None:
+    """Like :func:`protocol_module`, but ``None`` when that module does not exist in this build."""
+    try:
+        return protocol_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith(PROTOCOL_PACKAGE):
+            return None
+        raise

@@ -1,0 +1,85 @@
+"""Generation settings: hole-filling engine, prompt, first-frame edit, sampler, LoRA, packing."""
+
+from __future__ import annotations
+
+import bpy
+
+from .panel import SectionPanel, scene_settings
+
+#: Fill engines the backend may offer; 'classical' needs no weights (OpenCV inpainting).
+ENGINE_ITEMS = [
+    ("classical", "Classical", "OpenCV inpainting + temporal propagation; no model weights needed"),
+    ("wan_vace", "Wan2.1 VACE", "Video inpainting with Wan2.1 VACE (needs local weights on the backend)"),
+]
+
+
+class RECAST4D_PG_generation(bpy.types.PropertyGroup):
+    """Per-scene generation settings sent with each job (see the backend's reshoot parameters)."""
+
+    engine: bpy.props.EnumProperty(name="Engine", items=ENGINE_ITEMS, default="classical")  # type: ignore[valid-type]
+    prompt: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Prompt", description="Text describing the scene, guides the diffusion fill (<= 4 KiB)", default=""
+    )
+    edited_first_frame: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        name="Edited First Frame", type=bpy.types.Image,
+        description="Optional edited version of the first source frame (first-frame guidance)",
+    )
+    edit_mask: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        name="Edit Mask", type=bpy.types.Image,
+        description="White where the edited first frame differs from the source",
+    )
+    steps: bpy.props.IntProperty(name="Steps", default=30, min=1, max=200)  # type: ignore[valid-type]
+    guidance: bpy.props.FloatProperty(name="Guidance", default=6.5, min=0.0, max=30.0)  # type: ignore[valid-type]
+    lora_path: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="LoRA", description="diffusers LoRA .safetensors on the backend machine (blank: none)",
+        subtype="FILE_PATH", default="",
+    )
+    lora_weight: bpy.props.FloatProperty(name="LoRA Weight", default=0.7, min=0.0, max=2.0)  # type: ignore[valid-type]
+    seed: bpy.props.IntProperty(name="Seed", default=0, min=0)  # type: ignore[valid-type]
+    temporal_packing: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Temporal Packing", default=True,
+        description="Use the best frames of earlier trajectories as context so views agree",
+    )
+    fit_gaussians: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Fit Gaussians", default=False, description="Also fit 3D Gaussian sequences to the result"
+    )
+
+    def to_params(self) -> dict:
+        """Plain-data parameters for a job request (images are sent separately as arrays)."""
+        return {
+            "engine": self.engine, "prompt": self.prompt, "steps": self.steps, "guidance": self.guidance,
+            "lora_path": bpy.path.abspath(self.lora_path) if self.lora_path else "",
+            "lora_weight": self.lora_weight, "seed": self.seed, "temporal_packing": self.temporal_packing,
+            "fit_gaussians": self.fit_gaussians,
+        }
+
+
+class RECAST4D_PT_generation(SectionPanel, bpy.types.Panel):
+    bl_idname = "RECAST4D_PT_generation"
+    bl_label = "Generation"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        gen = scene_settings(context).generation
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(gen, "engine")
+        layout.prop(gen, "prompt")
+        col = layout.column(align=True)
+        col.prop(gen, "edited_first_frame")
+        col.prop(gen, "edit_mask")
+        col = layout.column(align=True)
+        col.active = gen.engine != "classical"
+        col.prop(gen, "steps")
+        col.prop(gen, "guidance")
+        col.prop(gen, "lora_path")
+        sub = col.row()
+        sub.active = bool(gen.lora_path)
+        sub.prop(gen, "lora_weight")
+        col.prop(gen, "seed")
+        col.prop(gen, "temporal_packing")
+        layout.prop(gen, "fit_gaussians")
+
+
+PROPERTY_CLASSES = (RECAST4D_PG_generation,)
+CLASSES = (RECAST4D_PT_generation,)
