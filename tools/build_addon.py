@@ -136,7 +136,7 @@ def render_manifest(manifest_text: str, wheel_names: list[str]) -> str:
 
     With no wheels the key is removed (the manifest forbids empty lists).
     """
-    block = re.compile(r"^wheels\s*=\s*\[.*?\]\s*\n", re.MULTILINE | re.DOTALL)
+    block = re.compile(r"^wheels\s*=\s*\[.*?\][ \t]*\n", re.MULTILINE | re.DOTALL)
     if wheel_names:
         lines = "".join(f'  "./wheels/{name}",\n' for name in wheel_names)
         new_block = f"wheels = [\n{lines}]\n"
