@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from plyfile import PlyData, PlyElement
+from plyfile import PlyData, PlyElement, PlyParseError
 
 from backend.gaussians.gaussian_set import MAX_SH_DEGREE, GaussianSet
 from protocol.errors import ValidationError
@@ -69,7 +69,7 @@ def read_gaussian_ply(path: str | os.PathLike, device: torch.device | str = "cpu
     """Read a 3DGS PLY (Inria / nerfstudio / gsplat layouts; ``nx ny nz`` optional)."""
     try:
         ply = PlyData.read(str(path))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, PlyParseError) as exc:
         raise ValidationError(f"cannot read PLY file {path}: {exc}") from exc
     if "vertex" not in ply:
         raise ValidationError(f"{path} has no 'vertex' element; not a Gaussian-splat PLY")
