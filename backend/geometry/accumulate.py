@@ -127,9 +127,9 @@ def accumulate_static(
         ok = (target >= 0) & (target < num_frames)
         source_rows.append(static_rows[ok])
         targets.append(target[ok])
-    if not source_rows:
+    rows = torch.cat(source_rows) if source_rows else static_rows
+    if rows.numel() == 0:
         return AccumulationResult(base, base, torch.zeros_like(base.mask))
-    rows = torch.cat(source_rows)
     extra = splat_points(points.xyz[rows], points.rgb[rows], points.radius[rows], torch.cat(targets),
                          K_t, w2c, width, height, **render_options)
     filled = ~base.mask & extra.mask

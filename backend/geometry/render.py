@@ -182,6 +182,10 @@ def splat_points(
             keys.scatter_reduce_(0, sp.pixel, (depth_bits << 32) | sp.point, reduce="amin")
 
     seen = keys != _NO_HIT
+    shape = (num_cams, height, width)
+    if n == 0:
+        return RenderResult(torch.zeros(*shape, 3, device=device), torch.zeros(shape, device=device),
+                            seen.reshape(shape), torch.full(shape, -1, dtype=torch.int64, device=device))
     winner = torch.where(seen, keys & 0xFFFFFFFF, torch.full_like(keys, -1))
     safe = winner.clamp(min=0)
     out_rgb = torch.where(seen[:, None], rgb[safe].to(torch.float32), torch.zeros((), device=device))
@@ -189,7 +193,6 @@ def splat_points(
     cam_of_pixel = torch.arange(num_pixels, device=device) // (height * width)
     z_win = (xyz[safe] * R3[cam_of_pixel]).sum(-1) + t3[cam_of_pixel]
     out_depth = torch.where(seen, z_win, torch.zeros((), device=device))
-    shape = (num_cams, height, width)
     depth_img = out_depth.reshape(shape)
     if depth_kind == "ray":
         depth_img = planar_to_depth(depth_img, K_t, "ray")

@@ -215,3 +215,11 @@ def test_numpy_inputs_and_uint8_frames() -> None:
     points = lift_frames(rgb, np.full((1, H, W), 2.0), intrinsics().numpy(), np.eye(4))
     view = render_points(points, intrinsics().numpy(), np.eye(4), W, H)
     assert torch.allclose(view.rgb[0] * 255.0, torch.from_numpy(rgb[0]).float(), atol=1e-3)
+
+
+def test_rendering_no_points_gives_empty_views() -> None:
+    points = lift_frames(random_frames(2), torch.zeros(2, H, W), intrinsics(), torch.eye(4))
+    assert points.num_points == 0
+    view = render_points(points, intrinsics(), torch.eye(4), W, H)
+    assert view.rgb.shape == (2, H, W, 3) and not bool(view.mask.any())
+    assert bool((view.point_index == -1).all())

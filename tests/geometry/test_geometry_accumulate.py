@@ -1,0 +1,109 @@
+"""Static accumulation: holes of frame t filled from static points of other frames.
+
+Scene: a textured wall at 4 m, a 8x12 px box at 2 m sliding 4 px per frame in front of it, a fixed
+source camera, and a target camera 0.16 m to the right (parallax 8 px on the box, 4 px on the wall).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from backend.geometry import accumulate_static, lift_frames, static_point_mask
+
+F, H, W, FOCAL = 7, 24, 48, 100.0
+K = torch.tensor([[FOCAL, 0.0, W / 2], [0.0, FOCAL, H / 2], [0.0, 0.0, 1.0]])
+TARGET = torch.eye(4)
+TARGET[0, 3] = -0.16  # camera centre at x = +0.16 m
+
+
+def moving_box_scene(pan: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """frames (F,H,W,3), depth (F,H,W), foreground mask (F,H,W), wall texture (H,W+pan*F,3).
+
+    With ``pan`` > 0 the source camera moves right ``pan`` wall pixels (0.04 m) per frame.
+    """
+    wall = torch.rand(H, W + pan * F, 3, generator=torch.Generator().manual_seed(5)) * 0.5
+    frames = torch.stack([wall[:, pan * t: pan * t + W] for t in range(F)])
+    depth = torch.full((F, H, W), 4.0)
+    foreground = torch.zeros(F, H, W, dtype=torch.bool)
+    for t in range(F):
+        left = 10 + 4 * t
+        foreground[t, 6:18, left:left + 8] = True
+    frames[foreground] = torch.tensor([1.0, 0.2, 0.1])
+    depth[foreground] = 2.0
+    return frames, depth, foreground, wall
+
+
+def test_static_accumulation_fills_disocclusions_with_the_true_wall() -> None:
+    frames, depth, foreground, wall = moving_box_scene()
+    points = lift_frames(frames, depth, K, torch.eye(4))
+    static = static_point_mask(points, foreground_mask=foreground)
+    result = accumulate_static(points, static, K, TARGET, W, H, window=None)
+
+    holes_before = int((~result.base.mask).sum())
+    holes_after = int((~result.render.mask).sum())
+    # what is left: the 4 wall columns that no source frame ever saw (they left the view)
+    assert holes_after == F * H * 4
+    assert bool((~result.render.mask[:, :, W - 4:]).all())
+    shrink = 1.0 - holes_after / holes_before
+    print(f"static accumulation: hole pixels {holes_before} -> {holes_after} ({shrink:.1%} fewer)")
+    assert shrink >= 0.45
+    disocclusion_before = int((~result.base.mask[:, :, : W - 4]).sum())
+    assert disocclusion_before > 0 and int((~result.render.mask[:, :, : W - 4]).sum()) == 0
+
+    # filled pixels show the wall exactly where a fixed wall would be (4 px parallax)
+    expected_wall = wall[:, 4:].expand(F, H, W - 4, 3)
+    filled = result.filled[:, :, : W - 4]
+    assert bool(filled.any())
+    assert torch.equal(result.render.rgb[:, :, : W - 4][filled], expected_wall[filled])
+    # pixels frame t saw itself are untouched, and the box never leaks into other frames
+    assert torch.equal(result.render.rgb[result.base.mask], result.base.rgb[result.base.mask])
+    box_colour = torch.tensor([1.0, 0.2, 0.1])
+    assert not bool((result.render.rgb[result.filled] == box_colour).all(dim=-1).any())
+    # point_index points back at rows of the input points
+    rows = result.render.point_index[result.filled]
+    assert bool((points.frame_index[rows] >= 0).all()) and bool(static[rows].all())
+
+
+def test_reprojection_consistency_finds_the_moving_box_without_a_mask() -> None:
+    frames, depth, foreground, _ = moving_box_scene()
+    points = lift_frames(frames, depth, K, torch.eye(4))
+    from_mask = static_point_mask(points, foreground_mask=foreground)
+    from_depth = static_point_mask(points, depth=depth, K=K, world_to_camera=torch.eye(4))
+    assert torch.equal(from_depth, from_mask)
+    result = accumulate_static(points, from_depth, K, TARGET, W, H, window=3)
+    assert int((~result.render.mask).sum()) == F * H * 4
+
+
+def test_without_static_points_nothing_changes() -> None:
+    frames, depth, foreground, _ = moving_box_scene()
+    points = lift_frames(frames, depth, K, torch.eye(4))
+    none_static = torch.zeros(points.num_points, dtype=torch.bool)
+    result = accumulate_static(points, none_static, K, TARGET, W, H)
+    assert torch.equal(result.render.mask, result.base.mask)
+    assert result.hole_fraction_after == pytest.approx(result.hole_fraction_before)
+
+
+def test_a_panning_source_camera_also_fills_the_border() -> None:
+    frames, depth, foreground, wall = moving_box_scene(pan=1)
+    source = torch.eye(4).repeat(F, 1, 1)
+    source[:, 0, 3] = -0.04 * torch.arange(F)  # 1 px of wall parallax per frame
+    target = source.clone()
+    target[:, 0, 3] -= 0.16
+    points = lift_frames(frames, depth, K, source)
+    static = static_point_mask(points, depth=depth, K=K, world_to_camera=source)
+    assert torch.equal(static, static_point_mask(points, foreground_mask=foreground))
+    result = accumulate_static(points, static, K, target, W, H, window=None)
+    holes_before, holes_after = int((~result.base.mask).sum()), int((~result.render.mask).sum())
+    shrink = 1.0 - holes_after / holes_before
+    print(f"static accumulation, panning camera: hole pixels {holes_before} -> {holes_after} ({shrink:.1%} fewer)")
+    assert shrink >= 0.75
+    for t in range(F):  # filled pixels are the wall where it really is
+        wall_in_view = wall[:, pan_start(t): pan_start(t) + W - 4]
+        filled = result.filled[t, :, : W - 4]
+        assert torch.equal(result.render.rgb[t, :, : W - 4][filled], wall_in_view[filled])
+
+
+def pan_start(t: int) -> int:
+    """First wall column the target camera of frame t sees (4 px wall parallax + 1 px per frame)."""
+    return 4 + t
