@@ -31,6 +31,10 @@ ALLOWED_DTYPES: frozenset[str] = frozenset(
     {"|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<f2", "<f4", "<f8", "|b1"}
 )
 
+#: Upper bound on prod(non-zero dims) * itemsize, so numpy can represent any accepted shape
+#: (including zero-size arrays such as (0, 2**62)).
+MAX_EXTENT_BYTES = 1 << 48
+
 _DESCRIPTOR_KEYS = frozenset({ND_MARKER, "dtype", "shape", "buf", "data"})
 
 
@@ -55,7 +59,8 @@ def contiguous_wire_array(array: np.ndarray) -> np.ndarray:
     target = wire_dtype(array.dtype)
     if array.dtype != target:
         array = array.astype(target)
-    return np.ascontiguousarray(array)
+    # Not np.ascontiguousarray: it turns 0-d arrays into shape (1,).
+    return array if array.flags.c_contiguous else array.copy(order="C")
 
 
 def byte_view(array: np.ndarray) -> memoryview:
@@ -149,6 +154,10 @@ def decode_array(
             raise _bad(f"buffer {index} is used by two arrays")
         used[index] = True
         raw = buffers[index]
+    extent = expected_nbytes([dim for dim in shape if dim], dtype.itemsize)
+    if extent > MAX_EXTENT_BYTES:
+        # Zero-size arrays with absurd other dims: numpy cannot even represent the shape.
+        raise _bad(f"array shape {list(shape)} is too large to represent")
     nbytes = expected_nbytes(shape, dtype.itemsize)
     if nbytes != raw.nbytes:
         raise _bad(
