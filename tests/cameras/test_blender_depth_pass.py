@@ -31,6 +31,8 @@ def _render_depth(engine: str) -> tuple[np.ndarray, np.ndarray]:
     if engine == "CYCLES":
         scene.cycles.samples = 1
         scene.cycles.device = "CPU"
+    else:
+        scene.eevee.taa_render_samples = 1
     scene.render.resolution_x, scene.render.resolution_y = 32, 24
     scene.render.resolution_percentage = 100
     data = bpy.data.cameras.new("cam")
