@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import generation, jobs, panel, prefs, props, source, targets
+from . import generation, jobs, panel, prefs, props, session, source, targets
 
 # PropertyGroups first (nested before the groups that point at them), then the scene namespace,
 # preferences, and operators/lists/panels (parent panel before its sections).
@@ -49,6 +49,7 @@ def unregister() -> None:
     global _registered
     if not _registered:
         return
+    session.shutdown()  # timer, client thread, sockets, half-written result files
     bpy.types.TOPBAR_MT_file_import.remove(jobs.menu_import)
     for cls in reversed(_UI_CLASSES):
         bpy.utils.unregister_class(cls)

@@ -1,0 +1,216 @@
+"""Apply backend events to the scene's job list, and streamed result chunks to Blender data.
+
+Result streams the add-on understands (``result.begin`` ``meta`` / ``result.chunk`` arrays):
+
+- **file streams**: ``meta["filename"]`` names a result file (``scene.usdc``, ``<traj>.mp4``,
+  ``frame_0001.ply``...); each chunk carries a 1-D ``uint8`` array ``data`` with the next piece of
+  the file, written to ``<job.result_dir>/<filename>``; ``result.end`` closes it.
+- **point streams**: chunks with ``xyz`` (N, 3) float32 metres and optional ``rgb`` (N, 3) uint8
+  or float: the partial preview. The newest frame replaces the geometry of the job's preview object
+  (a vertex-only mesh drawn and rendered as points), so artists see the result build up.
+- ``meta["output_dir"]``: a local backend may instead point at its job output folder; if that
+  folder exists on this machine it becomes ``job.result_dir`` (no bytes copied).
+
+Every function here runs on the main thread (from the timer tick or the blocking drain).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+
+JOB_STATE_FROM_WIRE = {"queued": "QUEUED", "running": "RUNNING", "streaming": "STREAMING",
+                       "done": "DONE", "failed": "FAILED", "cancelled": "CANCELLED"}
+PREVIEW_SUFFIX = " Preview"
+
+# (job_id, stream) -> stream meta from result.begin; open result files. Runtime only.
+_stream_meta: dict[tuple[str, str], dict[str, Any]] = {}
+_open_files: dict[tuple[str, str], Any] = {}
+
+
+def find_job(job_id: str | None):
+    """``(scene, job)`` for ``job_id`` in any open scene, or ``(None, None)``."""
+    if not job_id:
+        return None, None
+    for scene in bpy.data.scenes:
+        settings = getattr(scene, "recast4d", None)
+        if settings is None:
+            continue
+        for job in settings.jobs:
+            if job.job_id == job_id:
+                return scene, job
+    return None, None
+
+
+def default_result_dir(job_id: str) -> Path:
+    """Where streamed result files go: next to the .blend if saved, else the extension's user dir."""
+    if bpy.data.filepath:
+        base = Path(bpy.path.abspath("//")) / "recast4d_results"
+    else:
+        package = __package__ or "recast4d"
+        try:
+            base = Path(bpy.utils.extension_path_user(package, path="results", create=True))
+        except (ValueError, KeyError):  # not installed as an extension (development checkout)
+            base = Path(bpy.app.tempdir or "/tmp") / "recast4d_results"
+    return base / job_id
+
+
+def apply_event(kind: str, event: Any, status: dict[str, Any]) -> None:
+    """Update connection status or the job named by ``event.job_id`` (cheap, property writes only)."""
+    if kind == "welcome":
+        gpu = getattr(event, "gpu", None)
+        status.update(connected=True, server_session=event.server_session,
+                      capabilities=list(event.capabilities),
+                      gpu=f"{gpu.name} ({gpu.mem / 2**30:.0f} GiB)" if gpu else "no GPU")
+        return
+    if kind in ("pong",):
+        status["connected"] = True
+        for job_id, state in getattr(event, "jobs", {}).items():
+            _, job = find_job(job_id)
+            if job is not None and state in JOB_STATE_FROM_WIRE and job.state != "CANCELLING":
+                job.state = JOB_STATE_FROM_WIRE[state]
+        return
+    if kind in ("connection.lost", "disconnected"):
+        status["connected"] = False
+        status["error"] = str(getattr(event, "detail", "") or "backend unreachable")
+        return
+    _, job = find_job(getattr(event, "job_id", None))
+    if kind == "error" and job is None:
+        status["error"] = f"{event.code}: {event.msg}"
+        return
+    if job is None:
+        return
+    if kind == "job.accepted":
+        if job.state in ("PENDING", "UPLOADING"):
+            job.state = "QUEUED"
+    elif kind == "job.rejected":
+        job.state, job.error_code, job.error = "FAILED", event.code, event.detail or event.code
+    elif kind == "job.status":
+        new_state = JOB_STATE_FROM_WIRE.get(event.state)
+        if new_state:
+            job.state = new_state
+        if event.state == "failed" and event.detail:
+            job.error = event.detail
+    elif kind == "progress":
+        stage = job.stage(event.stage)
+        stage.step, stage.total, stage.message = max(0, event.step), max(0, event.total), event.msg
+        job.current_stage = event.stage
+        if job.state in ("PENDING", "UPLOADING", "QUEUED"):
+            job.state = "RUNNING"
+    elif kind == "result.begin":
+        _begin_stream(job, event)
+    elif kind == "result.end":
+        _end_stream(job, event)
+    elif kind == "cancelled":
+        job.state = "CANCELLED"
+    elif kind == "error":
+        job.state, job.error_code, job.error = "FAILED", event.code, event.msg or event.code
+
+
+def _begin_stream(job, event) -> None:
+    meta = dict(event.meta or {})
+    _stream_meta[(job.job_id, event.stream)] = meta
+    job.frames_expected += int(event.frames or 0)
+    output_dir = meta.get("output_dir")
+    if isinstance(output_dir, str) and os.path.isdir(output_dir):
+        job.result_dir = output_dir
+    elif not job.result_dir:
+        job.result_dir = str(default_result_dir(job.job_id))
+
+
+def _end_stream(job, event) -> None:
+    key = (job.job_id, event.stream)
+    handle = _open_files.pop(key, None)
+    if handle is not None:
+        handle.close()
+    _stream_meta.pop(key, None)
+
+
+def _safe_filename(name: str) -> str:
+    clean = Path(str(name)).name
+    if not clean or clean in (".", ".."):
+        raise ValueError(f"unusable result file name {name!r}")
+    return clean
+
+
+def apply_chunk(chunk: Any) -> None:
+    """Consume one ``result.chunk``: append a file piece or replace the preview point geometry."""
+    scene, job = find_job(chunk.job_id)
+    if job is None:
+        return
+    key = (chunk.job_id, chunk.stream)
+    meta = _stream_meta.get(key, {})
+    arrays = chunk.arrays
+    if "filename" in meta and "data" in arrays:
+        handle = _open_files.get(key)
+        if handle is None:
+            folder = Path(bpy.path.abspath(job.result_dir or str(default_result_dir(job.job_id))))
+            folder.mkdir(parents=True, exist_ok=True)
+            job.result_dir = str(folder)
+            handle = _open_files[key] = open(folder / _safe_filename(meta["filename"]), "wb")  # noqa: SIM115
+        handle.write(np.ascontiguousarray(arrays["data"], dtype=np.uint8).tobytes())
+    elif "xyz" in arrays:
+        update_preview(scene, job, arrays["xyz"], arrays.get("rgb"))
+        job.frames_received += 1
+
+
+def update_preview(scene: bpy.types.Scene, job, xyz: np.ndarray, rgb: np.ndarray | None) -> bpy.types.Object:
+    """Replace the job's preview geometry with ``xyz`` (N, 3) metres and ``rgb`` colours.
+
+    The preview is a vertex-only mesh (point count can change every frame) with a ``displayColor``
+    point attribute; geometry nodes turn it into a point cloud so Cycles renders it like the result.
+    """
+    name = f"{job.name or job.job_id[:8]}{PREVIEW_SUFFIX}"
+    obj = bpy.data.objects.get(name)
+    if obj is None or obj.type != "MESH":
+        mesh = bpy.data.meshes.new(name)
+        obj = bpy.data.objects.new(name, mesh)
+        scene.collection.objects.link(obj)
+        obj["recast4d_job"] = job.job_id
+        _add_points_modifier(obj)
+    mesh = obj.data
+    points = np.ascontiguousarray(xyz, dtype=np.float32).reshape(-1, 3)
+    mesh.clear_geometry()
+    mesh.vertices.add(len(points))
+    mesh.vertices.foreach_set("co", points.ravel())
+    if rgb is not None:
+        colors = np.asarray(rgb).reshape(-1, 3)
+        colors = colors.astype(np.float32) / 255.0 if colors.dtype == np.uint8 else colors.astype(np.float32)
+        rgba = np.ones((len(points), 4), np.float32)
+        rgba[:, :3] = colors
+        attribute = mesh.color_attributes.get("displayColor") or mesh.color_attributes.new(
+            "displayColor", "FLOAT_COLOR", "POINT")
+        attribute.data.foreach_set("color", rgba.ravel())
+    mesh.update()
+    return obj
+
+
+def _add_points_modifier(obj: bpy.types.Object) -> None:
+    from . import materials
+
+    group = bpy.data.node_groups.get("Recast4D Preview Points")
+    if group is None:
+        group = bpy.data.node_groups.new("Recast4D Preview Points", "GeometryNodeTree")
+        group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+        group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+        group_in, group_out = group.nodes.new("NodeGroupInput"), group.nodes.new("NodeGroupOutput")
+        to_points = group.nodes.new("GeometryNodeMeshToPoints")
+        to_points.inputs["Radius"].default_value = 0.01
+        set_material = group.nodes.new("GeometryNodeSetMaterial")
+        set_material.inputs["Material"].default_value = materials.point_cloud_material("Recast4D Preview")
+        group.links.new(group_in.outputs[0], to_points.inputs["Mesh"])
+        group.links.new(to_points.outputs["Points"], set_material.inputs["Geometry"])
+        group.links.new(set_material.outputs["Geometry"], group_out.inputs[0])
+    obj.modifiers.new("Recast4D Points", "NODES").node_group = group
+
+
+def close_all_streams() -> None:
+    """Close any half-written result files (unregister / disconnect)."""
+    for handle in _open_files.values():
+        handle.close()
+    _open_files.clear()
+    _stream_meta.clear()

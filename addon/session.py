@@ -1,0 +1,182 @@
+"""Runtime glue between the protocol client thread and Blender's main thread.
+
+Threading rule: the client's own I/O thread owns the ZeroMQ socket and never touches ``bpy``.
+The main thread only talks to it through the client's thread-safe methods (``submit``, ``cancel``,
+``grant_credit``, ``poll_events``). A persistent ``bpy.app.timers`` callback, :func:`tick`, drains
+events within :data:`TICK_BUDGET_S`, updates job properties, and applies **at most one** result
+chunk per tick (preview geometry or a file piece), granting credit only after it is consumed, so
+Blender's speed throttles the backend end to end. :func:`drain_blocking` runs the same event
+handling in a loop for ``blender -b`` and tests, where timers never fire.
+
+Nothing here is stored in the .blend: the job list (properties) is; the client is not.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import bpy
+
+from . import results_stream
+
+TICK_BUDGET_S = 0.008
+ACTIVE_INTERVAL_S = 0.03
+IDLE_INTERVAL_S = 0.5
+MAX_EVENTS_PER_TICK = 256
+
+
+class EventClient(Protocol):
+    """What the session needs from a client (``protocol.client.ThreadedClient`` provides it)."""
+
+    def poll_events(self, max_items: int, time_budget_s: float) -> list[Any]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class SessionState:
+    """Process-wide runtime state (never saved): the client and chunks waiting to be applied."""
+
+    client: Any = None
+    pending_chunks: deque = field(default_factory=deque)
+    status: dict[str, Any] = field(default_factory=dict)
+    last_tick_s: float = 0.0
+    max_tick_s: float = 0.0
+    ticks: int = 0
+    on_event: Callable[[Any], None] | None = None
+
+
+_STATE = SessionState()
+
+
+def state() -> SessionState:
+    """The session's runtime state (for tests and the UI)."""
+    return _STATE
+
+
+def current_client() -> Any:
+    """The connected client, or ``None``."""
+    return _STATE.client
+
+
+def attach_client(client: Any, *, start_timer: bool = True) -> None:
+    """Make ``client`` the session's client (closing any previous one) and start the timer tick."""
+    if _STATE.client is not None and _STATE.client is not client:
+        detach_client()
+    _STATE.client = client
+    _STATE.pending_chunks.clear()
+    if start_timer and not bpy.app.timers.is_registered(tick):
+        bpy.app.timers.register(tick, first_interval=0.0, persistent=True)
+
+
+def detach_client() -> None:
+    """Stop the timer, close the client (its thread and sockets) and forget pending chunks."""
+    if bpy.app.timers.is_registered(tick):
+        bpy.app.timers.unregister(tick)
+    client, _STATE.client = _STATE.client, None
+    _STATE.pending_chunks.clear()
+    _STATE.status.clear()
+    results_stream.close_all_streams()
+    if client is not None:
+        client.close()
+
+
+def _event_type(event: Any) -> str:
+    return str(getattr(event, "TYPE", None) or getattr(event, "type", None) or "")
+
+
+def process_events(events: list[Any]) -> bool:
+    """Apply cheap events (status, progress, errors) now; queue result chunks. True if any."""
+    for event in events:
+        kind = _event_type(event)
+        if kind in ("result.chunk", "result.end") or (kind == "result.begin" and _STATE.pending_chunks):
+            _STATE.pending_chunks.append(event)  # keep stream order: an end closes after its chunks
+        else:
+            results_stream.apply_event(kind, event, _STATE.status)
+        if _STATE.on_event is not None:
+            _STATE.on_event(event)
+    return bool(events)
+
+
+def apply_one_chunk() -> bool:
+    """Consume the oldest pending result chunk (preview or file piece), then grant its credit."""
+    queue = _STATE.pending_chunks
+    while queue and _event_type(queue[0]) != "result.chunk":  # stream begin/end markers are cheap
+        marker = queue.popleft()
+        results_stream.apply_event(_event_type(marker), marker, _STATE.status)
+    if not queue:
+        return False
+    chunk = queue.popleft()
+    results_stream.apply_chunk(chunk)
+    client = _STATE.client
+    if client is not None and hasattr(client, "grant_credit"):
+        client.grant_credit(chunk.job_id, chunk.stream, chunk.chunk + 1)
+    return True
+
+
+def _redraw_sidebar() -> None:
+    wm = getattr(bpy.context, "window_manager", None)
+    if wm is None:
+        return
+    for window in wm.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                for region in area.regions:
+                    if region.type == "UI":
+                        region.tag_redraw()
+
+
+def tick() -> float | None:
+    """The ``bpy.app.timers`` callback: drain events for at most :data:`TICK_BUDGET_S`.
+
+    Returns the delay to the next call (short while things happen, long when idle) or ``None``
+    to stop when no client is attached.
+    """
+    started = time.perf_counter()
+    client = _STATE.client
+    if client is None:
+        return None
+    busy = False
+    try:
+        events = client.poll_events(MAX_EVENTS_PER_TICK, TICK_BUDGET_S * 0.5)
+        busy = process_events(events)
+        remaining = TICK_BUDGET_S - (time.perf_counter() - started)
+        if remaining > 0 and not getattr(bpy.context.window_manager, "is_interface_locked", False):
+            busy = apply_one_chunk() or busy
+        if busy:
+            _redraw_sidebar()
+    except ReferenceError:  # the scene was freed by a file load; jobs are looked up again next tick
+        pass
+    elapsed = time.perf_counter() - started
+    _STATE.last_tick_s = elapsed
+    _STATE.max_tick_s = max(_STATE.max_tick_s, elapsed)
+    _STATE.ticks += 1
+    return ACTIVE_INTERVAL_S if busy or _STATE.pending_chunks else IDLE_INTERVAL_S
+
+
+def drain_blocking(until: Callable[[], bool], *, timeout_s: float = 60.0, poll_s: float = 0.05) -> bool:
+    """Blocking path (``blender -b``, tests): handle events until ``until()`` is true or timeout.
+
+    Applies every pending chunk each round (no UI to keep responsive). Returns ``until()``.
+    """
+    client = _STATE.client
+    if client is None:
+        raise RuntimeError("no backend client attached")
+    deadline = time.monotonic() + timeout_s
+    while not until():
+        if time.monotonic() > deadline:
+            return False
+        process_events(client.poll_events(MAX_EVENTS_PER_TICK, poll_s))
+        while apply_one_chunk():
+            pass
+    return True
+
+
+def shutdown() -> None:
+    """For ``unregister()`` and ``load_pre``: stop the timer, close the client, drop runtime state."""
+    detach_client()
+    _STATE.on_event = None
