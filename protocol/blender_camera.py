@@ -233,9 +233,10 @@ def vertical_fov_deg(params: BlenderCameraParams) -> float:
     return math.degrees(2.0 * math.atan(0.5 * cam.height / cam.fy))
 
 
-# Which depth each engine's "Depth" (Z) render pass writes, measured with bpy 5.0.1 by rendering a
-# fronto-parallel plane at 5 m with a wide lens: every pixel, corners included, reads 5.0 (a ray
-# distance would read up to ~5.9 in the corners). Proven by tests/cameras/test_blender_depth_pass.py.
+# Which depth each engine's "Depth" (Z) render pass writes, measured with bpy 5.0.1: a wide-angle,
+# lens-shifted camera renders a plane 5 m away tilted by 25 degrees at 32x24; every pixel matches the
+# analytic planar depth of its pixel-centre ray to 1e-4 m (the ray distance differs by up to 4.2 m).
+# Proven by tests/cameras/test_blender_depth_pass.py (Cycles and EEVEE).
 # "z" = planar depth along the optical axis; "ray" = distance from the camera centre along the ray.
 BLENDER_DEPTH_PASS: dict[str, str] = {"CYCLES": "z", "BLENDER_EEVEE": "z", "BLENDER_EEVEE_NEXT": "z"}
 
