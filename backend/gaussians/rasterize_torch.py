@@ -156,12 +156,14 @@ def _composite_tile(
     depth = pix.new_zeros(n_pix, dtype=dtype)
     trans = pix.new_ones(n_pix, dtype=dtype)
     alive = torch.ones(n_pix, dtype=torch.bool, device=pix.device)
+    pix_x, pix_y = pix[:, 0:1], pix[:, 1:2]
     for start in range(0, ids.shape[0], chunk):
         g = ids[start:start + chunk]
-        d = pix[:, None, :] - proj.means2d[g][None]  # (P, G, 2)
+        mean = proj.means2d[g]
+        dx = pix_x - mean[:, 0]  # (P, G) pixel offsets from each Gaussian's centre
+        dy = pix_y - mean[:, 1]
         con = proj.conics[g]
-        power = -0.5 * (con[:, 0] * d[..., 0] ** 2 + con[:, 2] * d[..., 1] ** 2) - con[:, 1] * d[..., 0] * d[
-            ..., 1]
+        power = -0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) - con[:, 1] * dx * dy
         alpha = torch.clamp_max(proj.opacities[g] * torch.exp(power), ALPHA_MAX)
         alpha = torch.where((alpha >= ALPHA_MIN) & (power <= 0), alpha, torch.zeros_like(alpha))
         one_minus = 1.0 - alpha

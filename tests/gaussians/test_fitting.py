@@ -69,7 +69,7 @@ def test_two_view_fit_lowers_the_loss_and_reproduces_the_views() -> None:
     init_psnr = [psnr(rasterize(init, cam).rgb.clamp(0, 1), img) for cam, img in zip(cameras, images)]
     steps: list[tuple[int, int]] = []
     config = FitConfig(iterations=150, lr_sh_dc=0.05, lr_means=1e-3, lr_log_scales=1e-2,
-                       prune_interval=50, backend="torch")
+                       prune_interval=50, views_per_step=1, backend="torch")  # views alternate
     result = fit_frame(init, [FitView(images[0], cameras[0]), (images[1], cameras[1])], config,
                        progress=lambda s, t, m: steps.append((s, t)))
     assert len(result.losses) == 150 and steps[-1] == (150, 150)
