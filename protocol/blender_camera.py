@@ -239,6 +239,10 @@ def vertical_fov_deg(params: BlenderCameraParams) -> float:
 # Proven by tests/cameras/test_blender_depth_pass.py (Cycles and EEVEE).
 # "z" = planar depth along the optical axis; "ray" = distance from the camera centre along the ray.
 BLENDER_DEPTH_PASS: dict[str, str] = {"CYCLES": "z", "BLENDER_EEVEE": "z", "BLENDER_EEVEE_NEXT": "z"}
+# Cycles writes 1e10 into the Depth pass where a pixel hits nothing (background); treat depth at or
+# above BLENDER_DEPTH_NO_HIT_MIN as "no surface" (tested on Cycles).
+BLENDER_DEPTH_NO_HIT = 1e10
+BLENDER_DEPTH_NO_HIT_MIN = 1e9
 
 
 def params_from_blender_objects(camera_object: Any, scene: Any) -> BlenderCameraParams:

@@ -210,7 +210,8 @@ def z_to_ray_depth(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     return out.astype(d.dtype) if np.issubdtype(d.dtype, np.floating) else out
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = (0.0, -1.0, 0.0)) -> np.ndarray:
+def look_at(eye: Sequence[float] | np.ndarray, target: Sequence[float] | np.ndarray,
+            up: Sequence[float] | np.ndarray = (0.0, -1.0, 0.0)) -> np.ndarray:
     """OpenCV world-to-camera 4x4 for a camera at ``eye`` looking at ``target`` (metres).
 
     ``up`` is the world direction that should appear up in the image; the default ``(0, -1, 0)``

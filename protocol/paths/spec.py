@@ -117,7 +117,7 @@ class Move:
         object.__setattr__(self, "amount", amount)
 
     def to_text(self) -> str:
-        return f"{self.kind}:{self.direction}:{self.amount:g}"
+        return f"{self.kind}:{self.direction}:{self.amount:.10g}"
 
 
 @dataclass(frozen=True)

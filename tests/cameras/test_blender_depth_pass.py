@@ -14,7 +14,13 @@ import tempfile
 import numpy as np
 import pytest
 
-from protocol.blender_camera import BLENDER_DEPTH_PASS, camera_from_blender, params_from_blender_objects
+from protocol.blender_camera import (
+    BLENDER_DEPTH_NO_HIT,
+    BLENDER_DEPTH_NO_HIT_MIN,
+    BLENDER_DEPTH_PASS,
+    camera_from_blender,
+    params_from_blender_objects,
+)
 from protocol.camera import z_to_ray_depth
 
 pytestmark = pytest.mark.blender
@@ -23,7 +29,7 @@ PLANE_DISTANCE_M = 5.0
 PLANE_TILT_DEG = 25.0
 
 
-def _render_depth(engine: str) -> tuple[np.ndarray, np.ndarray]:
+def _render_depth(engine: str, plane_size: float = 200.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render the plane scene at 32x24; return (depth pass (H, W), analytic planar depth (H, W), K)."""
     import bpy
 
@@ -45,7 +51,7 @@ def _render_depth(engine: str) -> tuple[np.ndarray, np.ndarray]:
     cam_obj = bpy.data.objects.new("cam", data)
     scene.collection.objects.link(cam_obj)
     scene.camera = cam_obj
-    bpy.ops.mesh.primitive_plane_add(size=200.0, location=(0.0, 0.0, -PLANE_DISTANCE_M),
+    bpy.ops.mesh.primitive_plane_add(size=plane_size, location=(0.0, 0.0, -PLANE_DISTANCE_M),
                                      rotation=(np.radians(PLANE_TILT_DEG), 0.0, 0.0))
     plane = bpy.context.active_object
     normal = np.array(plane.matrix_world.to_3x3() @ plane.data.polygons[0].normal)
@@ -88,6 +94,14 @@ def _check_engine(engine: str) -> None:
 
 def test_cycles_depth_pass_is_planar_z() -> None:
     _check_engine("CYCLES")
+
+
+def test_cycles_depth_pass_marks_background() -> None:
+    depth, planar, _ = _render_depth("CYCLES", plane_size=1.0)  # a 1 m plane covers only the middle
+    hit = depth < BLENDER_DEPTH_NO_HIT_MIN
+    assert 0 < hit.sum() < hit.size // 4
+    np.testing.assert_allclose(depth[~hit], BLENDER_DEPTH_NO_HIT, rtol=1e-6)
+    np.testing.assert_allclose(depth[hit], planar[hit], rtol=2e-3)
 
 
 @pytest.mark.slow
