@@ -1,0 +1,259 @@
+"""The ``wan-vace`` inpainting engine: Wan2.1 VACE (diffusers ``WanVACEPipeline``) from a local folder.
+
+Defaults follow EasyCreator's inference: DPM-solver (flow prediction, ``flow_shift`` 3.0), 30 steps,
+guidance 6.5, LoRA weight 0.7. Transformer in bf16 on CUDA (fp32 on CPU), VAE always fp32 with
+spatial tiling. Prompt embeddings are computed once per prompt and cached; the text encoder
+(UMT5-XXL, ~11 GB) is released after encoding and reloaded only if a new prompt arrives.
+
+Frames of any size are resized (aspect kept) to about ``max_pixels`` and reflect-padded to a
+multiple of 16; clips of any length run in windows of ``window_frames`` (4k + 1) frames that share
+``overlap_frames`` frames: shared frames are already filled when a window runs and condition it as
+known pixels. The result is resized back and composited into the source frames with a feather of
+``feather_px`` pixels around the holes (pixels farther from every hole come back exactly as given).
+VACE masks: white (1) = generate, black (0) = keep.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backend.engines.inpaint_types import (
+    FirstFrameEdit,
+    InpaintContext,
+    apply_first_frame_edit,
+    composite_fill,
+    validate_fill_inputs,
+)
+from backend.engines.lora import load_lora
+from backend.engines.registry import WAN_VACE_1_3B, WAN_VACE_14B, require_weights, resolve_lora
+from backend.engines.vace_geometry import ModelFrameLayout, pad_window, plan_windows
+from backend.progress import CancelFn, ProgressFn, check_cancel
+from protocol.errors import ValidationError
+
+DEFAULT_NEGATIVE_PROMPT = (
+    "blurry, low quality, distorted, deformed, flickering, static, artifacts, watermark, text, "
+    "oversaturated, overexposed, jpeg artifacts"
+)
+
+
+@dataclass
+class WanVaceOptions:
+    """Everything the ``wan-vace`` engine can be told (all optional)."""
+
+    device: str | None = None  # default "cuda" when available, else "cpu"
+    dtype: str | None = None  # transformer dtype; default bfloat16 on CUDA, float32 on CPU
+    num_inference_steps: int = 30
+    guidance_scale: float = 6.5
+    scheduler: str = "dpm"  # "dpm" (DPM-solver++ flow), "unipc" (flow), or "saved" (the folder's)
+    flow_shift: float = 3.0  # 3.0 for ~480p/512^2, 5.0 for 720p
+    conditioning_scale: float = 1.0
+    window_frames: int = 81
+    overlap_frames: int = 8
+    max_pixels: int = 512 * 512
+    context_top_k: int = 4
+    feather_px: float = 4.0
+    seed: int = 0
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+    max_sequence_length: int = 512
+    lora: str | None = None  # path to a LoRA file/folder or an id in <models>/loras
+    lora_weight: float = 0.7
+    lora_mode: str = "adapter"  # "adapter" (set_adapters) or "fuse" (fuse_lora + unload)
+    attention_backend: str | None = None  # e.g. "flash", "_flash_3", "sage", "_native_cudnn", "native"
+    compile: bool = False  # torch.compile the repeated transformer blocks (regional compilation)
+    offload: str = "none"  # "none", "model", "group" (block-level), "sequential"
+    vae_tiling: bool = True
+    release_text_encoder: bool = True
+    batch_cfg: bool = True  # run cond + uncond as one batch of 2
+
+    @classmethod
+    def from_kwargs(cls, options: dict[str, Any]) -> WanVaceOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValidationError(f"unknown wan-vace options: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        opts = cls(**options)
+        if opts.num_inference_steps < 1 or opts.window_frames < 5 or (opts.window_frames - 1) % 4:
+            raise ValidationError("wan-vace needs num_inference_steps >= 1 and window_frames = 4k + 1 >= 5")
+        if opts.offload not in ("none", "model", "group", "sequential"):
+            raise ValidationError(f"offload must be none/model/group/sequential, got {opts.offload!r}")
+        if opts.scheduler not in ("dpm", "unipc", "saved"):
+            raise ValidationError(f"scheduler must be dpm/unipc/saved, got {opts.scheduler!r}")
+        return opts
+
+
+def make_flow_scheduler(kind: str, flow_shift: float, saved: Any) -> Any:
+    """The sampler's scheduler: DPM-solver++ or UniPC in flow-prediction mode, or the folder's own."""
+    from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
+
+    if kind == "saved":
+        return saved
+    scheduler_class = DPMSolverMultistepScheduler if kind == "dpm" else UniPCMultistepScheduler
+    return scheduler_class(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=float(flow_shift),
+                           num_train_timesteps=1000)
+
+
+class WanVaceEngine:
+    """Wan2.1 VACE video inpainting; see the module docstring. Build with a weights folder and options."""
+
+    name = "wan-vace"
+
+    def __init__(self, folder: str | os.PathLike[str], *, models_dir: Path | None = None, **options: Any) -> None:
+        import torch
+        from diffusers import AutoencoderKLWan, WanVACEPipeline
+
+        self.options = WanVaceOptions.from_kwargs(options)
+        self.folder = Path(folder)
+        opts = self.options
+        self.device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        default_dtype = "bfloat16" if self.device.type == "cuda" else "float32"
+        self.dtype = getattr(torch, opts.dtype or default_dtype)
+        vae = AutoencoderKLWan.from_pretrained(self.folder, subfolder="vae", torch_dtype=torch.float32,
+                                               local_files_only=True)
+        pipe = WanVACEPipeline.from_pretrained(self.folder, vae=vae, torch_dtype=self.dtype, local_files_only=True)
+        pipe.scheduler = make_flow_scheduler(opts.scheduler, opts.flow_shift, pipe.scheduler)
+        self._text_encoder = pipe.text_encoder
+        pipe.text_encoder = None  # kept aside: loaded on demand, released after encoding
+        self.pipe = pipe
+        self._embeddings: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        if opts.lora:
+            load_lora(pipe, resolve_lora(opts.lora, models_dir), weight=opts.lora_weight,
+                      mode=opts.lora_mode)  # type: ignore[arg-type]
+        if opts.vae_tiling:
+            pipe.vae.enable_tiling()
+        if opts.attention_backend:
+            pipe.transformer.set_attention_backend(opts.attention_backend)
+        self._place_models()
+        if opts.compile:
+            pipe.transformer.compile_repeated_blocks(fullgraph=True)
+
+    @classmethod
+    def from_models_dir(cls, models_dir: Path, **options: Any) -> WanVaceEngine:
+        return cls(require_weights(WAN_VACE_1_3B, models_dir), models_dir=models_dir, **options)
+
+    @classmethod
+    def from_models_dir_14b(cls, models_dir: Path, **options: Any) -> WanVaceEngine:
+        return cls(require_weights(WAN_VACE_14B, models_dir), models_dir=models_dir, **options)
+
+    def _place_models(self) -> None:
+        pipe, offload = self.pipe, self.options.offload
+        if offload == "none" or self.device.type != "cuda":
+            pipe.transformer.to(self.device)
+            pipe.vae.to(self.device)
+        elif offload == "model":
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=self.device)
+        else:
+            pipe.transformer.enable_group_offload(onload_device=self.device, offload_device="cpu",
+                                                  offload_type="block_level", num_blocks_per_group=1,
+                                                  use_stream=True)
+            pipe.vae.to(self.device)
+
+    # ---- prompts -------------------------------------------------------------------------------
+
+    def _load_text_encoder(self) -> Any:
+        import torch
+        from transformers import UMT5EncoderModel
+
+        if self._text_encoder is None:
+            self._text_encoder = UMT5EncoderModel.from_pretrained(self.folder, subfolder="text_encoder",
+                                                                  torch_dtype=self.dtype, local_files_only=True)
+        encode_device = self.device if self.options.offload == "none" else torch.device("cpu")
+        return self._text_encoder.to(encode_device).eval()
+
+    def prompt_embeddings(self, prompt: str) -> tuple[Any, Any]:
+        """(prompt_embeds, negative_embeds or None) for ``prompt``, computed once and cached on the CPU."""
+        import torch
+
+        opts = self.options
+        key = (prompt, opts.negative_prompt, opts.max_sequence_length)
+        if key not in self._embeddings:
+            text_encoder = self._load_text_encoder()
+            self.pipe.text_encoder = text_encoder
+            try:
+                with torch.no_grad():
+                    positive, negative = self.pipe.encode_prompt(
+                        prompt=prompt, negative_prompt=opts.negative_prompt,
+                        do_classifier_free_guidance=opts.guidance_scale > 1.0,
+                        max_sequence_length=opts.max_sequence_length, device=text_encoder.device,
+                    )
+            finally:
+                self.pipe.text_encoder = None
+            self._embeddings[key] = (positive.cpu(), None if negative is None else negative.cpu())
+            if opts.release_text_encoder:
+                self._text_encoder = None
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            else:
+                text_encoder.to("cpu")
+        return self._embeddings[key]
+
+    # ---- filling -------------------------------------------------------------------------------
+
+    def sample_window(self, frames: np.ndarray, holes: np.ndarray, prompt: str, *,
+                      context_frames: np.ndarray | None = None, on_step: Any = None) -> Any:
+        """One VACE run at model resolution (H, W multiples of 16; F = 4k + 1); returns a SampleResult."""
+        from backend.engines.vace_sampler import SamplingSettings, sample_vace_window
+
+        opts = self.options
+        settings = SamplingSettings(opts.num_inference_steps, opts.guidance_scale, opts.conditioning_scale,
+                                    opts.seed, opts.batch_cfg)
+        positive, negative = self.prompt_embeddings(prompt)
+        return sample_vace_window(self.pipe, frames, holes, positive, negative, settings, device=self.device,
+                                  dtype=self.dtype, context_frames=context_frames, on_step=on_step)
+
+    def fill(self, frames: np.ndarray, holes: np.ndarray, prompt: str = "", *,
+             context: InpaintContext | None = None, edit: FirstFrameEdit | None = None,
+             progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> np.ndarray:
+        """Fill ``holes`` (True = fill) in ``frames`` (F, H, W, 3) uint8 guided by ``prompt``.
+
+        ``context``: frames of other trajectories; the top ``context_top_k`` by repaired area are
+        packed as temporal context and are not part of the output. ``edit``: first-frame guidance.
+        """
+        frames, holes = validate_fill_inputs(frames, holes)
+        frames, holes = apply_first_frame_edit(frames, holes, edit)
+        if not holes.any():
+            return frames.copy()
+        opts = self.options
+        layout = ModelFrameLayout.plan(frames.shape[1], frames.shape[2], max_pixels=opts.max_pixels)
+        model_frames = layout.frames_to_model(frames)
+        model_holes = layout.holes_to_model(holes)
+        context_frames = self._context_at_model_size(context, layout)
+        windows = plan_windows(frames.shape[0], opts.window_frames, opts.overlap_frames)
+        total = len(windows) * opts.num_inference_steps
+        remaining = model_holes.copy()
+        check_cancel(cancel)
+        for window_index, (start, end) in enumerate(windows):
+            if not remaining[start:end].any():
+                continue
+            window_frames, window_holes = pad_window(model_frames[start:end], remaining[start:end])
+
+            def on_step(step: int, steps: int, window_index: int = window_index) -> None:
+                check_cancel(cancel)
+                if progress is not None:
+                    progress(window_index * steps + step, total, f"wan-vace window {window_index + 1}/{len(windows)}")
+
+            result = self.sample_window(window_frames, window_holes, prompt, context_frames=context_frames,
+                                        on_step=on_step)
+            generated = result.frames[: end - start]
+            hole_now = remaining[start:end]
+            model_frames[start:end] = np.where(hole_now[..., None], generated, model_frames[start:end])
+            remaining[start:end] = False
+        filled = layout.frames_from_model(model_frames)
+        return composite_fill(frames, filled, holes, opts.feather_px)
+
+    def _context_at_model_size(self, context: InpaintContext | None, layout: ModelFrameLayout) -> np.ndarray | None:
+        import cv2
+
+        if context is None or len(context) == 0 or self.options.context_top_k <= 0:
+            return None
+        chosen = context.top_k(self.options.context_top_k)
+        if chosen.frames.shape[1:3] == (layout.height, layout.width):
+            return layout.frames_to_model(chosen.frames)
+        size = (layout.model_width, layout.model_height)
+        return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in chosen.frames])
