@@ -65,7 +65,8 @@ class UsdSceneWriter:
 
     ``path``: output file (``.usdc`` or ``.usd``; an existing file is replaced). ``fps``: frames per
     second. ``start_frame``: time code of frame index 0. ``save_every``: save after this many
-    appended frames (1 = after every frame, the crash-safe default).
+    appends (each ``add_*_frame`` call counts; 1 = after every append, the crash-safe default;
+    crate saves are incremental, so saving often stays cheap).
     """
 
     def __init__(self, path: str | os.PathLike, fps: float = 24.0, start_frame: int = 1,
