@@ -1,0 +1,162 @@
+"""The ``recast4d`` command line: ``serve``, ``doctor``, ``jobs`` (+ subcommands pipelines add).
+
+Adding a subcommand takes one function ``add_command(subparsers)`` that creates its parser and sets
+``func`` (called with the parsed namespace, returns the exit code)::
+
+    def add_command(subparsers: argparse._SubParsersAction) -> None:
+        p = subparsers.add_parser("run", help="re-film a video along new camera paths")
+        p.add_argument("video")
+        p.set_defaults(func=_run)
+
+Put it in your module and add the module name to :data:`COMMAND_MODULES` (missing modules are
+skipped), or append the function to :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+AddCommand = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+#: Modules that define ``add_command(subparsers)`` for extra subcommands (run, tune, generate...).
+COMMAND_MODULES: list[str] = [
+    "backend.pipelines.reshoot.cli",
+    "backend.pipelines.tune.cli",
+    "backend.pipelines.generate.cli",
+]
+
+
+def default_jobs_dir() -> Path:
+    """``$RECAST4D_JOBS``, else ``$XDG_DATA_HOME/recast4d/jobs`` (``~/.local/share/recast4d/jobs``)."""
+    if os.environ.get("RECAST4D_JOBS"):
+        return Path(os.environ["RECAST4D_JOBS"])
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "recast4d" / "jobs"
+
+
+# --------------------------------------------------------------------------- serve
+def add_serve(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("serve", help="run the compute backend server (ZeroMQ, loopback by default)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one (default)")
+    p.add_argument("--jobs-dir", type=Path, default=None, help=f"job folders (default {default_jobs_dir()})")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow binding a non-loopback address (anyone who can reach it and has the key can submit)")
+    p.add_argument("--connection-file", type=Path, default=None,
+                   help="where to write the connection file (default: the user runtime dir)")
+    p.add_argument("--job-kinds", action="append", default=None, metavar="MODULE",
+                   help="extra module to import for job kinds (repeatable)")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from backend.jobs import load_job_kind_modules
+    from backend.server import ServerConfig, serve_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    load_job_kind_modules()
+    if args.job_kinds:
+        loaded = load_job_kind_modules(args.job_kinds)
+        missing = set(args.job_kinds) - set(loaded)
+        if missing:
+            print(f"error: could not import job kind module(s): {', '.join(sorted(missing))}", file=sys.stderr)
+            return 2
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        jobs_dir=args.jobs_dir or default_jobs_dir(),
+        allow_remote=args.allow_remote,
+        connection_file=args.connection_file,
+    )
+    return serve_forever(config)
+
+
+# --------------------------------------------------------------------------- doctor
+def add_doctor(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("doctor", help="show what this machine can run (torch, GPU, weights...)")
+    p.add_argument("--models", default=None, help="folder with local model folders (default $RECAST4D_MODELS)")
+    p.set_defaults(func=lambda args: __import__("backend.doctor", fromlist=["main"]).main(args.models))
+
+
+# --------------------------------------------------------------------------- jobs
+def add_jobs(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("jobs", help="list the jobs in the job store")
+    p.add_argument("--jobs-dir", type=Path, default=None, help=f"job folders (default {default_jobs_dir()})")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_jobs)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from backend.jobs import JobStore
+
+    jobs_dir = args.jobs_dir or default_jobs_dir()
+    if not jobs_dir.is_dir():
+        print(f"no jobs yet ({jobs_dir} does not exist)")
+        return 0
+    records = JobStore(jobs_dir).list()
+    if args.json:
+        print(json.dumps([r.summary() for r in records], indent=1))
+        return 0
+    if not records:
+        print(f"no jobs in {jobs_dir}")
+        return 0
+    rows = [("job_id", "kind", "state", "created (UTC)", "streams", "error")]
+    for r in records:
+        streams = ", ".join(f"{name}:{s.chunks}" for name, s in r.streams.items()) or "-"
+        error = f"{r.error['code']}: {r.error['message']}" if r.error else ""
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.created))
+        rows.append((r.job_id, r.kind, r.state, created, streams, error))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    return 0
+
+
+COMMANDS: list[AddCommand] = [add_serve, add_doctor, add_jobs]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser: built-in subcommands, then those of :data:`COMMAND_MODULES` that import."""
+    parser = argparse.ArgumentParser(prog="recast4d", description="Recast 4D compute backend")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in COMMANDS:
+        add(subparsers)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        module.add_command(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``recast4d`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from protocol.errors import Recast4DError
+
+    try:
+        return int(args.func(args) or 0)
+    except Recast4DError as exc:
+        print(f"error ({exc.code}): {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

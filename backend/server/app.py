@@ -1,0 +1,449 @@
+"""The backend server: one ROUTER socket, an I/O loop thread that never runs heavy work, a worker.
+
+Threads:
+- **I/O loop** (``recast4d-io``): owns the ROUTER socket. Decodes and verifies every message
+  (``protocol.wire.Codec``), answers ``ping``/``cancel`` at once, validates submits, receives
+  uploads under credit, sends coalesced progress (<= 1 per ``progress_interval_s`` per job, latest
+  only) and streams persisted result chunks under the client's credit.
+- **worker** (``backend.jobs.Worker``): runs jobs FIFO; reports through thread-safe queues.
+
+Every malformed or refused request is answered with a typed ``error`` (or ``job.rejected``) and the
+server keeps going. Each job ends with exactly one terminal message to its subscribers:
+``job.status{done}``, ``error{job_id}`` (failed) or ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from backend.jobs import CANCELLED, DONE, FAILED, RUNNING, JobStore, Worker
+from protocol.connection import ConnectionInfo, default_connection_path
+from protocol.errors import ProtocolError, Recast4DError
+from protocol.messages import (
+    Cancelled,
+    ErrorMessage,
+    JobStatus,
+    Progress,
+    ResultBegin,
+    ResultChunk,
+    ResultEnd,
+    WireMessage,
+    parse_request,
+)
+from protocol.wire import Codec, Limits, Message, generate_key
+
+from .config import ServerConfig, check_bind
+from .flow import ClientState, StreamSender, UploadReceiver
+from .handlers import RequestHandlers
+
+log = logging.getLogger("recast4d.server")
+
+CAPABILITIES = ["upload", "resend", "progress", "cancel"]
+_MAX_OUTBOX = 10_000
+_MAX_RECV_PER_TICK = 256
+
+
+class Server(RequestHandlers):
+    """A running backend: ``start()`` binds and returns the :class:`ConnectionInfo`; ``stop()`` ends it."""
+
+    def __init__(self, config: ServerConfig, limits: Limits | None = None) -> None:
+        self.config = config
+        self.remote = check_bind(config.host, config.allow_remote)
+        self.key = config.key if config.key is not None else generate_key()
+        self.session = uuid.uuid4().hex
+        self.limits = limits or Limits()
+        self.codec = Codec(self.key, self.session, self.limits)
+        self.store = JobStore(config.jobs_dir)
+        self.recovered = self.store.recover()
+        self.worker = Worker(self.store, events=self)
+        self.gpu: dict[str, Any] | None = None
+        self.clients: dict[bytes, ClientState] = {}
+        self.subscribers: dict[str, set[bytes]] = {}
+        self.uploads: dict[tuple[str, str], UploadReceiver] = {}
+        self.connection: ConnectionInfo | None = None
+        self.connection_path: Path | None = None
+        self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._progress_lock = threading.Lock()
+        self._progress: dict[str, dict[str, Any]] = {}
+        self._progress_sent: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._ctx = zmq.Context()
+        self.socket = self._make_socket()
+        self._thread = threading.Thread(target=self._run, name="recast4d-io", daemon=True)
+        self.port = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def _make_socket(self) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_frame_bytes)
+        sock.setsockopt(zmq.SNDHWM, 1000)
+        sock.setsockopt(zmq.RCVHWM, 1000)
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
+        sock.setsockopt(zmq.HEARTBEAT_TTL, 6000)
+        return sock
+
+    def start(self) -> ConnectionInfo:
+        """Bind, write the connection file (0600), start the worker and the I/O loop."""
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        if ":" in self.config.host:
+            self.socket.setsockopt(zmq.IPV6, 1)
+        port = self.config.port
+        try:
+            self.socket.bind(f"tcp://{host}:{port if port else '*'}")
+        except zmq.ZMQError as exc:
+            self._ctx.destroy(linger=0)
+            raise Recast4DError(f"cannot listen on {self.config.host}:{port}: {exc.strerror}",
+                                code="bind_failed") from exc
+        endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.port = int(endpoint.rsplit(":", 1)[1])
+        if self.remote:
+            log.warning("listening on non-loopback %s: anyone who can reach this port and has the key can "
+                        "submit jobs; traffic is signed but not encrypted", endpoint)
+        self.connection = ConnectionInfo(
+            transport="tcp", host=self.config.host, port=self.port, key=self.key.hex(), pid=os.getpid(),
+            server_session=self.session,
+        )
+        if self.config.write_connection_file:
+            path = self.config.connection_file or default_connection_path()
+            self.connection_path = self.connection.write(path)
+        threading.Thread(target=self._detect_gpu, name="recast4d-gpu-probe", daemon=True).start()
+        self.worker.start()
+        self._thread.start()
+        log.info("recast4d server %s listening on %s (jobs in %s)", self.session[:8], endpoint,
+                 self.config.jobs_dir)
+        return self.connection
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Tell clients (``error{shutting_down}``), stop the worker, close the socket, remove the file."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.worker.stop(timeout)
+        if self.connection_path is not None:
+            try:
+                current = ConnectionInfo.read(self.connection_path, check_permissions=False)
+                if current.server_session == self.session:
+                    self.connection_path.unlink(missing_ok=True)
+            except Recast4DError:
+                pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the I/O loop ends; True if it did."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _detect_gpu(self) -> None:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                props = torch.cuda.get_device_properties(0)
+                self.gpu = {"name": props.name, "mem": int(props.total_memory)}
+        except Exception:  # no torch / no driver: welcome says gpu = None
+            self.gpu = None
+
+    # ------------------------------------------------------------------ worker events (worker thread)
+    def job_progress(self, job_id: str, stage: str, step: int, total: int, message: str) -> None:
+        with self._progress_lock:
+            previous = self._progress.get(job_id)
+            started = previous["started"] if previous and previous["stage"] == stage else time.monotonic()
+            self._progress[job_id] = {"stage": stage, "step": step, "total": total, "msg": message,
+                                      "started": started, "dirty": True}
+
+    def job_stream(self, job_id: str, stream: str, manifest: dict[str, Any]) -> None:
+        self._events.put(("stream", job_id, stream))
+
+    def job_chunk(self, job_id: str, stream: str, chunk: int) -> None:
+        pass  # the pump reads chunk counts from the store each tick
+
+    def job_state(self, job_id: str, state: str, error: dict[str, Any] | None) -> None:
+        self._events.put(("state", job_id, state, error))
+
+    # ------------------------------------------------------------------ I/O loop
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                ready = dict(poller.poll(self.config.poll_interval_ms))
+                if self.socket in ready:
+                    self._drain_socket()
+                self._drain_events()
+                self._flush_progress()
+                self._pump_streams()
+                self._flush_outboxes()
+            self._shutdown_notice()
+        except Exception:
+            log.exception("I/O loop crashed")
+        finally:
+            self.socket.close(linger=1000)
+            self._ctx.term()
+
+    def _drain_socket(self) -> None:
+        for _ in range(_MAX_RECV_PER_TICK):
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._handle(frames)
+
+    def _handle(self, frames: list[zmq.Frame]) -> None:
+        identity = frames[0].bytes
+        client = self.clients.get(identity)
+        if client is None:
+            client = self.clients[identity] = ClientState(identity=identity)
+        client.last_seen = time.monotonic()
+        msg: Message | None = None
+        try:
+            if len(frames) - 1 > self.limits.max_frames_per_message:
+                raise ProtocolError(f"message has {len(frames) - 1} frames; limit "
+                                    f"{self.limits.max_frames_per_message}", code="too_many_frames")
+            msg = self.codec.decode(frames[1:])
+            request = parse_request(msg)
+            handler = self.HANDLERS[request.TYPE]
+            handler(self, client, msg, request)
+        except Recast4DError as exc:
+            job_id = getattr(msg, "job_id", None) if msg is not None else None
+            self.send(client, ErrorMessage.from_exception(exc, job_id=None),
+                      parent_id=msg.msg_id if msg is not None else None)
+            log.info("rejected %s from %s: %s (%s)", msg.type if msg else "message", identity.hex()[:8],
+                     exc.code, exc.message if job_id is None else f"job {job_id}: {exc.message}")
+        except Exception as exc:  # a bug must not take the server down
+            log.exception("internal error handling a message")
+            self.send(client, ErrorMessage(code="internal", msg=f"internal server error: {type(exc).__name__}"),
+                      parent_id=msg.msg_id if msg is not None else None)
+
+    # ------------------------------------------------------------------ sending
+    def send(self, client: ClientState, message: WireMessage | Message, *, parent_id: str | None = None,
+             droppable: bool = False) -> bool:
+        """Encode and send to one client; queue behind earlier unsent messages. False if not sent now."""
+        msg = message if isinstance(message, Message) else message.to_message(parent_id)
+        if client.outbox:
+            if droppable:
+                return False
+            client.outbox.append(self.codec.encode(msg))
+            self._check_outbox(client)
+            return False
+        frames = self.codec.encode(msg)
+        status = self._send_frames(client, frames)
+        if status == "again":
+            if droppable:
+                return False
+            client.outbox.append(frames)
+            self._check_outbox(client)
+            return False
+        return status == "sent"
+
+    def _send_frames(self, client: ClientState, frames: list) -> str:
+        try:
+            self.socket.send_multipart([client.identity, *frames], flags=zmq.NOBLOCK, copy=False)
+            return "sent"
+        except zmq.Again:
+            return "again"
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                self.drop_client(client.identity, "unreachable")
+                return "gone"
+            raise
+
+    def _check_outbox(self, client: ClientState) -> None:
+        if len(client.outbox) > _MAX_OUTBOX:
+            self.drop_client(client.identity, "not reading its messages")
+
+    def _flush_outboxes(self) -> None:
+        for client in list(self.clients.values()):
+            while client.outbox:
+                status = self._send_frames(client, client.outbox[0])
+                if status != "sent":
+                    break
+                client.outbox.popleft()
+
+    def to_subscribers(self, job_id: str, message: WireMessage, droppable: bool = False) -> None:
+        for identity in list(self.subscribers.get(job_id, ())):
+            client = self.clients.get(identity)
+            if client is not None:
+                self.send(client, message, droppable=droppable)
+
+    def drop_client(self, identity: bytes, reason: str) -> None:
+        """Forget a client (its jobs keep running; results stay on disk for a later ``resend``)."""
+        client = self.clients.pop(identity, None)
+        if client is None:
+            return
+        for subs in self.subscribers.values():
+            subs.discard(identity)
+        if client.session:
+            self.codec.forget_session(client.session)
+        log.info("client %s dropped: %s", identity.hex()[:8], reason)
+
+    def subscribe(self, client: ClientState, job_id: str) -> None:
+        self.subscribers.setdefault(job_id, set()).add(client.identity)
+        client.jobs.add(job_id)
+
+    # ------------------------------------------------------------------ worker events on the I/O side
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            if event[0] == "stream":
+                _, job_id, stream = event
+                for identity in self.subscribers.get(job_id, ()):
+                    client = self.clients.get(identity)
+                    if client is not None and (job_id, stream) not in client.senders:
+                        client.senders[(job_id, stream)] = StreamSender(job_id, stream, self.limits.window)
+            elif event[0] == "state":
+                _, job_id, state, error = event
+                if state != RUNNING:
+                    self._flush_progress(force_job=job_id)
+                self.announce_state(job_id, state, error)
+
+    def announce_state(self, job_id: str, state: str, error: dict[str, Any] | None) -> None:
+        """Tell subscribers about a committed state (the terminal message for done/failed/cancelled)."""
+        if state == RUNNING:
+            self.to_subscribers(job_id, JobStatus(job_id=job_id, state=RUNNING))
+        elif state == DONE:
+            self._begin_streams(job_id)
+            self.to_subscribers(job_id, JobStatus(job_id=job_id, state=DONE))
+        elif state == FAILED:
+            error = error or {}
+            self.to_subscribers(job_id, ErrorMessage(
+                code=str(error.get("code", "internal")), msg=str(error.get("message", ""))[:4096],
+                retryable=bool(error.get("retryable", False)), job_id=job_id))
+        elif state == CANCELLED:
+            self.to_subscribers(job_id, Cancelled(job_id=job_id))
+        if state in (DONE, FAILED, CANCELLED):
+            with self._progress_lock:
+                self._progress.pop(job_id, None)
+            self._progress_sent.pop(job_id, None)
+
+    def _begin_streams(self, job_id: str) -> None:
+        """Before ``done`` goes out, make sure every subscriber got ``result.begin`` of every stream."""
+        record = self.store.get(job_id)
+        if record is None:
+            return
+        for identity in list(self.subscribers.get(job_id, ())):
+            client = self.clients.get(identity)
+            if client is None:
+                continue
+            for stream in record.streams:
+                sender = client.senders.get((job_id, stream))
+                if sender is None:
+                    sender = client.senders[(job_id, stream)] = StreamSender(job_id, stream, self.limits.window)
+                if not client.outbox:
+                    self._pump_one(client, sender)
+
+    def _flush_progress(self, force_job: str | None = None) -> None:
+        now = time.monotonic()
+        with self._progress_lock:
+            due = []
+            for job_id, p in self._progress.items():
+                if not p["dirty"]:
+                    continue
+                if job_id != force_job and now - self._progress_sent.get(job_id, 0.0) < self.config.progress_interval_s:
+                    continue
+                p["dirty"] = False
+                due.append((job_id, dict(p)))
+        for job_id, p in due:
+            self._progress_sent[job_id] = now
+            eta = None
+            if 0 < p["step"] < p["total"]:
+                eta = (now - p["started"]) / p["step"] * (p["total"] - p["step"])
+            self.to_subscribers(job_id, Progress(job_id=job_id, stage=p["stage"][:64], step=max(0, p["step"]),
+                                                 total=max(0, p["total"]), eta_s=eta, msg=p["msg"][:4096]),
+                                droppable=True)
+
+    # ------------------------------------------------------------------ result streaming
+    def _pump_streams(self) -> None:
+        for client in list(self.clients.values()):
+            for sender in list(client.senders.values()):
+                if client.identity not in self.clients or client.outbox:
+                    break
+                if not sender.ended:
+                    self._pump_one(client, sender)
+
+    def _pump_one(self, client: ClientState, sender: StreamSender) -> None:
+        record = self.store.get(sender.job_id)
+        if record is None or record.state == CANCELLED:
+            sender.ended = True
+            return
+        info = record.streams.get(sender.stream)
+        if info is None:
+            return
+        persisted = info.chunks
+        finished = record.terminal
+        if not sender.begun:
+            manifest = info.manifest
+            begin = ResultBegin(
+                job_id=sender.job_id, stream=sender.stream,
+                chunks=int(manifest.get("chunks", persisted if finished else 0)),
+                frames=int(manifest.get("frames", 0)),
+                total_bytes=int(info.bytes if record.state == DONE else manifest.get("total_bytes", 0)),
+                layout=dict(manifest.get("layout", {})),
+                meta={**dict(manifest.get("meta", {})), "from_chunk": sender.next_chunk},
+            )
+            if not self.send(client, begin):
+                return
+            sender.begun = True
+        while sender.may_send(persisted):
+            stored = self.store.read_chunk(sender.job_id, sender.stream, sender.next_chunk)
+            frame_idx = stored.meta.get("frame", sender.next_chunk)
+            msg = ResultChunk(job_id=sender.job_id, stream=sender.stream, chunk=sender.next_chunk,
+                              frame_idx=frame_idx if isinstance(frame_idx, int) and frame_idx >= 0 else 0,
+                              arrays=stored.arrays).to_message()
+            msg.content["meta"] = stored.meta
+            status = self._send_frames(client, self.codec.encode(msg))
+            if status != "sent":
+                return
+            sender.next_chunk += 1
+        if finished and sender.next_chunk >= persisted and not sender.ended:
+            if record.state == DONE:
+                self.send(client, ResultEnd(job_id=sender.job_id, stream=sender.stream, chunks=persisted,
+                                            total_bytes=info.bytes))
+            sender.ended = True
+
+    def _shutdown_notice(self) -> None:
+        for client in list(self.clients.values()):
+            with contextlib.suppress(zmq.ZMQError):
+                self.send(client, ErrorMessage(code="shutting_down", msg="the server is shutting down",
+                                               retryable=True))
+
+
+def serve_forever(config: ServerConfig) -> int:
+    """Run a server until SIGINT/SIGTERM (the ``recast4d serve`` command); returns the exit code."""
+    import signal
+
+    try:
+        server = Server(config)
+        info = server.start()
+    except Recast4DError as exc:
+        print(f"error ({exc.code}): {exc}", file=sys.stderr)
+        return 2
+    print(f"recast4d serving on {info.endpoint} (session {info.server_session[:8]}); connection file: "
+          f"{server.connection_path}", flush=True)
+    if server.recovered:
+        print(f"{len(server.recovered)} interrupted job(s) marked failed (retryable)", flush=True)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        server._stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not server._stop.is_set():
+        server._stop.wait(0.5)
+    server.stop()
+    return 0
