@@ -90,3 +90,20 @@ def test_projection_matches_world_to_camera_view(case: tuple) -> None:
     np.testing.assert_allclose(cam2.world_to_camera, cam.world_to_camera, atol=1e-5)
     ndc2 = _blender_ndc(scene, obj, points)
     np.testing.assert_allclose(ndc2[:, :2], ndc[:, :2], atol=1e-5)
+
+
+@pytest.mark.parametrize("fit,rx,ry", [("AUTO", 64, 48), ("AUTO", 48, 64), ("HORIZONTAL", 48, 64),
+                                       ("VERTICAL", 64, 48)])
+def test_nerfstudio_fov_matches_nerfstudio_blender_addon_formula(fit: str, rx: int, ry: int) -> None:
+    """The vertical fov we write equals what nerfstudio's Blender add-on derives from ``camera.angle``."""
+    import math
+
+    from protocol.blender_camera import vertical_fov_deg
+
+    _bpy, scene, obj = _new_scene_camera(np.random.default_rng(7))
+    obj.data.lens, obj.data.sensor_fit = 30.0, fit
+    scene.render.resolution_x, scene.render.resolution_y = rx, ry
+    angle = obj.data.angle
+    horizontal = fit == "HORIZONTAL" or (fit == "AUTO" and rx >= ry)
+    expected = 2.0 * math.atan(math.tan(angle / 2.0) * ry / rx) if horizontal else angle
+    assert vertical_fov_deg(params_from_blender_objects(obj, scene)) == pytest.approx(math.degrees(expected))
