@@ -209,15 +209,18 @@ def gaussians_from_points(
     *,
     opacity: float = 0.9,
     sh_degree: int = 0,
+    scale_factor: float = 1.0,
     device: torch.device | str | None = None,
 ) -> GaussianSet:
     """Isotropic Gaussians on coloured points, one per point.
 
     - ``points`` (N, 3): world positions, metres.
     - ``colors`` (N, 3): linear RGB in [0, 1]; stored as the SH DC term (higher bands zero).
-    - ``radius`` (N,): each point's footprint radius in world units, typically ``depth / focal``
-      (the half-size of the source pixel at that depth, ``backend/geometry`` computes it). Used as
-      the standard deviation on all three axes, so neighbouring pixels' Gaussians overlap at ~1 sigma.
+    - ``radius`` (N,): each point's footprint radius in world units; ``backend.geometry`` lifts
+      pixels with ``radius = 0.5 * depth / focal`` (half the side of the source pixel at that depth).
+      The standard deviation on all three axes is ``scale_factor * radius``: with the default 1.0 a
+      Gaussian seen from its source camera has a 0.5 px std-dev (0.74 px after the 0.3 px^2
+      dilation), so neighbouring pixels' Gaussians blend without gaps.
     - ``opacity``: initial opacity in (0, 1) for every Gaussian.
     """
     means = _as_float_tensor("points", points, (3,), device)
@@ -230,6 +233,8 @@ def gaussians_from_points(
                               f"{rgb.shape[0]}, {r.shape[0]}")
     if (r <= 0).any():
         raise ValidationError("every point radius must be positive (footprint in world units)")
+    if not scale_factor > 0.0:
+        raise ValidationError(f"scale_factor must be positive, got {scale_factor}")
     if not 0.0 < opacity < 1.0:
         raise ValidationError(f"initial opacity must be in (0, 1), got {opacity}")
     k = sh_coeff_count(sh_degree)
@@ -239,7 +244,7 @@ def gaussians_from_points(
     quats[:, 0] = 1.0
     return GaussianSet(
         means=means.clone(),
-        log_scales=torch.log(r).unsqueeze(1).repeat(1, 3),
+        log_scales=torch.log(r * scale_factor).unsqueeze(1).repeat(1, 3),
         quats=quats,
         logit_opacities=torch.full((n,), float(np.log(opacity / (1.0 - opacity))), device=device),
         sh=sh,

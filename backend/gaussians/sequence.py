@@ -5,8 +5,10 @@ Warm-start strategy (keeps static content temporally coherent):
 1. Frame 0 is initialised from its lifted points (:func:`gaussians_from_points`) and fitted with
    ``config.iterations`` steps.
 2. For frame t > 0 the new lifted points are compared with the previous frame's *fitted* Gaussians
-   on a voxel grid (cell = ``cell_size`` metres, default twice the median point footprint radius),
-   looking at the 3x3x3 neighbourhood of each cell:
+   on a voxel grid (cell = ``cell_size`` metres, default twice the median initial std-dev, i.e.
+   about one source pixel at the median depth; pipelines with noisy depth should pass roughly
+   the depth noise in metres so static content is not re-initialised), looking at the 3x3x3
+   neighbourhood of each cell:
    - previous Gaussians with at least one new point nearby are **kept with their fitted
      parameters** (position, shape, opacity, SH): static content starts where it ended;
    - previous Gaussians with no new point nearby are **dropped** (content that moved away or

@@ -29,6 +29,8 @@ def test_init_from_points_sets_scales_colours_and_opacity() -> None:
     np.testing.assert_allclose(g.sh[:, 0].numpy(), (colors - 0.5) / SH_C0, atol=1e-5)
     assert torch.count_nonzero(g.sh[:, 1:]) == 0
     np.testing.assert_allclose(g.rotations.numpy(), np.tile([1.0, 0, 0, 0], (3, 1)))
+    wider = gaussians_from_points(points, colors, radius, scale_factor=2.0)
+    np.testing.assert_allclose(wider.scales.numpy(), 2.0 * np.repeat(radius[:, None], 3, 1), rtol=1e-5)
 
 
 def test_init_rejects_bad_input() -> None:
