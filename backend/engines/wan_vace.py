@@ -106,15 +106,37 @@ class WanVaceEngine:
         import torch
         from diffusers import AutoencoderKLWan, WanVACEPipeline
 
-        self.options = WanVaceOptions.from_kwargs(options)
-        self.folder = Path(folder)
-        opts = self.options
-        self.device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        default_dtype = "bfloat16" if self.device.type == "cuda" else "float32"
-        self.dtype = getattr(torch, opts.dtype or default_dtype)
-        vae = AutoencoderKLWan.from_pretrained(self.folder, subfolder="vae", torch_dtype=torch.float32,
+        opts = WanVaceOptions.from_kwargs(options)
+        device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = getattr(torch, opts.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
+        vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32,
                                                local_files_only=True)
-        pipe = WanVACEPipeline.from_pretrained(self.folder, vae=vae, torch_dtype=self.dtype, local_files_only=True)
+        pipe = WanVACEPipeline.from_pretrained(folder, vae=vae, torch_dtype=dtype, local_files_only=True)
+        self._setup(pipe, opts, Path(folder), models_dir)
+
+    @classmethod
+    def from_pipeline(cls, pipe: Any, *, folder: str | os.PathLike[str] | None = None,
+                      models_dir: Path | None = None, **options: Any) -> WanVaceEngine:
+        """Wrap an already built ``WanVACEPipeline`` (e.g. random weights in a benchmark) with ``options``.
+
+        The transformer is cast to the engine dtype and the VAE to fp32. Without ``folder`` the text
+        encoder cannot be reloaded once released, so pass prompt embeddings via
+        :meth:`set_prompt_embeddings` or keep the pipeline's text encoder.
+        """
+        engine = cls.__new__(cls)
+        engine._setup(pipe, WanVaceOptions.from_kwargs(options), None if folder is None else Path(folder),
+                      models_dir)
+        return engine
+
+    def _setup(self, pipe: Any, opts: WanVaceOptions, folder: Path | None, models_dir: Path | None) -> None:
+        import torch
+
+        self.options = opts
+        self.folder = folder
+        self.device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = getattr(torch, opts.dtype or ("bfloat16" if self.device.type == "cuda" else "float32"))
+        pipe.transformer.to(self.dtype)
+        pipe.vae.to(torch.float32)
         pipe.scheduler = make_flow_scheduler(opts.scheduler, opts.flow_shift, pipe.scheduler)
         self._text_encoder = pipe.text_encoder
         pipe.text_encoder = None  # kept aside: loaded on demand, released after encoding
@@ -161,10 +183,18 @@ class WanVaceEngine:
         from transformers import UMT5EncoderModel
 
         if self._text_encoder is None:
+            if self.folder is None:
+                raise ValidationError("the text encoder was released and this engine has no weights folder to "
+                                      "reload it from; set the prompt embeddings first")
             self._text_encoder = UMT5EncoderModel.from_pretrained(self.folder, subfolder="text_encoder",
                                                                   torch_dtype=self.dtype, local_files_only=True)
         encode_device = self.device if self.options.offload == "none" else torch.device("cpu")
         return self._text_encoder.to(encode_device).eval()
+
+    def set_prompt_embeddings(self, prompt: str, prompt_embeds: Any, negative_embeds: Any = None) -> None:
+        """Put precomputed embeddings (1, L, text_dim) for ``prompt`` (and the negative prompt) in the cache."""
+        key = (prompt, self.options.negative_prompt, self.options.max_sequence_length)
+        self._embeddings[key] = (prompt_embeds.cpu(), None if negative_embeds is None else negative_embeds.cpu())
 
     def prompt_embeddings(self, prompt: str) -> tuple[Any, Any]:
         """(prompt_embeds, negative_embeds or None) for ``prompt``, computed once and cached on the CPU."""
