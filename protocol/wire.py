@@ -223,18 +223,22 @@ class Codec:
 
     Signs with HMAC-SHA256(key, header || content); an empty ``key`` disables signing (then the
     signature frame must be empty). Keeps per-peer-session replay state: ``seq`` must strictly
-    increase per sender session (ZeroMQ delivers one peer's messages in order). ``limits`` bound
+    increase per sender session (ZeroMQ delivers one peer's messages in order); our own ``seq``
+    starts at ``first_seq`` (default: the wall clock in microseconds) and grows by one. ``limits`` bound
     what this side accepts and, on encode, what it sends (set it to the peer's advertised limits
     after ``welcome``). Not thread-safe for decode; encode may be called from one thread at a time.
     """
 
-    def __init__(self, key: bytes, session: str | None = None, limits: Limits | None = None) -> None:
+    def __init__(self, key: bytes, session: str | None = None, limits: Limits | None = None,
+                 first_seq: int | None = None) -> None:
         if not isinstance(key, bytes):
             raise ValidationError("signing key must be bytes (use bytes.fromhex on the connection file key)")
         self.key = key
         self.session = session if session is not None else uuid.uuid4().hex
         self.limits = limits if limits is not None else Limits()
-        self._seq = itertools.count(1)
+        # Default first seq = wall clock in microseconds: a codec re-created later with the same
+        # session id (add-on reloaded, same client instance id) still sends increasing seqs.
+        self._seq = itertools.count(first_seq if first_seq is not None else time.time_ns() // 1000)
         self._last_seq: OrderedDict[str, int] = OrderedDict()
 
     # ------------------------------------------------------------------ encode

@@ -110,15 +110,26 @@ def test_header_fields_and_scalars_roundtrip() -> None:
     assert msg.content == {"i": 7, "f": 0.5, "b": True, "t": [1, 2], "s": "é", "raw": b"\x00"}
     assert (msg.type, msg.job_id, msg.stream, msg.chunk, msg.parent_id) == ("progress", "j", "s", 0, "p")
     assert (msg.msg_id, msg.session, msg.seq) == (sent.msg_id, sender.session, sent.seq)
-    assert msg.seq == 1 and msg.version == "1.0" and msg.ts > 0
+    assert msg.seq > 0 and msg.version == "1.0" and msg.ts > 0
+    assert receiver.decode(sender.encode(Message("ping"))).seq == sent.seq + 1
     assert frames[0] == PROTOCOL_TAG and len(frames[1]) == 32
 
 
 def test_sequence_increases_and_sessions_are_tracked_separately() -> None:
-    a, b = Codec(KEY), Codec(KEY)
+    a, b = Codec(KEY, first_seq=1), Codec(KEY, first_seq=1)
     server = Codec(KEY)
     seen = [(m.session, m.seq) for m in (server.decode(s.encode(Message("ping"))) for s in (a, b, a, b))]
     assert seen == [(a.session, 1), (b.session, 1), (a.session, 2), (b.session, 2)]
+
+
+def test_recreated_codec_with_same_session_is_not_taken_for_a_replay() -> None:
+    server = Codec(KEY)
+    for _ in range(3):
+        server.decode(Codec(KEY, session="addon-instance").encode(Message("ping")))
+    stale = Codec(KEY, session="addon-instance", first_seq=1)
+    with pytest.raises(ProtocolError) as info:
+        server.decode(stale.encode(Message("ping")))
+    assert info.value.code == "replayed"
 
 
 def test_unsigned_mode_with_empty_key() -> None:
