@@ -104,3 +104,17 @@ def test_depth_conversion_against_geometry() -> None:
     assert out.dtype == np.float32 and np.isinf(out[0, 0, 0])
     with pytest.raises(CameraError):
         z_to_ray_depth(np.ones(5), cam.K)
+
+
+def test_numpy_depth_conversion_agrees_with_backend_torch() -> None:
+    """protocol (numpy) and backend.geometry (torch) must share one depth convention and pixel centres."""
+    torch = pytest.importorskip("torch")
+    geometry = pytest.importorskip("backend.geometry.cameras")
+    from protocol.blender_camera import BLENDER_DEPTH_PASS
+
+    K = np.array([[[40.0, 0.5, 20.0], [0.0, 50.0, 10.0], [0.0, 0.0, 1.0]]])
+    ray = np.random.default_rng(1).uniform(1.0, 9.0, (1, 12, 16))
+    theirs = geometry.depth_to_planar(torch.tensor(ray), torch.tensor(K), "ray").numpy()
+    np.testing.assert_allclose(ray_depth_to_z(ray, K), theirs, rtol=1e-6)
+    for kind in set(BLENDER_DEPTH_PASS.values()):
+        geometry.check_depth_kind(kind)  # our Blender constants are valid backend depth kinds
