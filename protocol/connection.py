@@ -169,6 +169,22 @@ class ConnectionInfo:
             raise
         return target
 
+    def remove(self, path: str | os.PathLike[str]) -> bool:
+        """Delete the connection file at ``path`` if it still describes this server instance.
+
+        A file rewritten by a newer server (another ``server_session``) is left alone. Returns
+        whether a file was removed.
+        """
+        target = Path(path)
+        try:
+            current = ConnectionInfo.read(target, check_permissions=False)
+        except ConnectionFileError:
+            return False
+        if current.server_session != self.server_session:
+            return False
+        target.unlink(missing_ok=True)
+        return True
+
     @classmethod
     def read(cls, path: str | os.PathLike[str], check_permissions: bool = True) -> ConnectionInfo:
         """Read and validate a connection file.

@@ -147,7 +147,7 @@ def _unpack(data: memoryview, what: str) -> Any:
         return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True, timestamp=0)
     except msgpack.exceptions.ExtraData as exc:
         raise ProtocolError(f"{what} has trailing bytes after the msgpack map", code="bad_message") from exc
-    except msgpack.exceptions.StackError as exc:
+    except (msgpack.exceptions.StackError, RecursionError) as exc:  # RecursionError: pure-Python msgpack
         raise ProtocolError(f"{what} is nested too deeply to decode", code="bad_message") from exc
     except (ValueError, TypeError, OverflowError) as exc:  # includes FormatError, StackError, UnicodeDecodeError
         raise ProtocolError(f"{what} is not valid msgpack: {exc}", code="bad_message") from exc

@@ -119,3 +119,14 @@ def test_default_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert default_connection_dir(create=False) == tmp_path / "home" / ".cache" / "recast4d"
     monkeypatch.setenv(CONNECTION_FILE_ENV, str(tmp_path / "elsewhere.json"))
     assert default_connection_path() == tmp_path / "elsewhere.json"
+
+
+def test_remove_only_deletes_our_own_file(tmp_path: Path) -> None:
+    path = tmp_path / "server.json"
+    ours = make_info(server_session="old")
+    ours.write(path)
+    newer = make_info(server_session="new")
+    newer.write(path)
+    assert not ours.remove(path) and path.exists()
+    assert newer.remove(path) and not path.exists()
+    assert not newer.remove(path)
