@@ -6,7 +6,7 @@ Follows 3DGS / gsplat ``rasterization(..., rasterize_mode="classic")``:
    Gaussians closer than ``near_plane`` are culled.
 2. EWA splatting: camera covariance ``W R S S^T R^T W^T`` projected with the perspective Jacobian
    (``x/z`` and ``y/z`` clamped to 1.3x the field of view as in 3DGS) and dilated by ``eps2d``
-   = 0.3 px^2 on the diagonal; 3-sigma screen radius.
+   = 0.3 px^2 on the diagonal; screen bounding box as gsplat 1.5.3 (opacity-aware, <= 3.33 sigma).
 3. Colour from SH (degree 0..3) for the direction camera-centre -> mean, ``+0.5``, clamped at 0.
 4. Sorted by camera depth; per 16x16 tile, per-pixel front-to-back alpha compositing with
    ``alpha = min(0.999, opacity * exp(-0.5 d^T Sigma^-1 d))`` (skipped below 1/255) and early
@@ -64,7 +64,7 @@ class ProjectedGaussians:
 
     means2d: torch.Tensor  # (M, 2) pixels
     conics: torch.Tensor  # (M, 3) inverse 2D covariance (a, b, c) for [[a, b], [b, c]]
-    radii: torch.Tensor  # (M,) 3-sigma screen radius, pixels (no gradient)
+    radii: torch.Tensor  # (M, 2) half-size of the screen bounding box in x and y, pixels (no gradient)
     depths: torch.Tensor  # (M,) camera z, metres
     colors: torch.Tensor  # (M, 3)
     opacities: torch.Tensor  # (M,)
@@ -119,17 +119,19 @@ def project_gaussians(
     u = fx * means_cam[:, 0] / z + cx
     v = fy * means_cam[:, 1] / z + cy
     means2d = torch.stack([u, v], dim=-1)
+    opacities = torch.sigmoid(gaussians.logit_opacities[idx])
     with torch.no_grad():
-        mid = 0.5 * (a + c)
-        lam = mid + torch.sqrt((mid * mid - det).clamp_min(0.1))
-        radii = torch.ceil(3.0 * torch.sqrt(lam))
-        on_screen = (u + radii > 0) & (u - radii < width) & (v + radii > 0) & (v - radii < height)
-        valid = valid & on_screen & (radii > 0)
+        # gsplat 1.5.3: opacity-aware extent, min(3.33, sqrt(2 ln(opacity / (1/255)))) std-devs per
+        # axis; the box then contains every pixel where alpha >= 1/255, so culling loses nothing
+        extend = torch.sqrt(2.0 * torch.log((opacities / ALPHA_MIN).clamp_min(1.0))).clamp_max(3.33)
+        radii = torch.stack([torch.ceil(extend * torch.sqrt(a)), torch.ceil(extend * torch.sqrt(c))], dim=-1)
+        rx, ry = radii[:, 0], radii[:, 1]
+        on_screen = (u + rx > 0) & (u - rx < width) & (v + ry > 0) & (v - ry < height)
+        valid = valid & on_screen & (opacities >= ALPHA_MIN) & (rx > 0) & (ry > 0)
 
     cam_center = -R.T @ t
     dirs = torch.nn.functional.normalize(gaussians.means[idx] - cam_center, dim=-1)
     colors = torch.clamp_min(eval_sh(gaussians.sh_degree, gaussians.sh[idx], dirs) + 0.5, 0.0)
-    opacities = torch.sigmoid(gaussians.logit_opacities[idx])
 
     sel = torch.nonzero(valid).squeeze(1)
     order = sel[torch.argsort(z[sel].detach(), stable=True)]
@@ -205,12 +207,13 @@ def rasterize_torch(
     alpha = torch.zeros(height, width, device=device, dtype=dtype)
     depth = torch.zeros(height, width, device=device, dtype=dtype)
     rgb_tiles, alpha_tiles, depth_tiles = [], [], []
-    u, v, r = proj.means2d[:, 0].detach(), proj.means2d[:, 1].detach(), proj.radii
+    u, v = proj.means2d[:, 0].detach(), proj.means2d[:, 1].detach()
+    rx, ry = proj.radii[:, 0], proj.radii[:, 1]
     for y0 in range(0, height, tile_size):
         y1 = min(y0 + tile_size, height)
         for x0 in range(0, width, tile_size):
             x1 = min(x0 + tile_size, width)
-            ids = torch.nonzero((u + r > x0) & (u - r < x1) & (v + r > y0) & (v - r < y1)).squeeze(1)
+            ids = torch.nonzero((u + rx > x0) & (u - rx < x1) & (v + ry > y0) & (v - ry < y1)).squeeze(1)
             if ids.numel() == 0:
                 continue
             ys, xs = torch.meshgrid(
