@@ -146,6 +146,11 @@ class JobSubmit(WireMessage):
     params: dict[str, Any] = wire_field(AnyMap(), default_factory=dict)
     inputs: dict[str, ArraySpec] = wire_field(MapOf(_SPEC, key=NAME, max_len=64), default_factory=dict)
 
+    @property
+    def input_bytes(self) -> int:
+        """Total declared upload size in bytes (compare with ``Limits.max_job_bytes``)."""
+        return sum(spec.nbytes for spec in self.inputs.values())
+
 
 @dataclass
 class UploadChunk(WireMessage):

@@ -91,6 +91,12 @@ def test_roundtrip_through_codec(sample: m.WireMessage) -> None:
         assert_same(sample, m.parse_event(decoded))
 
 
+def test_job_submit_declared_input_bytes() -> None:
+    submit = m.JobSubmit(job_id="j", kind="k", inputs={"a": ArraySpec.of(np.zeros((4, 3), np.float32)),
+                                                       "b": ArraySpec.of(np.zeros(10, np.uint8))})
+    assert submit.input_bytes == 4 * 3 * 4 + 10
+
+
 def test_job_id_stream_and_chunk_travel_in_the_header() -> None:
     msg = SAMPLES[17].to_message()
     assert (msg.job_id, msg.stream, msg.chunk) == ("job-1", "result.points", 5)
