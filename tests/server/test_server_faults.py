@@ -1,0 +1,223 @@
+"""Faults with real sockets: server killed mid-stream, client vanishing, slow consumer, duplicate
+submit, cancel races, ping latency under load (issue 2 "Faults", protocol.md tests 15-22)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import zmq
+from jobkinds_for_tests import KIND, frame_arrays
+from serverkit import ServerProcess, connect, running_server
+
+from protocol.messages import Cancelled, ErrorMessage, JobStatus, ResultChunk
+
+
+def _expected_bytes(seed: int, frames: int, points: int) -> list[bytes]:
+    return [b"".join(a.tobytes() for a in frame_arrays(seed, i, points).values()) for i in range(frames)]
+
+
+def _chunk_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    return arrays["xyz"].tobytes() + arrays["rgb"].tobytes()
+
+
+def _terminal_events(events, job_id):
+    return [e for e in events if e.job_id == job_id and e.terminal]
+
+
+def test_kill_server_mid_stream_restart_and_resume_identical_bytes(tmp_path):
+    jobs, conn_file = tmp_path / "jobs", tmp_path / "server.json"
+    first = ServerProcess(jobs, conn_file)
+    client = connect(conn_file, window=1)
+    try:
+        client.submit("resume-1", KIND, {"frames": 10, "points": 2000, "seed": 7})
+        received: dict[int, bytes] = {}
+        done = False
+        while len(received) < 3 or not done:  # take 3 chunks (holding credit), and let the job finish
+            event = client.next_event(10)
+            assert event is not None, "no events from the server"
+            if isinstance(event.message, ResultChunk) and len(received) < 3:
+                received[event.message.chunk] = _chunk_bytes(event.arrays)
+                client.consumed("resume-1", "points", event.message.chunk)
+            done = done or (isinstance(event.message, JobStatus) and event.message.state == "done")
+        client.submit("interrupted", KIND, {"frames": 50, "delay_s": 0.2})
+        old_session = client.welcome.server_session
+        first.kill()  # SIGKILL mid-stream: no goodbye, nothing flushed by the server
+
+        second = ServerProcess(jobs, conn_file)
+        try:
+            welcome = client.reconnect(resume_jobs=["resume-1", "interrupted"])
+            assert welcome.server_session != old_session  # a restarted server, found via the connection file
+            states = {}
+            while len(states) < 2:
+                event = client.next_event(10)
+                assert event is not None
+                if isinstance(event.message, JobStatus):
+                    states[event.message.job_id] = event.message
+            assert states["resume-1"].state == "done"
+            assert states["interrupted"].state == "failed"  # left running by the killed server
+            assert "server stopped" in states["interrupted"].detail
+            start = max(received) + 1
+            client.resend("resume-1", "points", from_chunk=start)
+            result = client.wait_job("resume-1", need_terminal=False, streams=["points"])
+            stream = result.streams["points"]
+            assert stream.end is not None and stream.end.chunks == 10
+            for chunk, arrays in stream.arrays.items():
+                received[chunk] = _chunk_bytes(arrays)
+            assert sorted(received) == list(range(10))
+            assert [received[i] for i in range(10)] == _expected_bytes(7, 10, 2000)
+        finally:
+            second.terminate()
+    finally:
+        client.close()
+        first.kill()
+
+
+def test_client_vanishes_mid_stream_server_bounded_result_kept(tmp_path):
+    with running_server(tmp_path) as server:
+        ctx = zmq.Context()
+        client = connect(tmp_path / "server.json", window=2, context=ctx)
+        client.submit("vanish", KIND, {"frames": 12, "points": 4000, "seed": 3})
+        got = 0
+        while got < 2:
+            event = client.next_event(10)
+            assert event is not None
+            if isinstance(event.message, ResultChunk):
+                got += 1
+        client.conn.socket.close(linger=0)  # vanish without bye, holding unacked chunks
+        ctx.term()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            record = server.store.get("vanish")
+            if record.state == "done" and not server.clients:
+                break
+            time.sleep(0.05)
+        assert server.store.get("vanish").state == "done"
+        assert not server.clients, "server still holds state for a vanished client"
+        assert server.store.get("vanish").streams["points"].chunks == 12  # result kept on disk
+
+        again = connect(tmp_path / "server.json")
+        try:
+            again.resend("vanish", "points", from_chunk=0)
+            result = again.wait_job("vanish", need_terminal=False, streams=["points"])
+            got_bytes = [_chunk_bytes(result.streams["points"].arrays[i]) for i in range(12)]
+            assert got_bytes == _expected_bytes(3, 12, 4000)
+        finally:
+            again.close()
+
+
+def test_slow_consumer_holding_credit_keeps_server_memory_flat(tmp_path):
+    frames, points = 40, 131072  # 40 x 1.9 MB = 79 MB of results
+    server = ServerProcess(tmp_path / "jobs", tmp_path / "server.json")
+    client = connect(tmp_path / "server.json", window=2)
+    try:
+        client.submit("slow", KIND, {"frames": frames, "points": points})
+        chunks, last = 0, -1
+        while chunks < 1:
+            event = client.next_event(10)
+            assert event is not None
+            if isinstance(event.message, ResultChunk):
+                chunks, last = chunks + 1, event.message.chunk
+        baseline = server.rss()
+        samples = []
+        hold_until = time.monotonic() + 3.0  # hold credit for several seconds
+        while time.monotonic() < hold_until:
+            event = client.next_event(0.25)
+            if event is not None and isinstance(event.message, ResultChunk):
+                chunks, last = chunks + 1, event.message.chunk
+            samples.append(server.rss())
+        assert chunks <= 1 + 4, "server sent beyond the granted window"
+        record_state = client.ping().jobs.get("slow")
+        assert record_state == "done"  # the job finished producing while the consumer was stalled
+        growth = max(samples) - baseline
+        assert growth < 24 << 20, f"server RSS grew by {growth / 2**20:.1f} MiB while the consumer stalled"
+        client.consumed("slow", "points", last)  # resume consuming
+        result = client.wait_job("slow", need_terminal=False, streams=["points"], timeout_s=30)
+        assert result.streams["points"].end.chunks == frames
+    finally:
+        client.close()
+        server.terminate()
+
+
+def test_duplicate_submit_runs_once(tmp_path):
+    with running_server(tmp_path) as server:
+        a = connect(tmp_path / "server.json")
+        b = connect(tmp_path / "server.json")
+        try:
+            params = {"frames": 3, "delay_s": 0.05}
+            offsets = np.ones((5, 3), np.float32)
+            first = a.submit("dup", KIND, params, {"offsets": offsets})
+            again = a.submit("dup", KIND, params, {"offsets": offsets})
+            other = b.submit("dup", KIND, params, {"offsets": offsets})
+            assert first == again == other
+            result = a.wait_job("dup")
+            assert result.state == "done"
+            assert len(_terminal_events(result.events, "dup")) == 1
+            runs = (server.store.job_dir("dup") / "runs.txt").read_text().splitlines()
+            assert runs == ["run"]
+            xyz = result.streams["points"].arrays[0]["xyz"]
+            assert np.allclose(xyz, frame_arrays(0, 0, 1024)["xyz"] + 5.0)  # uploaded input was used
+        finally:
+            a.close()
+            b.close()
+
+
+def _collect(client, seconds: float) -> list:
+    events, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        event = client.next_event(0.05)
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def test_cancel_before_during_after_compute_one_terminal_message_each(tmp_path):
+    with running_server(tmp_path) as server:
+        client = connect(tmp_path / "server.json")
+        try:
+            client.submit("busy", KIND, {"frames": 100, "delay_s": 0.05})  # occupies the worker
+            client.submit("queued", KIND, {"frames": 2})
+            client.cancel("queued")  # before compute
+            client.cancel("queued")  # twice: still one terminal message
+            events = _collect(client, 0.3)
+            assert server.store.get("busy").state == "running"
+            client.cancel("busy")  # during compute
+            events += _collect(client, 0.5)
+            client.submit("quick", KIND, {"frames": 2})
+            events += client.wait_job("quick").events
+            client.cancel("quick")  # after compute
+            events += _collect(client, 0.3)
+        finally:
+            client.close()
+        for job_id, kind in (("queued", Cancelled), ("busy", Cancelled), ("quick", JobStatus)):
+            terminal = _terminal_events(events, job_id)
+            assert len(terminal) == 1, (job_id, [e.type for e in terminal])
+            assert isinstance(terminal[0].message, kind)
+        assert not (server.store.job_dir("queued") / "runs.txt").exists()  # never ran
+        assert server.store.get("busy").streams["points"].chunks < 100  # stopped early
+        assert not any(isinstance(e.message, ErrorMessage) and e.job_id for e in events)
+
+
+def test_ping_answered_fast_while_a_job_holds_the_gil(tmp_path):
+    with running_server(tmp_path) as server:
+        client = connect(tmp_path / "server.json")
+        try:
+            client.submit("hog", KIND, {"frames": 20, "busy_s": 0.1})
+            while server.store.get("hog").state != "running":
+                time.sleep(0.01)
+            latencies = []
+            for _ in range(10):
+                start = time.perf_counter()
+                client.ping()
+                latencies.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            client.cancel("hog")
+            while not any(isinstance(e.message, Cancelled) for e in _collect(client, 0.01)):
+                pass
+            cancel_latency = time.perf_counter() - start
+        finally:
+            client.close()
+        assert server.store.get("hog").state == "cancelled"
+        assert statistics.median(latencies) < 0.1, latencies
+        assert cancel_latency < 0.5, cancel_latency
