@@ -17,14 +17,19 @@ from __future__ import annotations
 
 import bpy
 
-from . import generation, jobs, panel, prefs, props, session, source, targets
+from . import camera_io, connection, generation, jobs, panel, prefs, props, session, source, submit, targets
 
 # PropertyGroups first (nested before the groups that point at them), then the scene namespace,
 # preferences, and operators/lists/panels (parent panel before its sections).
-_FEATURES = (source, targets, generation, jobs)
+_FEATURES = (connection, source, targets, generation, jobs, submit, camera_io)
 _PROPERTY_CLASSES = tuple(cls for module in _FEATURES for cls in module.PROPERTY_CLASSES)
 _UI_CLASSES = tuple(cls for module in _FEATURES for cls in module.CLASSES)
 
+_MENUS = (
+    (bpy.types.TOPBAR_MT_file_import, jobs.menu_import),
+    (bpy.types.TOPBAR_MT_file_import, camera_io.menu_import),
+    (bpy.types.TOPBAR_MT_file_export, camera_io.menu_export),
+)
 _registered = False
 
 
@@ -40,7 +45,8 @@ def register() -> None:
     panel.register()
     for cls in _UI_CLASSES:
         bpy.utils.register_class(cls)
-    bpy.types.TOPBAR_MT_file_import.append(jobs.menu_import)
+    for menu, draw in _MENUS:
+        menu.append(draw)
     _registered = True
 
 
@@ -50,7 +56,9 @@ def unregister() -> None:
     if not _registered:
         return
     session.shutdown()  # timer, client thread, sockets, half-written result files
-    bpy.types.TOPBAR_MT_file_import.remove(jobs.menu_import)
+    connection.stop_started_backend()
+    for menu, draw in _MENUS:
+        menu.remove(draw)
     for cls in reversed(_UI_CLASSES):
         bpy.utils.unregister_class(cls)
     panel.unregister()

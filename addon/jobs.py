@@ -61,6 +61,9 @@ class RECAST4D_PG_job(bpy.types.PropertyGroup):
         description="Names of the target camera objects, comma separated, in trajectory order"
     )
     imported: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
+    streams: bpy.props.StringProperty(  # type: ignore[valid-type]
+        description="Result stream names announced by the backend, comma separated (to re-fetch them)"
+    )
 
     @property
     def is_active(self) -> bool:

@@ -32,6 +32,12 @@ _stream_meta: dict[tuple[str, str], dict[str, Any]] = {}
 _open_files: dict[tuple[str, str], Any] = {}
 
 
+def message_of(event: Any) -> Any:
+    """The typed ``protocol.messages`` object inside a client ``Event`` (or the object itself)."""
+    message = getattr(event, "message", None)
+    return message if message is not None else event
+
+
 def find_job(job_id: str | None):
     """``(scene, job)`` for ``job_id`` in any open scene, or ``(None, None)``."""
     if not job_id:
@@ -74,9 +80,17 @@ def apply_event(kind: str, event: Any, status: dict[str, Any]) -> None:
             if job is not None and state in JOB_STATE_FROM_WIRE and job.state != "CANCELLING":
                 job.state = JOB_STATE_FROM_WIRE[state]
         return
-    if kind in ("connection.lost", "disconnected"):
-        status["connected"] = False
-        status["error"] = str(getattr(event, "detail", "") or "backend unreachable")
+    if kind.startswith("client."):  # synthetic events of the client's I/O thread
+        detail = getattr(event, "data", None) or {}
+        if kind == "client.connected":
+            status.update(connected=True, connecting=False, error="")
+        elif kind in ("client.unreachable", "client.reconnecting"):
+            status.update(connected=False, connecting=True,
+                          error=str(detail.get("message") or "backend not answering; retrying"))
+        elif kind == "client.server_restarted":
+            status["error"] = "the backend restarted; unfinished jobs are resumed if it kept them"
+        elif kind == "client.error":
+            status["error"] = f"{detail.get('code', 'error')}: {detail.get('message', '')}"
         return
     _, job = find_job(getattr(event, "job_id", None))
     if kind == "error" and job is None:
@@ -114,7 +128,10 @@ def apply_event(kind: str, event: Any, status: dict[str, Any]) -> None:
 def _begin_stream(job, event) -> None:
     meta = dict(event.meta or {})
     _stream_meta[(job.job_id, event.stream)] = meta
-    job.frames_expected += int(event.frames or 0)
+    known = [name for name in job.streams.split(",") if name]
+    if event.stream not in known:
+        job.streams = ",".join([*known, event.stream])
+        job.frames_expected += int(event.frames or 0)
     output_dir = meta.get("output_dir")
     if isinstance(output_dir, str) and os.path.isdir(output_dir):
         job.result_dir = output_dir
@@ -137,13 +154,19 @@ def _safe_filename(name: str) -> str:
     return clean
 
 
-def apply_chunk(chunk: Any) -> None:
-    """Consume one ``result.chunk``: append a file piece or replace the preview point geometry."""
+def apply_chunk(chunk: Any, chunk_meta: dict[str, Any] | None = None) -> None:
+    """Consume one ``result.chunk``: append a file piece or replace the preview point geometry.
+
+    ``chunk_meta`` is the chunk's own metadata (as the job emitted it); a ``filename`` there
+    overrides the stream's.
+    """
     scene, job = find_job(chunk.job_id)
     if job is None:
         return
     key = (chunk.job_id, chunk.stream)
-    meta = _stream_meta.get(key, {})
+    meta = {**_stream_meta.get(key, {}), **(chunk_meta or {})}
+    if "filename" in meta:
+        _stream_meta.setdefault(key, {})["filename"] = meta["filename"]
     arrays = chunk.arrays
     if "filename" in meta and "data" in arrays:
         handle = _open_files.get(key)

@@ -2,7 +2,7 @@
 
 Threading rule: the client's own I/O thread owns the ZeroMQ socket and never touches ``bpy``.
 The main thread only talks to it through the client's thread-safe methods (``submit``, ``cancel``,
-``grant_credit``, ``poll_events``). A persistent ``bpy.app.timers`` callback, :func:`tick`, drains
+``consumed``, ``poll_events``). A persistent ``bpy.app.timers`` callback, :func:`tick`, drains
 events within :data:`TICK_BUDGET_S`, updates job properties, and applies **at most one** result
 chunk per tick (preview geometry or a file piece), granting credit only after it is consumed, so
 Blender's speed throttles the backend end to end. :func:`drain_blocking` runs the same event
@@ -33,6 +33,8 @@ class EventClient(Protocol):
     """What the session needs from a client (``protocol.client.ThreadedClient`` provides it)."""
 
     def poll_events(self, max_items: int, time_budget_s: float) -> list[Any]: ...
+
+    def consumed(self, job_id: str, stream: str, chunk: int) -> None: ...
 
     def close(self) -> None: ...
 
@@ -86,7 +88,9 @@ def detach_client() -> None:
 
 
 def _event_type(event: Any) -> str:
-    return str(getattr(event, "TYPE", None) or getattr(event, "type", None) or "")
+    """Message type of a client ``Event`` (``.type``) or of a bare typed message (``.TYPE``)."""
+    kind = getattr(event, "type", None)
+    return kind if isinstance(kind, str) else str(getattr(event, "TYPE", ""))
 
 
 def process_events(events: list[Any]) -> bool:
@@ -96,7 +100,7 @@ def process_events(events: list[Any]) -> bool:
         if kind in ("result.chunk", "result.end") or (kind == "result.begin" and _STATE.pending_chunks):
             _STATE.pending_chunks.append(event)  # keep stream order: an end closes after its chunks
         else:
-            results_stream.apply_event(kind, event, _STATE.status)
+            results_stream.apply_event(kind, results_stream.message_of(event), _STATE.status)
         if _STATE.on_event is not None:
             _STATE.on_event(event)
     return bool(events)
@@ -107,14 +111,15 @@ def apply_one_chunk() -> bool:
     queue = _STATE.pending_chunks
     while queue and _event_type(queue[0]) != "result.chunk":  # stream begin/end markers are cheap
         marker = queue.popleft()
-        results_stream.apply_event(_event_type(marker), marker, _STATE.status)
+        results_stream.apply_event(_event_type(marker), results_stream.message_of(marker), _STATE.status)
     if not queue:
         return False
-    chunk = queue.popleft()
-    results_stream.apply_chunk(chunk)
+    event = queue.popleft()
+    chunk = results_stream.message_of(event)
+    results_stream.apply_chunk(chunk, getattr(event, "meta", None) or {})
     client = _STATE.client
-    if client is not None and hasattr(client, "grant_credit"):
-        client.grant_credit(chunk.job_id, chunk.stream, chunk.chunk + 1)
+    if client is not None:
+        client.consumed(chunk.job_id, chunk.stream, chunk.chunk)  # credit only once consumed
     return True
 
 

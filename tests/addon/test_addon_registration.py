@@ -18,14 +18,15 @@ def test_register_unregister_round_trip_leaves_nothing(bpy_clean):
     before_handlers = {name: len(getattr(bpy.app.handlers, name)) for name in dir(bpy.app.handlers)
                        if isinstance(getattr(bpy.app.handlers, name), list)}
     def our_menu_entries() -> list:
-        draw_funcs = bpy.types.TOPBAR_MT_file_import._dyn_ui_initialize()
+        draw_funcs = (bpy.types.TOPBAR_MT_file_import._dyn_ui_initialize()
+                      + bpy.types.TOPBAR_MT_file_export._dyn_ui_initialize())
         return [f for f in draw_funcs if getattr(f, "__module__", "").startswith("addon")]
 
     for _ in range(2):
         addon.register()
         addon.register()  # double registration is a no-op
         assert hasattr(bpy.types.Scene, "recast4d")
-        assert len(our_menu_entries()) == 1
+        assert len(our_menu_entries()) == 3
         assert "RECAST4D_PT_main" in _recast_types(bpy)
         assert bpy.ops.recast4d.setup_render.poll() in (True, False)
         addon.unregister()

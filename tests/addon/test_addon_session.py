@@ -44,13 +44,21 @@ class SlowFakeClient:
                 break
         return out
 
-    def grant_credit(self, job_id: str, stream: str, ack: int) -> None:
-        self.credits.append((job_id, stream, ack))
+    def consumed(self, job_id: str, stream: str, chunk: int) -> None:
+        self.credits.append((job_id, stream, chunk + 1))
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
         self.closed = True
+
+
+def _wrap(message, meta=None):
+    """The client's ``Event`` around a typed message, as the real client thread delivers it."""
+    from protocol.client.core import Event
+
+    return Event(type=message.TYPE, job_id=getattr(message, "job_id", None), stream=getattr(message, "stream", None),
+                 chunk=getattr(message, "chunk", None), message=message, meta=meta or {})
 
 
 def _event_stream(job_id: str, frames: int, points: int, usd_bytes: bytes) -> list:
@@ -75,7 +83,7 @@ def _event_stream(job_id: str, frames: int, points: int, usd_bytes: bytes) -> li
                                     arrays={"data": np.frombuffer(piece, dtype=np.uint8)}))
     events.append(m.ResultEnd(job_id=job_id, stream="usd", chunks=len(pieces)))
     events.append(m.JobStatus(job_id=job_id, state="done"))
-    return events
+    return [_wrap(e) for e in events]
 
 
 def test_tick_stays_under_20ms_against_slow_stream(registered_addon, tmp_path):

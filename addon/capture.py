@@ -1,0 +1,177 @@
+"""Source frames as arrays: image sequences, movie clips, or "this scene" rendered with depth.
+
+Conventions of the returned arrays (what the backend's ``reshoot`` request expects):
+``frames`` uint8 (F, H, W, 3) sRGB, row 0 = top of the image; ``depth`` float32 (F, H, W) planar
+depth along the camera's view axis in metres (``depth_kind = "z"``), 0 where nothing was hit.
+Blender stores image rows bottom-up, so every read flips them.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from .deps import protocol_module
+
+_errors = protocol_module("errors")
+
+
+def image_pixels(image: bpy.types.Image) -> np.ndarray:
+    """``(H, W, 4)`` float32 pixels of a loaded image, row 0 = top."""
+    width, height = image.size[:]
+    if width == 0 or height == 0:
+        raise _errors.ValidationError(f"image {image.name!r} could not be read ({image.filepath})")
+    buffer = np.empty(width * height * 4, np.float32)
+    image.pixels.foreach_get(buffer)
+    return buffer.reshape(height, width, 4)[::-1]
+
+
+def read_image_file(path: str | Path) -> np.ndarray:
+    """``(H, W, 4)`` float32 pixels of an image file (loaded and freed again), row 0 = top."""
+    image = bpy.data.images.load(str(path), check_existing=False)
+    try:
+        return image_pixels(image)
+    finally:
+        bpy.data.images.remove(image)
+
+
+def to_uint8_rgb(pixels: np.ndarray) -> np.ndarray:
+    """Float pixels in 0..1 (display-referred, as PNG/JPEG load) -> uint8 RGB."""
+    return (np.clip(pixels[..., :3], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def sequence_files(first_file: str | Path) -> list[Path]:
+    """All files of the numbered sequence ``first_file`` belongs to, sorted by frame number."""
+    path = Path(first_file)
+    match = re.match(r"^(.*?)(\d+)$", path.stem)
+    if match is None:
+        return [path]
+    prefix = match.group(1)
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+){re.escape(path.suffix)}$")
+    numbered = [(int(m.group(1)), p) for p in path.parent.iterdir() if (m := pattern.match(p.name))]
+    return [p for _, p in sorted(numbered)]
+
+
+def image_sequence_frames(image: bpy.types.Image, count: int) -> np.ndarray:
+    """The first ``count`` frames of an image-sequence datablock as uint8 (F, H, W, 3)."""
+    files = sequence_files(bpy.path.abspath(image.filepath))
+    if len(files) < count:
+        raise _errors.ValidationError(f"image sequence {image.name!r} has {len(files)} frames, the shot needs {count}")
+    return np.stack([to_uint8_rgb(read_image_file(f)) for f in files[:count]])
+
+
+def movie_clip_frames(scene: bpy.types.Scene, clip: bpy.types.MovieClip, count: int) -> np.ndarray:
+    """The first ``count`` frames of a Movie Clip (image sequence or video file) as uint8 (F, H, W, 3).
+
+    Videos are decoded by Blender's own video strip: a temporary scene renders the clip through
+    the sequencer to PNG (no 3D rendering), which is then read back.
+    """
+    path = bpy.path.abspath(clip.filepath)
+    if clip.source == "SEQUENCE":
+        files = sequence_files(path)
+        if len(files) < count:
+            raise _errors.ValidationError(f"clip {clip.name!r} has {len(files)} frames, the shot needs {count}")
+        return np.stack([to_uint8_rgb(read_image_file(f)) for f in files[:count]])
+    width, height = clip.size[:]
+    temp_scene = bpy.data.scenes.new("Recast4D clip decode")
+    try:
+        editor = temp_scene.sequence_editor_create()
+        strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+        strips.new_movie("clip", path, channel=1, frame_start=1)
+        render = temp_scene.render
+        render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
+        render.use_sequencer = True
+        render.image_settings.file_format = "PNG"
+        render.image_settings.color_mode = "RGB"
+        temp_scene.view_settings.view_transform = "Standard"
+        frames = []
+        with tempfile.TemporaryDirectory(prefix="recast4d_clip_") as tmp:
+            for i in range(count):
+                temp_scene.frame_set(i + 1)
+                render.filepath = str(Path(tmp) / f"{i:05d}.png")
+                bpy.ops.render.render(write_still=True, scene=temp_scene.name)
+                frames.append(to_uint8_rgb(read_image_file(render.filepath)))
+    finally:
+        bpy.data.scenes.remove(temp_scene)
+    return np.stack(frames)
+
+
+def depth_material() -> bpy.types.Material:
+    """Emission material whose colour is the planar view depth (Camera Data > View Z Depth), metres."""
+    material = bpy.data.materials.get("Recast4D Depth")
+    if material is not None:
+        return material
+    material = bpy.data.materials.new("Recast4D Depth")
+    if material.node_tree is None:  # Blender < 5.0
+        material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    camera_data = nodes.new("ShaderNodeCameraData")
+    emission = nodes.new("ShaderNodeEmission")
+    emission.inputs["Strength"].default_value = 1.0
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links.new(camera_data.outputs["View Z Depth"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    return material
+
+
+@contextmanager
+def _temporarily(obj, **values):
+    saved = {name: getattr(obj, name) for name in values}
+    try:
+        for name, value in values.items():
+            setattr(obj, name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(obj, name, value)
+
+
+def render_scene_source(scene: bpy.types.Scene, camera: bpy.types.Object,
+                        frames: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Render ``frames`` of ``scene`` through ``camera``: colour with the scene's engine, then depth.
+
+    Depth is a second Cycles pass with a material override emitting the planar view depth
+    (1 sample, so edges never blend two depths; transparent film, so empty pixels read 0).
+    All render settings are restored afterwards.
+    """
+    render = scene.render
+    view_layer = scene.view_layers[0]
+    colour, depth = [], []
+    with tempfile.TemporaryDirectory(prefix="recast4d_scene_") as tmp, ExitStack() as stack:
+        stack.enter_context(_temporarily(scene, camera=camera, frame_current=scene.frame_current))
+        stack.enter_context(_temporarily(render, filepath=render.filepath, film_transparent=render.film_transparent))
+        settings = render.image_settings
+        stack.enter_context(_temporarily(settings, file_format=settings.file_format, color_mode=settings.color_mode,
+                                         color_depth=settings.color_depth))
+        for frame in frames:
+            scene.frame_set(frame)
+            settings.file_format, settings.color_mode, render.film_transparent = "PNG", "RGB", False
+            render.filepath = str(Path(tmp) / f"rgb_{frame:05d}.png")
+            bpy.ops.render.render(write_still=True, scene=scene.name)
+            colour.append(to_uint8_rgb(read_image_file(render.filepath)))
+        cycles = scene.cycles
+        stack.enter_context(_temporarily(render, engine=render.engine))
+        render.engine = "CYCLES"
+        stack.enter_context(_temporarily(cycles, samples=cycles.samples, use_denoising=cycles.use_denoising,
+                                         filter_width=cycles.filter_width))
+        stack.enter_context(_temporarily(view_layer, material_override=view_layer.material_override))
+        vs = scene.view_settings
+        stack.enter_context(_temporarily(vs, view_transform=vs.view_transform, look=vs.look,
+                                         exposure=vs.exposure, gamma=vs.gamma))
+        cycles.samples, cycles.use_denoising, cycles.filter_width = 1, False, 0.01
+        view_layer.material_override = depth_material()
+        vs.view_transform, vs.look, vs.exposure, vs.gamma = "Standard", "None", 0.0, 1.0
+        settings.file_format, render.film_transparent = "OPEN_EXR", True
+        settings.color_mode, settings.color_depth = "RGB", "32"
+        for frame in frames:
+            scene.frame_set(frame)
+            render.filepath = str(Path(tmp) / f"depth_{frame:05d}.exr")
+            bpy.ops.render.render(write_still=True, scene=scene.name)
+            depth.append(read_image_file(render.filepath)[..., 0].astype(np.float32))
+    return np.stack(colour), np.ascontiguousarray(np.stack(depth))
