@@ -149,7 +149,7 @@ def _unpack(data: memoryview, what: str) -> Any:
         raise ProtocolError(f"{what} has trailing bytes after the msgpack map", code="bad_message") from exc
     except (msgpack.exceptions.StackError, RecursionError) as exc:  # RecursionError: pure-Python msgpack
         raise ProtocolError(f"{what} is nested too deeply to decode", code="bad_message") from exc
-    except (ValueError, TypeError, OverflowError) as exc:  # includes FormatError, StackError, UnicodeDecodeError
+    except (ValueError, TypeError, OverflowError) as exc:  # FormatError, UnicodeDecodeError, int keys...
         raise ProtocolError(f"{what} is not valid msgpack: {exc}", code="bad_message") from exc
 
 
@@ -258,6 +258,8 @@ class Codec:
         ProtocolError ``too_large``/``too_many_frames`` when the message breaks ``limits``.
         """
         limits = self.limits
+        if not isinstance(msg.type, str) or not 0 < len(msg.type) <= 64:
+            raise ValidationError(f"message type must be a non-empty string of <= 64 chars, got {msg.type!r:.70}")
         if not isinstance(msg.content, dict):
             raise ValidationError(f"message content must be a dict, got {type(msg.content).__name__}")
         buffers: list[memoryview] = []
