@@ -2,7 +2,7 @@
 
 Figures (all measured in this run):
 - ``fit_its_per_s_cpu``: fitting iterations/s of the pure-torch reference on CPU (64x64, 2k Gaussians,
-  one view per step, 2 threads).
+  one view per step, ``--threads`` torch threads).
 - ``fit_its_per_s_cuda``: fitting iterations/s with gsplat at 512x512 and 200k Gaussians (only with
   CUDA + gsplat; ``null`` otherwise, with the reason in ``cuda_note``).
 - USD: per frame, the Gaussian sequence (points, widths, displayColor, opacity, scale, orient and the
@@ -99,8 +99,11 @@ def main() -> None:
     parser.add_argument("--cuda-iterations", type=int, default=100)
     parser.add_argument("--usd-points", type=int, default=200_000)
     parser.add_argument("--usd-frames", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1, choices=(1, 2),
+                        help="torch CPU threads (1 by default: on a shared 2-core machine two contending "
+                             "threads were many times slower)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     cpu_its = bench_fit(args.cpu_gaussians, args.cpu_size, args.cpu_iterations, "cpu")
     print(f"CPU reference fit: {cpu_its:.2f} it/s at {args.cpu_size}x{args.cpu_size}, "
@@ -132,6 +135,7 @@ def main() -> None:
         "usd_file_mb": round(usd["usd_file_mb"], 1),
         "fit_its_per_s_cpu": round(cpu_its, 2),
         "cpu_fit_size": f"{args.cpu_size}x{args.cpu_size}, {args.cpu_gaussians} Gaussians",
+        "cpu_threads": args.threads,
         "fit_its_per_s_cuda": None if cuda_its is None else round(cuda_its, 1),
         "cuda_note": cuda_note,
     }

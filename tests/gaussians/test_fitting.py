@@ -23,8 +23,6 @@ from backend.gaussians import (
 from protocol.camera import Camera
 from protocol.errors import Cancelled, ValidationError
 
-torch.set_num_threads(2)
-
 
 def _camera_at(x: float, size: int = 32) -> Camera:
     w2c = np.eye(4)
