@@ -60,6 +60,9 @@ class RECAST4D_PG_job(bpy.types.PropertyGroup):
     target_cameras: bpy.props.StringProperty(  # type: ignore[valid-type]
         description="Names of the target camera objects, comma separated, in trajectory order"
     )
+    trajectories: bpy.props.StringProperty(  # type: ignore[valid-type]
+        description="Trajectory names sent to the backend (result sub-folders), same order as the cameras"
+    )
     imported: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
     streams: bpy.props.StringProperty(  # type: ignore[valid-type]
         description="Result stream names announced by the backend, comma separated (to re-fetch them)"
@@ -89,17 +92,15 @@ class RECAST4D_PG_job(bpy.types.PropertyGroup):
         found = sorted(folder.glob("*.usd*")) if folder.is_dir() else []
         return found[0] if found else None
 
-    def result_videos(self) -> list[Path]:
-        """Generated videos (mp4) or PNG-sequence folders, one per trajectory, sorted by name."""
+    def result_video(self, trajectory: str) -> Path | None:
+        """The finished video of one trajectory: ``<traj>/video.mp4``, else its PNG frames folder."""
         if not self.result_dir:
-            return []
-        folder = Path(bpy.path.abspath(self.result_dir))
-        if not folder.is_dir():
-            return []
-        videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in results.VIDEO_SUFFIXES)
-        if videos:
-            return videos
-        return sorted({p.parent for p in folder.rglob("*.png")})
+            return None
+        folder = Path(bpy.path.abspath(self.result_dir)) / trajectory
+        for candidate in (folder / "video.mp4", folder / "frames"):
+            if candidate.exists():
+                return candidate
+        return None
 
 
 def find_job(scene: bpy.types.Scene, job_id: str) -> RECAST4D_PG_job | None:
@@ -126,8 +127,10 @@ def import_job_result(context: bpy.types.Context, job: RECAST4D_PG_job, *, ellip
     imported = results.import_usd_result(context, path, ellipsoids=ellipsoids)
     names = [n for n in job.target_cameras.split(",") if n]
     targets = [bpy.data.objects.get(n) for n in names]
-    for video, camera in zip(job.result_videos(), targets + [None] * 64):
-        results.import_video(video, camera=camera)
+    for trajectory, camera in zip([t for t in job.trajectories.split(",") if t], targets):
+        video = job.result_video(trajectory)
+        if video is not None:
+            results.import_video(video, camera=camera)
     if setup_render:
         camera = next((c for c in targets if c is not None and c.type == "CAMERA"), None)
         results.setup_render(context.scene, camera=camera,

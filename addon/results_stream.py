@@ -107,6 +107,9 @@ def apply_event(kind: str, event: Any, status: dict[str, Any]) -> None:
         new_state = JOB_STATE_FROM_WIRE.get(event.state)
         if new_state:
             job.state = new_state
+        if new_state == "DONE":  # progress is coalesced on the wire: the last step may never arrive
+            for stage in job.stages:
+                stage.step = max(stage.step, stage.total)
         if event.state == "failed" and event.detail:
             job.error = event.detail
     elif kind == "progress":
@@ -147,11 +150,16 @@ def _end_stream(job, event) -> None:
     _stream_meta.pop(key, None)
 
 
-def _safe_filename(name: str) -> str:
-    clean = Path(str(name)).name
-    if not clean or clean in (".", ".."):
+def safe_relative_path(name: str) -> Path:
+    """A result file name from the backend as a safe relative path (``orbit/video.mp4``).
+
+    Absolute paths, drive letters and ``..`` components are refused (a file must land inside the
+    job's result folder).
+    """
+    parts = [p for p in str(name).replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." or ":" in p for p in parts) or str(name).startswith(("/", "\\")):
         raise ValueError(f"unusable result file name {name!r}")
-    return clean
+    return Path(*parts)
 
 
 def apply_chunk(chunk: Any, chunk_meta: dict[str, Any] | None = None) -> None:
@@ -174,7 +182,9 @@ def apply_chunk(chunk: Any, chunk_meta: dict[str, Any] | None = None) -> None:
             folder = Path(bpy.path.abspath(job.result_dir or str(default_result_dir(job.job_id))))
             folder.mkdir(parents=True, exist_ok=True)
             job.result_dir = str(folder)
-            handle = _open_files[key] = open(folder / _safe_filename(meta["filename"]), "wb")  # noqa: SIM115
+            target = folder / safe_relative_path(meta["filename"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle = _open_files[key] = open(target, "wb")  # noqa: SIM115
         handle.write(np.ascontiguousarray(arrays["data"], dtype=np.uint8).tobytes())
     elif "xyz" in arrays:
         update_preview(scene, job, arrays["xyz"], arrays.get("rgb"))

@@ -35,6 +35,7 @@ class JobRequest:
     params: dict
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     target_names: list[str] = field(default_factory=list)
+    trajectory_names: list[str] = field(default_factory=list)
 
 
 def _trajectory_name(name: str, used: set[str]) -> str:
@@ -131,7 +132,8 @@ def build_reshoot_request(context: bpy.types.Context) -> JobRequest:
         inputs["edit_frame"] = edit
         if generation.edit_mask is not None:
             inputs["edit_masks"] = _image_mask(generation.edit_mask, len(frames), (height, width))
-    return JobRequest(uuid.uuid4().hex, "reshoot", params, inputs, [o.name for o in target_objects])
+    return JobRequest(uuid.uuid4().hex, "reshoot", params, inputs, [o.name for o in target_objects],
+                      [t["name"] for t in trajectories])
 
 
 def submit_request(context: bpy.types.Context, request: JobRequest):
@@ -144,6 +146,7 @@ def submit_request(context: bpy.types.Context, request: JobRequest):
     job.name = f"{request.kind} {datetime.now():%H:%M:%S}"
     job.job_id, job.kind, job.state = request.job_id, request.kind, "UPLOADING"
     job.target_cameras = ",".join(request.target_names)
+    job.trajectories = ",".join(request.trajectory_names)
     settings.active_job_index = len(settings.jobs) - 1
     client.submit(request.job_id, request.kind, request.params, request.inputs)
     return job

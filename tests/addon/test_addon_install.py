@@ -44,6 +44,15 @@ INSTALL_SCRIPT = textwrap.dedent(
     report["wheels_installed"] = sorted({p.split("/")[-1] for p in glob.glob(site + "/lib/python*/site-packages/*")
                                          if p.endswith((".dist-info",))})
     session = sys.modules.get(module + ".session")
+    # connect the installed add-on's real client (its I/O thread and sockets) to a port nobody serves
+    conn = sys.modules[module + ".deps"].protocol_module("connection")
+    conn_file = sys.argv[2]
+    conn.ConnectionInfo(transport="tcp", host="127.0.0.1", port=9, key="00" * 32, pid=0,
+                        server_session="none").write(conn_file)
+    prefs = sys.modules[module + ".prefs"].PreferenceValues(connection_file=conn_file)
+    client = sys.modules[module + ".connection"].connect_backend(prefs)
+    report["client_thread_started"] = client._thread.is_alive()
+    report["timer_while_connected"] = bpy.app.timers.is_registered(session.tick)
     bpy.ops.preferences.addon_disable(module=module)
     report["disabled"] = module not in bpy.context.preferences.addons
     report["left_types"] = [n for n in dir(bpy.types) if n.startswith("RECAST4D_")]
@@ -97,7 +106,7 @@ def test_zip_layout(built_zip):
 
 def test_install_enable_disable_leaves_nothing(built_zip, tmp_path):
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))
-    proc = subprocess.run([sys.executable, "-c", INSTALL_SCRIPT, str(built_zip)], env=env,
+    proc = subprocess.run([sys.executable, "-c", INSTALL_SCRIPT, str(built_zip), str(tmp_path / "conn.json")], env=env,
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -107,6 +116,7 @@ def test_install_enable_disable_leaves_nothing(built_zip, tmp_path):
     assert report["protocol_module"] == "bl_ext.user_default.recast4d.protocol"
     assert any(name.startswith("pyzmq") for name in report["wheels_installed"])
     assert any(name.startswith("msgpack") for name in report["wheels_installed"])
+    assert report["client_thread_started"] and report["timer_while_connected"]
     assert report["disabled"]
     assert report["left_types"] == [] and not report["left_scene_props"]
     assert report["left_threads"] == [] and not report["left_timers"] and not report["left_client"]

@@ -1,0 +1,130 @@
+"""End to end with a real backend process: submit from the scene, stream, import, render.
+
+A real ``recast4d serve`` subprocess (``backend.cli``) loads the small ``addon_lift`` job kind
+(``addon_e2e_jobkind.py``: lifts the uploaded depth to points, streams them, writes and streams a
+USD file). The add-on renders "this scene" with depth, submits through the real ``ThreadedClient``,
+drains events with its session code (timer ticks, then the blocking path), imports the USD result
+and renders it with Cycles.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.blender
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+
+
+@pytest.fixture
+def backend_server(tmp_path):
+    conn_file = tmp_path / "server.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "serve", "--port", "0", "--jobs-dir", str(tmp_path / "jobs"),
+         "--connection-file", str(conn_file), "--job-kinds", "addon_e2e_jobkind"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not conn_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"backend did not start: {proc.stdout.read() if proc.stdout else ''}")
+        time.sleep(0.05)
+    yield conn_file
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _scene_with_camera_and_target(bpy):
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.cycles.use_denoising = False
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 24, 16, 100
+    scene.frame_start, scene.frame_end = 1, 3
+    scene.world = bpy.data.worlds.new("world")
+    bpy.ops.mesh.primitive_plane_add(size=6, location=(0, 6, 0), rotation=(math.pi / 2, 0, 0))
+    bpy.ops.mesh.primitive_cube_add(size=1.0, location=(0.5, 4, 0))
+    cam = bpy.data.objects.new("source", bpy.data.cameras.new("source"))
+    scene.collection.objects.link(cam)
+    cam.rotation_euler = (math.pi / 2, 0, 0)
+    scene.camera = cam
+    settings = scene.recast4d
+    settings.source.kind = "SCENE"
+    return scene, cam
+
+
+def test_submit_stream_import_render_with_real_backend(registered_addon, backend_server, tmp_path):
+    import bpy
+
+    from addon import connection, results, session, submit, targets
+    from addon.prefs import PreferenceValues
+
+    scene, _ = _scene_with_camera_and_target(bpy)
+    targets.add_camera_path(bpy.context, "orbit:left:10", pivot_depth=5.0)
+    request = submit.build_reshoot_request(bpy.context)
+    assert request.inputs["frames"].shape == (3, 16, 24, 3) and request.inputs["depth"].shape == (3, 16, 24)
+    assert request.params["engine"]["depth"] == "given" and len(request.params["trajectories"]) == 1
+    request.kind = "addon_lift"
+
+    client = connection.connect_backend(PreferenceValues(connection_file=str(backend_server)), start_timer=False)
+    assert session.current_client() is client
+    job = submit.submit_request(bpy.context, request)
+    job.result_dir = str(tmp_path / "results")
+    # a few real timer ticks first (each within budget), then the blocking path for `blender -b`
+    ticks = []
+    for _ in range(40):
+        t0 = time.perf_counter()
+        session.tick()
+        ticks.append(time.perf_counter() - t0)
+        if job.state in ("DONE", "FAILED"):
+            break
+        time.sleep(0.02)
+    assert max(ticks) < 0.020, f"slowest tick {max(ticks) * 1000:.1f} ms"
+    assert session.drain_blocking(lambda: job.state in ("DONE", "FAILED", "CANCELLED")
+                                  and not session.state().pending_chunks and (tmp_path / "results" / "scene.usdc").exists(),
+                                  timeout_s=60)
+    assert job.state == "DONE", job.error
+    assert session.state().status.get("connected")
+    assert "lift" in job.stages and all(stage.step == stage.total for stage in job.stages)
+    assert job.frames_received == 3 and job.frames_expected == 3
+    preview = bpy.data.objects[f"{job.name} Preview"]
+    assert len(preview.data.vertices) == 16 * 24  # every pixel hits the plane or the cube
+
+    imported = results.import_usd_result(bpy.context, tmp_path / "results" / "scene.usdc")
+    obj = imported.point_objects[0]
+    for frame in (1, 2, 3):
+        scene.frame_set(frame)
+        assert len(obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data.points) == 16 * 24
+    # the lifted points sit where the scene's geometry is: the plane at y = 6, the cube front at y = 3.5
+    scene.frame_set(1)
+    positions = np.zeros(16 * 24 * 3, np.float32)
+    obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data.attributes["position"].data.foreach_get(
+        "vector", positions)
+    ys = np.round(positions.reshape(-1, 3)[:, 1], 2)
+    assert set(np.unique(ys)) <= {3.5, 6.0} and 6.0 in ys and 3.5 in ys
+
+    for o in list(bpy.data.objects):  # render only the imported result
+        if o.type == "MESH":
+            bpy.data.objects.remove(o)
+    results.setup_render(scene, camera=scene.camera, samples=1)
+    scene.render.filepath = str(tmp_path / "e2e.png")
+    bpy.ops.render.render(write_still=True)
+    image = bpy.data.images.load(scene.render.filepath)
+    pixels = np.array(image.pixels[:], np.float32).reshape(16, 24, 4)
+    assert (pixels[..., :3].sum(-1) > 0.05).sum() > 50
+
+    session.detach_client()
+    assert client.state == "closed"
