@@ -53,7 +53,7 @@ def add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--connection-file", type=Path, default=None,
                    help="where to write the connection file (default: the user runtime dir)")
     p.add_argument("--job-kinds", action="append", default=None, metavar="MODULE",
-                   help="extra module to import for job kinds (repeatable)")
+                   help="module that registers job kinds (repeatable); default: the built-in pipelines")
     p.set_defaults(func=_serve)
 
 
@@ -62,8 +62,9 @@ def _serve(args: argparse.Namespace) -> int:
     from backend.server import ServerConfig, serve_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    load_job_kind_modules()
-    if args.job_kinds:
+    if not args.job_kinds:
+        load_job_kind_modules()
+    else:
         loaded = load_job_kind_modules(args.job_kinds)
         missing = set(args.job_kinds) - set(loaded)
         if missing:
@@ -123,13 +124,17 @@ def _jobs(args: argparse.Namespace) -> int:
 COMMANDS: list[AddCommand] = [add_serve, add_doctor, add_jobs]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser: built-in subcommands, then those of :data:`COMMAND_MODULES` that import."""
+def build_parser(*, builtin_only: bool = False) -> argparse.ArgumentParser:
+    """The full parser: built-in subcommands, then those of :data:`COMMAND_MODULES` that import.
+
+    ``builtin_only`` skips the pipeline modules (they import torch, seconds of start-up) when the
+    command line asks for a built-in subcommand.
+    """
     parser = argparse.ArgumentParser(prog="recast4d", description="Recast 4D compute backend")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMANDS:
         add(subparsers)
-    for module_name in COMMAND_MODULES:
+    for module_name in [] if builtin_only else COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -142,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``recast4d`` console script."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    builtin = {"serve", "doctor", "jobs"}
+    parser = build_parser(builtin_only=bool(argv) and argv[0] in builtin)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -88,7 +88,12 @@ class JobContext:
         return progress, self.cancel
 
     def declare_stream(self, stream: str, manifest: dict[str, Any] | None = None) -> None:
-        """Optionally announce a stream before its first chunk (e.g. ``{"frames": 81}``) for pre-allocation."""
+        """Announce a stream before its first chunk (optional; ``emit`` declares it with ``{}`` otherwise).
+
+        Manifest keys ``chunks``, ``frames``, ``total_bytes`` (ints) and ``layout`` (map) fill the
+        same fields of ``result.begin`` so the client can pre-allocate; every other key (e.g.
+        ``filename``) and the contents of ``meta`` go into ``result.begin.meta``.
+        """
         self.store.declare_stream(self.job_id, stream, manifest or {})
         self.events.job_stream(self.job_id, stream, manifest or {})
 

@@ -52,6 +52,8 @@ log = logging.getLogger("recast4d.server")
 CAPABILITIES = ["upload", "resend", "progress", "cancel"]
 _MAX_OUTBOX = 10_000
 _MAX_RECV_PER_TICK = 256
+#: Manifest keys that map to ``result.begin`` fields; every other key goes into its ``meta``.
+_MANIFEST_FIELDS = frozenset({"chunks", "frames", "total_bytes", "layout", "meta"})
 
 
 class Server(RequestHandlers):
@@ -120,7 +122,8 @@ class Server(RequestHandlers):
         if self.config.write_connection_file:
             path = self.config.connection_file or default_connection_path()
             self.connection_path = self.connection.write(path)
-        threading.Thread(target=self._detect_gpu, name="recast4d-gpu-probe", daemon=True).start()
+        if os.environ.get("RECAST4D_GPU_PROBE", "1") != "0":
+            threading.Thread(target=self._detect_gpu, name="recast4d-gpu-probe", daemon=True).start()
         self.worker.start()
         self._thread.start()
         log.info("recast4d server %s listening on %s (jobs in %s)", self.session[:8], endpoint,
@@ -394,7 +397,8 @@ class Server(RequestHandlers):
                 frames=int(manifest.get("frames", 0)),
                 total_bytes=int(info.bytes if record.state == DONE else manifest.get("total_bytes", 0)),
                 layout=dict(manifest.get("layout", {})),
-                meta={**dict(manifest.get("meta", {})), "from_chunk": sender.next_chunk},
+                meta={**{k: v for k, v in manifest.items() if k not in _MANIFEST_FIELDS},
+                      **dict(manifest.get("meta", {})), "from_chunk": sender.next_chunk},
             )
             if not self.send(client, begin):
                 return

@@ -37,7 +37,7 @@ class ThreadedClient:
 
     def __init__(self, info: ConnectionInfo | None = None, *,
                  connection_file: str | os.PathLike[str] | None = None, client_name: str = "recast4d-blender",
-                 auto_ack: bool = True, heartbeat_s: float = 1.0, liveness: int = 5,
+                 auto_ack: bool = False, heartbeat_s: float = 1.0, liveness: int = 5,
                  max_backoff_s: float = 32.0, window: int | None = None) -> None:
         if info is None and connection_file is None:
             raise ValueError("give a ConnectionInfo or a connection file path")
@@ -85,6 +85,8 @@ class ThreadedClient:
             self._ctx.term()
         self.state = "closed"
 
+    close = stop
+
     def _command(self, name: str, *args: Any) -> None:
         if self._stop.is_set():
             raise Recast4DError("the client is stopped", code="client_stopped")
@@ -115,7 +117,8 @@ class ThreadedClient:
     def poll_events(self, max_items: int = 64, time_budget_s: float = 0.008) -> list[Event]:
         """Up to ``max_items`` events, returning early once ``time_budget_s`` is spent; never blocks.
 
-        With ``auto_ack`` each ``result.chunk`` handed out here counts as consumed (credit is sent).
+        With ``auto_ack`` each ``result.chunk`` handed out here counts as consumed (credit is sent);
+        without it (the default) call :meth:`consumed` once a chunk has been applied.
         """
         start = time.perf_counter()
         out: list[Event] = []
