@@ -94,12 +94,9 @@ def smooth_parameters(values: np.ndarray, sigma_frames: float) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if sigma_frames <= 0 or values.size < 2:
         return values
-    radius = max(1, int(np.ceil(3 * sigma_frames)))
-    offsets = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (offsets / sigma_frames) ** 2)
-    padded_values = np.convolve(values, kernel, mode="same")
-    norm = np.convolve(np.ones_like(values), kernel, mode="same")
-    return padded_values / norm
+    frame = np.arange(values.size, dtype=np.float64)
+    weights = np.exp(-0.5 * ((frame[:, None] - frame[None, :]) / sigma_frames) ** 2)
+    return (weights @ values) / weights.sum(axis=1)
 
 
 def consistent_depth_from_disparity(disparity: np.ndarray, *, median_depth: float = 1.0,

@@ -89,10 +89,10 @@ def model_frame_count(num_frames: int, temporal_factor: int = 4) -> int:
 
 
 def plan_windows(num_frames: int, window_frames: int, overlap_frames: int) -> list[tuple[int, int]]:
-    """Windows ``[start, end)`` of at most ``window_frames`` covering ``range(num_frames)``.
+    """Windows ``[start, end)`` of ``window_frames`` frames covering ``range(num_frames)``.
 
-    Consecutive windows share at least ``overlap_frames`` frames; the last window is moved back to
-    end at ``num_frames`` (so it may overlap more). The frames a window shares with earlier ones
+    Uses the fewest windows whose consecutive overlap is at least ``overlap_frames``, spread evenly
+    (first starts at 0, last ends at ``num_frames``). The frames a window shares with earlier ones
     are already filled when it runs, and condition it as known pixels.
     """
     if window_frames < 1 or (window_frames - 1) % 4 != 0:
@@ -102,16 +102,9 @@ def plan_windows(num_frames: int, window_frames: int, overlap_frames: int) -> li
     if num_frames <= window_frames:
         return [(0, num_frames)]
     stride = window_frames - overlap_frames
-    windows = []
-    start = 0
-    while True:
-        end = start + window_frames
-        if end >= num_frames:
-            windows.append((num_frames - window_frames, num_frames))
-            break
-        windows.append((start, end))
-        start += stride
-    return windows
+    count = 1 + int(math.ceil((num_frames - window_frames) / stride))
+    starts = np.rint(np.linspace(0, num_frames - window_frames, count)).astype(int)
+    return [(int(start), int(start) + window_frames) for start in starts]
 
 
 def pad_window(frames: np.ndarray, holes: np.ndarray, temporal_factor: int = 4) -> tuple[np.ndarray, np.ndarray]:

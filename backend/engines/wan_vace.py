@@ -135,8 +135,10 @@ class WanVaceEngine:
         self.folder = folder
         self.device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = getattr(torch, opts.dtype or ("bfloat16" if self.device.type == "cuda" else "float32"))
-        pipe.transformer.to(self.dtype)
-        pipe.vae.to(torch.float32)
+        if pipe.transformer.dtype != self.dtype:  # from_pretrained already keeps norms etc. in fp32
+            pipe.transformer.to(self.dtype)
+        if pipe.vae.dtype != torch.float32:
+            pipe.vae.to(torch.float32)
         pipe.scheduler = make_flow_scheduler(opts.scheduler, opts.flow_shift, pipe.scheduler)
         self._text_encoder = pipe.text_encoder
         pipe.text_encoder = None  # kept aside: loaded on demand, released after encoding
