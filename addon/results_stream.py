@@ -2,9 +2,11 @@
 
 Result streams the add-on understands (``result.begin`` ``meta`` / ``result.chunk`` arrays):
 
-- **file streams**: ``meta["filename"]`` names a result file (``scene.usdc``, ``<traj>.mp4``,
-  ``frame_0001.ply``...); each chunk carries a 1-D ``uint8`` array ``data`` with the next piece of
-  the file, written to ``<job.result_dir>/<filename>``; ``result.end`` closes it.
+- **file streams**: ``filename`` in the stream meta (``declare_stream(name, {"meta": {...}})``) or
+  in the chunk meta names a result file by relative path (``scene.usdc``, ``orbit/video.mp4``);
+  each chunk carries a 1-D ``uint8`` array ``data`` with the next piece of the file, written to
+  ``<job.result_dir>/<filename>.part``; ``result.end`` renames it to its final name. One file per
+  stream.
 - **point streams**: chunks with ``xyz`` (N, 3) float32 metres and optional ``rgb`` (N, 3) uint8
   or float: the partial preview. The newest frame replaces the geometry of the job's preview object
   (a vertex-only mesh drawn and rendered as points), so artists see the result build up.
@@ -147,6 +149,8 @@ def _end_stream(job, event) -> None:
     handle = _open_files.pop(key, None)
     if handle is not None:
         handle.close()
+        part = Path(handle.name)
+        os.replace(part, part.with_name(part.name[: -len(".part")]))
     _stream_meta.pop(key, None)
 
 
@@ -184,7 +188,8 @@ def apply_chunk(chunk: Any, chunk_meta: dict[str, Any] | None = None) -> None:
             job.result_dir = str(folder)
             target = folder / safe_relative_path(meta["filename"])
             target.parent.mkdir(parents=True, exist_ok=True)
-            handle = _open_files[key] = open(target, "wb")  # noqa: SIM115
+            # written as <name>.part and renamed at result.end: a file that exists is complete
+            handle = _open_files[key] = open(target.with_name(target.name + ".part"), "wb")  # noqa: SIM115
         handle.write(np.ascontiguousarray(arrays["data"], dtype=np.uint8).tobytes())
     elif "xyz" in arrays:
         update_preview(scene, job, arrays["xyz"], arrays.get("rgb"))
@@ -242,7 +247,7 @@ def _add_points_modifier(obj: bpy.types.Object) -> None:
 
 
 def close_all_streams() -> None:
-    """Close any half-written result files (unregister / disconnect)."""
+    """Close any half-written result files (unregister / disconnect); they stay ``.part`` files."""
     for handle in _open_files.values():
         handle.close()
     _open_files.clear()

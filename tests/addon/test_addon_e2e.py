@@ -128,3 +128,21 @@ def test_submit_stream_import_render_with_real_backend(registered_addon, backend
 
     session.detach_client()
     assert client.state == "closed"
+
+    # "Blender restart": save, reopen, lose the local files, reconnect and re-fetch by job id
+    import shutil
+
+    blend = tmp_path / "shot.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    shutil.rmtree(tmp_path / "results")
+    job = bpy.context.scene.recast4d.jobs[0]
+    assert job.state == "DONE" and set(job.streams.split(",")) == {"points", "usd"}
+    connection.connect_backend(PreferenceValues(connection_file=str(backend_server)), start_timer=False)
+    assert sorted(submit.fetch_results(job)) == ["points", "usd"]
+    usd = tmp_path / "results" / "scene.usdc"
+    assert session.drain_blocking(lambda: usd.exists() and not session.state().pending_chunks
+                                  and job.frames_received == 3, timeout_s=60)
+    session.detach_client()
+    assert results.import_usd_result(bpy.context, usd).point_objects
