@@ -94,11 +94,21 @@ def movie_clip_frames(scene: bpy.types.Scene, clip: bpy.types.MovieClip, count: 
             for i in range(count):
                 temp_scene.frame_set(i + 1)
                 render.filepath = str(Path(tmp) / f"{i:05d}.png")
-                bpy.ops.render.render(write_still=True, scene=temp_scene.name)
+                render_still(temp_scene)
                 frames.append(to_uint8_rgb(read_image_file(render.filepath)))
     finally:
         bpy.data.scenes.remove(temp_scene)
     return np.stack(frames)
+
+
+def render_still(scene: bpy.types.Scene) -> None:
+    """Render ``scene`` at its own current frame to ``render.filepath``.
+
+    ``bpy.ops.render.render(scene=...)`` renders at the *context* scene's frame, so the scene is
+    made the context scene instead.
+    """
+    with bpy.context.temp_override(scene=scene):
+        bpy.ops.render.render(write_still=True)
 
 
 def depth_material() -> bpy.types.Material:
@@ -153,7 +163,7 @@ def render_scene_source(scene: bpy.types.Scene, camera: bpy.types.Object,
             scene.frame_set(frame)
             settings.file_format, settings.color_mode, render.film_transparent = "PNG", "RGB", False
             render.filepath = str(Path(tmp) / f"rgb_{frame:05d}.png")
-            bpy.ops.render.render(write_still=True, scene=scene.name)
+            render_still(scene)
             colour.append(to_uint8_rgb(read_image_file(render.filepath)))
         cycles = scene.cycles
         stack.enter_context(_temporarily(render, engine=render.engine))
@@ -172,6 +182,6 @@ def render_scene_source(scene: bpy.types.Scene, camera: bpy.types.Object,
         for frame in frames:
             scene.frame_set(frame)
             render.filepath = str(Path(tmp) / f"depth_{frame:05d}.exr")
-            bpy.ops.render.render(write_still=True, scene=scene.name)
+            render_still(scene)
             depth.append(read_image_file(render.filepath)[..., 0].astype(np.float32))
     return np.stack(colour), np.ascontiguousarray(np.stack(depth))
