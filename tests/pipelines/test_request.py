@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.pipelines.request import ReshootRequest
+from backend.pipelines.reshoot.request import ReshootRequest
 from protocol.camera import Camera
 from protocol.errors import CameraError, ValidationError
 

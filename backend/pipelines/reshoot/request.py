@@ -50,6 +50,7 @@ class EngineOptions:
     packing_top_k: int = 4
     static_accumulation: bool = True
     models_dir: str | None = None
+    options: dict = field(default_factory=dict)  # engine-specific extras (e.g. wan-vace offload, window_frames)
 
 
 @dataclass
