@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 
 from .gaussian_set import GaussianSet
 from .sh import eval_sh
@@ -30,6 +31,7 @@ ALPHA_MAX = 0.999
 ALPHA_MIN = 1.0 / 255.0
 TRANSMITTANCE_MIN = 1e-4
 EPS2D = 0.3
+CHECKPOINT_MIN_WORK = 2**26  # pixels x Gaussians above which tiles are recomputed in backward
 
 
 @dataclass
@@ -146,27 +148,31 @@ def project_gaussians(
 
 
 def _composite_tile(
-    proj: ProjectedGaussians,
-    ids: torch.Tensor,
+    means2d: torch.Tensor,
+    conics: torch.Tensor,
+    opacities: torch.Tensor,
+    colors: torch.Tensor,
+    depths: torch.Tensor,
     pix: torch.Tensor,
     chunk: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Front-to-back compositing of Gaussians ``ids`` (depth-sorted) over pixel centres ``pix`` (P, 2)."""
+    """Front-to-back compositing of one tile's depth-sorted Gaussians over pixel centres ``pix`` (P, 2).
+
+    Returns premultiplied ``rgb`` (P, 3), ``alpha`` (P,) and alpha-weighted depth (P,)."""
     n_pix = pix.shape[0]
-    dtype = proj.means2d.dtype
+    dtype = means2d.dtype
     rgb = pix.new_zeros(n_pix, 3, dtype=dtype)
     depth = pix.new_zeros(n_pix, dtype=dtype)
     trans = pix.new_ones(n_pix, dtype=dtype)
     alive = torch.ones(n_pix, dtype=torch.bool, device=pix.device)
     pix_x, pix_y = pix[:, 0:1], pix[:, 1:2]
-    for start in range(0, ids.shape[0], chunk):
-        g = ids[start:start + chunk]
-        mean = proj.means2d[g]
-        dx = pix_x - mean[:, 0]  # (P, G) pixel offsets from each Gaussian's centre
-        dy = pix_y - mean[:, 1]
-        con = proj.conics[g]
+    for start in range(0, means2d.shape[0], chunk):
+        sl = slice(start, start + chunk)
+        dx = pix_x - means2d[sl, 0]  # (P, G) pixel offsets from each Gaussian's centre
+        dy = pix_y - means2d[sl, 1]
+        con = conics[sl]
         power = -0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) - con[:, 1] * dx * dy
-        alpha = torch.clamp_max(proj.opacities[g] * torch.exp(power), ALPHA_MAX)
+        alpha = torch.clamp_max(opacities[sl] * torch.exp(power), ALPHA_MAX)
         alpha = torch.where((alpha >= ALPHA_MIN) & (power <= 0), alpha, torch.zeros_like(alpha))
         one_minus = 1.0 - alpha
         # inclusive transmittance after each Gaussian, starting from this chunk's incoming T
@@ -176,8 +182,8 @@ def _composite_tile(
         # is skipped, exactly like the CUDA kernels' ``next_T <= 1e-4 -> done``
         contributes = (t_incl.detach() > TRANSMITTANCE_MIN) & alive[:, None]
         weights = torch.where(contributes, alpha * t_excl, torch.zeros_like(alpha))
-        rgb = rgb + weights @ proj.colors[g]
-        depth = depth + weights @ proj.depths[g]
+        rgb = rgb + weights @ colors[sl]
+        depth = depth + weights @ depths[sl]
         # incoming T for the next chunk: T after the last contributing Gaussian
         trans = trans * torch.prod(torch.where(contributes, one_minus, torch.ones_like(one_minus)), dim=1)
         alive = contributes[:, -1]
@@ -198,11 +204,18 @@ def rasterize_torch(
     chunk: int = 256,
     near_plane: float = 0.01,
     far_plane: float = 1e10,
+    checkpoint_tiles: bool | None = None,
 ) -> RenderOutput:
-    """Render ``gaussians`` with the dense reference rasteriser (see module docstring); differentiable."""
+    """Render ``gaussians`` with the dense reference rasteriser (see module docstring); differentiable.
+
+    ``tile_size`` (pixels) and ``chunk`` (Gaussians per depth chunk) trade speed for memory;
+    ``checkpoint_tiles`` recomputes each tile in backward instead of storing its intermediates
+    (~1.5x slower, memory ~ one tile); ``None`` = only for big jobs (pixels x Gaussians > 2^26)."""
     proj = project_gaussians(gaussians, K, world_to_camera, width, height,
                              near_plane=near_plane, far_plane=far_plane)
     device, dtype = gaussians.device, gaussians.means.dtype
+    if checkpoint_tiles is None:
+        checkpoint_tiles = width * height * len(proj.depths) > CHECKPOINT_MIN_WORK
     rgb = torch.zeros(height, width, 3, device=device, dtype=dtype)
     alpha = torch.zeros(height, width, device=device, dtype=dtype)
     depth = torch.zeros(height, width, device=device, dtype=dtype)
@@ -222,7 +235,15 @@ def rasterize_torch(
                 indexing="ij",
             )
             pix = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1)
-            t_rgb, t_alpha, t_depth = _composite_tile(proj, ids, pix, chunk)
+            tile_inputs = (proj.means2d[ids], proj.conics[ids], proj.opacities[ids], proj.colors[ids],
+                           proj.depths[ids], pix)
+            if checkpoint_tiles and torch.is_grad_enabled():
+                # keep only the tile's inputs for backward and recompute the (P, G) intermediates:
+                # memory stays ~ one tile instead of the whole image's pixel x Gaussian products
+                t_rgb, t_alpha, t_depth = torch.utils.checkpoint.checkpoint(
+                    _composite_tile, *tile_inputs, chunk, use_reentrant=False)
+            else:
+                t_rgb, t_alpha, t_depth = _composite_tile(*tile_inputs, chunk)
             shape = (y1 - y0, x1 - x0)
             rgb_tiles.append((y0, y1, x0, x1, t_rgb.reshape(*shape, 3)))
             alpha_tiles.append(t_alpha.reshape(shape))

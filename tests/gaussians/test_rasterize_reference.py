@@ -110,12 +110,17 @@ def test_tiling_and_chunking_do_not_change_the_image_and_gradients_flow() -> Non
     torch.testing.assert_close(a.rgb, b.rgb, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(a.alpha, b.alpha, atol=1e-5, rtol=1e-5)
 
-    means = g.means.clone().requires_grad_(True)
-    sh = g.sh.clone().requires_grad_(True)
-    g2 = GaussianSet(means, g.log_scales, g.quats, g.logit_opacities, sh, 0)
-    rasterize(g2, cam, backend="torch").rgb.sum().backward()
-    assert torch.isfinite(means.grad).all() and means.grad.abs().sum() > 0
-    assert sh.grad.abs().sum() > 0
+    grads = []
+    for checkpoint_tiles in (False, True):  # recomputing tiles in backward gives the same gradients
+        means = g.means.clone().requires_grad_(True)
+        sh = g.sh.clone().requires_grad_(True)
+        g2 = GaussianSet(means, g.log_scales, g.quats, g.logit_opacities, sh, 0)
+        out = rasterize_torch(g2, K, w2c, 40, 24, checkpoint_tiles=checkpoint_tiles)
+        (out.rgb.sum() + out.depth.mean()).backward()
+        assert torch.isfinite(means.grad).all() and means.grad.abs().sum() > 0
+        assert sh.grad.abs().sum() > 0
+        grads.append((means.grad, sh.grad))
+    torch.testing.assert_close(grads[0], grads[1])
 
 
 def test_rasterize_rejects_bad_arguments() -> None:
