@@ -104,6 +104,17 @@ def test_zip_layout(built_zip):
     assert not any(absolute.search(src) for src in bundled_sources)
 
 
+def test_blender_validates_the_zip(built_zip):
+    """Blender's own extension validator (``blender --command extension validate``) accepts the zip."""
+    bpy = pytest.importorskip("bpy")
+
+    script = Path(bpy.utils.system_resource("SCRIPTS")) / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
+    assert script.is_file(), script
+    proc = subprocess.run([sys.executable, str(script), "validate", str(built_zip)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_install_enable_disable_leaves_nothing(built_zip, tmp_path):
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))
     proc = subprocess.run([sys.executable, "-c", INSTALL_SCRIPT, str(built_zip), str(tmp_path / "conn.json")], env=env,
