@@ -103,9 +103,9 @@ def _predict(transformer: Any, latents: torch.Tensor, t: torch.Tensor, control: 
                            control_hidden_states=control, control_hidden_states_scale=conditioning_scale,
                            return_dict=False)[0].float()
     if settings.batch_cfg and prompt_embeds.shape == negative_embeds.shape:
-        both = transformer(hidden_states=model_input.expand(2, *model_input.shape[1:]), timestep=t.expand(2),
+        both = transformer(hidden_states=torch.cat([model_input, model_input]), timestep=t.expand(2),
                            encoder_hidden_states=torch.cat([prompt_embeds, negative_embeds]),
-                           control_hidden_states=control.expand(2, *control.shape[1:]),
+                           control_hidden_states=torch.cat([control, control]),
                            control_hidden_states_scale=conditioning_scale, return_dict=False)[0].float()
         cond, uncond = both[:1], both[1:]
     else:

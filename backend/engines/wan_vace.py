@@ -11,6 +11,11 @@ multiple of 16; clips of any length run in windows of ``window_frames`` (4k + 1)
 known pixels. The result is resized back and composited into the source frames with a feather of
 ``feather_px`` pixels around the holes (pixels farther from every hole come back exactly as given).
 VACE masks: white (1) = generate, black (0) = keep.
+
+Deliberately not offered: FirstBlockCache / MagCache (block-skipping caches). On the VACE
+transformer the control hints are added between blocks, so a cached residual already holds them
+and a skipped step adds them twice (wrong output, see reference/models.md section 5).
+With ``compile=True`` and LoRA switching, load the LoRA before compiling (done here at construction).
 """
 
 from __future__ import annotations
@@ -150,7 +155,12 @@ class WanVaceEngine:
         if opts.vae_tiling:
             pipe.vae.enable_tiling()
         if opts.attention_backend:
-            pipe.transformer.set_attention_backend(opts.attention_backend)
+            try:
+                pipe.transformer.set_attention_backend(opts.attention_backend)
+            except (ValueError, RuntimeError, ImportError) as error:
+                raise ValidationError(f"attention backend {opts.attention_backend!r} is not usable here: {error}. "
+                                      "Use 'native' or install the kernel package (flash-attn, sageattention)"
+                                      ) from error
         self._place_models()
         if opts.compile:
             pipe.transformer.compile_repeated_blocks(fullgraph=True)

@@ -125,3 +125,8 @@ def test_cancel_and_bad_options(engine, tiny_models_dir: Path) -> None:
         get_inpaint_engine("wan-vace", tiny_models_dir, steps=3)
     with pytest.raises(ValidationError, match="4k"):
         get_inpaint_engine("wan-vace", tiny_models_dir, window_frames=10)
+
+
+def test_unknown_attention_backend_is_a_typed_error(tiny_models_dir: Path) -> None:
+    with pytest.raises(ValidationError, match="attention backend"):
+        get_inpaint_engine("wan-vace", tiny_models_dir, attention_backend="no-such-kernel", **TINY)
