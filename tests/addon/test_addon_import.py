@@ -104,3 +104,34 @@ def test_missing_or_pointless_usd_gives_clear_errors(registered_addon, tmp_path)
     stage.GetRootLayer().Save()
     with pytest.raises(ValidationError, match="no point clouds"):
         results.import_usd_result(bpy.context, tmp_path / "empty.usda")
+
+
+def test_job_result_import_brings_usd_videos_and_render_setup(registered_addon, tmp_path):
+    import bpy
+
+    from backend.media import write_mp4, write_png_sequence
+
+    results_dir = tmp_path / "job"
+    (results_dir / "orbit").mkdir(parents=True)
+    write_points_usd(results_dir / "scene.usdc", [30, 40], fps=25.0, first_frame=5)
+    frames = np.full((2, 16, 16, 3), 128, np.uint8)
+    write_mp4(results_dir / "orbit" / "video.mp4", frames, fps=25.0)
+    write_png_sequence(results_dir / "dolly" / "frames", frames)
+    scene = bpy.context.scene
+    cams = []
+    for name in ("orbit cam", "dolly cam"):
+        cam = bpy.data.objects.new(name, bpy.data.cameras.new(name))
+        scene.collection.objects.link(cam)
+        cams.append(cam)
+    job = scene.recast4d.jobs.add()
+    job.job_id, job.state, job.result_dir = "j1", "DONE", str(results_dir)
+    job.target_cameras, job.trajectories = "orbit cam,dolly cam", "orbit,dolly"
+
+    imported = registered_addon.jobs.import_job_result(bpy.context, job)
+    assert job.imported and len(imported.point_objects) == 1
+    assert (scene.frame_start, scene.frame_end) == (5, 6) and scene.render.fps == 25
+    assert scene.camera == cams[0] and scene.render.engine == "CYCLES"
+    orbit_bg, dolly_bg = cams[0].data.background_images[0], cams[1].data.background_images[0]
+    assert orbit_bg.source == "MOVIE_CLIP" and orbit_bg.clip.frame_duration == 2
+    assert dolly_bg.source == "IMAGE" and dolly_bg.image.source == "SEQUENCE"
+    assert bpy.ops.recast4d.render_shot.poll()
