@@ -1,0 +1,201 @@
+"""``recast4d run``: the reshoot pipeline from the command line (batch and render-farm use).
+
+    recast4d run --video IN.mp4 --depth DEPTH_DIR --camera-path orbit:left:30 --out OUT
+    recast4d run --job job.json [--out OUT]
+
+``job.json`` holds the same request the server takes: ``{"params": {...}, "inputs": {name: file}}``,
+where ``frames`` is a video file or an image folder, ``depth`` a folder/.npy/.npz of depth maps and
+other inputs ``.npy`` files; relative paths are resolved against the job file's folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from protocol.errors import ValidationError
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("run", help="re-film a video along new camera paths (no server needed)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--job", type=Path, help="a job file (params + input files); other inputs are then optional")
+    p.add_argument("--video", type=Path, help="source video (mp4/mov/webm) or image-sequence folder")
+    p.add_argument("--depth", type=Path, help="depth maps: folder of EXR/PNG16/NPY, or .npy/.npz (metres)")
+    p.add_argument("--depth-kind", choices=["z", "ray"], default="z",
+                   help="planar z-depth (Blender's Z pass) or distance along the ray (default z)")
+    p.add_argument("--depth-engine", default=None, help="depth engine when --depth is missing (depth-anything)")
+    p.add_argument("--camera", type=Path, help="source camera(s) as a camera-path file (nerfstudio JSON, ...)")
+    p.add_argument("--fov", type=float, default=None, help="horizontal field of view guess when --camera is missing")
+    p.add_argument("--camera-path", action="append", default=[], metavar="FILE|PRESET",
+                   help="target path: a file (nerfstudio, ReCamMaster, TrajectoryCrafter, ViewCrafter, GEN3C) or "
+                        "a preset such as orbit:left:30, dolly:in:0.5, zoom:in:2, bullet:40:orbit:right:30; repeatable")
+    p.add_argument("--prompt", default=None, help="text guiding the generated content")
+    p.add_argument("--engine", default=None, help="inpainting engine: classical (default) or wan-vace")
+    p.add_argument("--models", default=None, help="folder holding model weights (default: $RECAST4D_MODELS)")
+    p.add_argument("--lora", default=None, help="LoRA file/folder or id for the wan-vace engine")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--gaussian-iterations", type=int, default=None, help="fitting steps per frame (0 = no fitting)")
+    p.add_argument("--fps", type=float, default=None, help="override the video's frame rate")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--out", type=Path, help="output folder (required unless the job file names one)")
+    p.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    params, inputs, out = (_from_job_file(args) if args.job else _from_arguments(args))
+    _apply_overrides(params, args)
+    out = args.out or out
+    if out is None:
+        raise ValidationError("say where to write results with --out DIR")
+
+    from .pipeline import run_reshoot
+    from .request import ReshootRequest
+
+    request = ReshootRequest.from_params(params, inputs)
+    for warning in request.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    with _ProgressBars() as bars:
+        result = run_reshoot(request, out, progress=bars.update, device=args.device)
+    summary = {s["stage"]: s["seconds"] for s in result.report["stages"]}
+    print(f"wrote {out} ({result.points.num_points} points over {request.num_frames} frames) in "
+          f"{result.report['wall_seconds']:.1f} s")
+    print("stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.items()))
+    return 0
+
+
+def _from_arguments(args: argparse.Namespace) -> tuple[dict, dict, Path | None]:
+    from backend.engines.depth import load_depth_sequence
+    from backend.media import read_frames
+
+    if args.video is None:
+        raise ValidationError("give the source with --video FILE|FOLDER (or a --job file)")
+    if not args.camera_path:
+        raise ValidationError("give at least one target path with --camera-path FILE|PRESET")
+    video = read_frames(args.video, fps=args.fps)
+    inputs: dict[str, np.ndarray] = {"frames": video.frames}
+    if args.depth is not None:
+        inputs["depth"] = load_depth_sequence(args.depth)
+    params: dict[str, Any] = {"fps": video.fps, "depth_kind": args.depth_kind,
+                              "trajectories": [_trajectory(spec, i) for i, spec in enumerate(args.camera_path)]}
+    if args.camera is not None:
+        params["cameras"] = [c.to_dict() for c in _read_cameras(args.camera).cameras]
+    if args.depth is None:
+        params.setdefault("engine", {})["depth"] = args.depth_engine or "depth-anything"
+    return params, inputs, None
+
+
+def _trajectory(spec: str, index: int) -> dict:
+    path = Path(spec)
+    if path.suffix.lower() in (".json", ".txt", ".npz") or path.exists():
+        data = _read_cameras(path)
+        traj: dict[str, Any] = {"name": _safe_name(path.stem, index), "cameras": [c.to_dict() for c in data.cameras]}
+        if data.source_frames is not None:
+            traj["time_map"] = list(data.source_frames)
+        return traj
+    return {"name": _safe_name(spec.split(":")[0] + str(index), index), "preset": spec}
+
+
+def _read_cameras(path: Path):
+    from protocol.paths.formats import read_camera_path
+
+    if not path.exists():
+        raise ValidationError(f"camera path file not found: {path}")
+    return read_camera_path(path)
+
+
+def _safe_name(text: str, index: int) -> str:
+    clean = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text).strip("_")
+    return clean or f"path{index}"
+
+
+def _from_job_file(args: argparse.Namespace) -> tuple[dict, dict, Path | None]:
+    from backend.engines.depth import load_depth_sequence
+    from backend.media import read_frames
+
+    job_path: Path = args.job
+    try:
+        doc = json.loads(job_path.read_text())
+    except FileNotFoundError as exc:
+        raise ValidationError(f"job file not found: {job_path}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"{job_path} is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("params"), dict):
+        raise ValidationError(f"{job_path} must be a map with 'params' (and 'inputs' naming files)")
+    base = job_path.parent
+    params = doc["params"]
+    inputs: dict[str, np.ndarray] = {}
+    for name, value in (doc.get("inputs") or {}).items():
+        path = (base / os.path.expanduser(str(value))).resolve()
+        if name == "frames":
+            video = read_frames(path, fps=params.get("fps"))
+            inputs["frames"] = video.frames
+            params.setdefault("fps", video.fps)
+        elif name == "depth":
+            inputs["depth"] = load_depth_sequence(path)
+        else:
+            if not path.exists():
+                raise ValidationError(f"input {name!r}: file not found: {path}")
+            inputs[name] = np.load(path, allow_pickle=False)
+    out = doc.get("out")
+    return params, inputs, (base / out) if out else None
+
+
+def _apply_overrides(params: dict, args: argparse.Namespace) -> None:
+    engine = params.setdefault("engine", {})
+    for key, value in (("inpaint", args.engine), ("models_dir", args.models), ("lora", args.lora),
+                       ("steps", args.steps), ("guidance", args.guidance), ("seed", args.seed)):
+        if value is not None:
+            engine[key] = value
+    if args.prompt is not None:
+        params["prompt"] = args.prompt
+    if args.fov is not None and "cameras" not in params:
+        params["fov_deg"] = args.fov
+    if args.gaussian_iterations is not None:
+        params.setdefault("gaussians", {})["iterations"] = args.gaussian_iterations
+
+
+class _ProgressBars:
+    """One tqdm bar per stage on stderr (plain lines when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self._bar = None
+        self._stage = None
+
+    def update(self, stage: str, step: int, total: int, message: str = "") -> None:
+        from tqdm import tqdm
+
+        if stage != self._stage:
+            self.close_bar()
+            self._stage = stage
+            self._bar = tqdm(total=max(total, 1), desc=f"{stage:>11}", unit="step", file=sys.stderr,
+                             leave=True, dynamic_ncols=True, disable=None)
+        bar = self._bar
+        if bar is not None and not bar.disable:
+            bar.total = max(total, 1)
+            bar.n = min(step, bar.total)
+            if message:
+                bar.set_postfix_str(message[:60], refresh=False)
+            bar.refresh()
+        elif message and step in (0, total):
+            print(f"[{stage}] {message}", file=sys.stderr)
+
+    def close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> _ProgressBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close_bar()
+
