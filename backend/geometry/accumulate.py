@@ -24,7 +24,7 @@ import torch
 
 from protocol.errors import ValidationError
 
-from .cameras import DepthKind, as_camera_tensors, depth_to_planar, project_points
+from .cameras import DepthKind, as_camera_tensors, depth_to_planar, project_points, to_tensor
 from .points import PointFrames
 from .render import RenderResult, render_points, splat_points
 
@@ -68,13 +68,13 @@ def static_point_mask(
     num_frames, height, width = points.num_frames, points.source_height, points.source_width
     device = points.device
     if foreground_mask is not None:
-        fg = torch.as_tensor(foreground_mask).to(device)
+        fg = to_tensor(foreground_mask).to(device)
         if fg.shape != (num_frames, height, width) or fg.dtype != torch.bool:
             raise ValidationError(f"foreground_mask must be a bool mask of shape {(num_frames, height, width)}")
         return ~fg.reshape(num_frames, -1)[points.frame_index, points.pixel_index]
     if depth is None or K is None or world_to_camera is None:
         raise ValidationError("static points need a foreground mask, or the source depth and cameras")
-    depth_t = torch.as_tensor(depth).to(device=device, dtype=torch.float32)
+    depth_t = to_tensor(depth).to(device=device, dtype=torch.float32)
     if depth_t.shape != (num_frames, height, width):
         raise ValidationError(f"depth must have shape {(num_frames, height, width)}")
     K_t, w2c = as_camera_tensors(K, world_to_camera, num_frames, device)

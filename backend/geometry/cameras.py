@@ -24,6 +24,13 @@ DepthKind = Literal["z", "ray"]
 DEPTH_KINDS: tuple[str, ...] = ("z", "ray")
 
 
+def to_tensor(data: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``torch.as_tensor`` that also accepts numpy views with negative strides (e.g. ``a[::-1]``)."""
+    if isinstance(data, torch.Tensor):
+        return data
+    return torch.as_tensor(np.ascontiguousarray(data))
+
+
 def as_camera_tensors(
     K: torch.Tensor | np.ndarray,
     world_to_camera: torch.Tensor | np.ndarray,
@@ -35,12 +42,8 @@ def as_camera_tensors(
     Returns ``(K (F,3,3), world_to_camera (F,4,4))`` on ``device``. Raises :class:`CameraError` on bad
     shapes, non-finite values or non-positive focal lengths.
     """
-    K_t = torch.as_tensor(np.asarray(K) if not isinstance(K, torch.Tensor) else K)
-    w_t = torch.as_tensor(
-        np.asarray(world_to_camera) if not isinstance(world_to_camera, torch.Tensor) else world_to_camera
-    )
-    K_t = K_t.to(device=device, dtype=torch.float32)
-    w_t = w_t.to(device=device, dtype=torch.float32)
+    K_t = to_tensor(K).to(device=device, dtype=torch.float32)
+    w_t = to_tensor(world_to_camera).to(device=device, dtype=torch.float32)
     if K_t.shape == (3, 3):
         K_t = K_t.expand(num_frames, 3, 3)
     if w_t.shape == (4, 4):

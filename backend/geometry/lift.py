@@ -2,8 +2,10 @@
 
 Conventions: see :mod:`backend.geometry.cameras` (OpenCV cameras, pixel centres at +0.5, depth in
 metres, ``"z"`` planar or ``"ray"`` distance). Each kept pixel becomes one point at the back-projection
-of its pixel centre, coloured by the pixel, with ``radius = 0.5 * z / min(fx, fy)``: half the side of
-the square the pixel covers on a fronto-parallel surface at planar depth ``z`` (world metres).
+of its pixel centre, coloured by the pixel, with a world ``radius``: half the side of the surface
+patch the pixel covers, ``0.5 * z / min(fx, fy)`` on a fronto-parallel surface at planar depth ``z``
+and larger on surfaces seen at a grazing angle (measured from the neighbouring pixels, see
+:func:`pixel_footprint_radius`).
 
 Dropped pixels:
 - invalid depth: ``<= 0``, NaN/inf, or beyond ``max_depth`` (planar z);
@@ -26,15 +28,59 @@ import torch.nn.functional as F
 
 from protocol.errors import ValidationError
 
-from .cameras import DepthKind, as_camera_tensors, depth_to_planar, rigid_inverse
+from .cameras import DepthKind, as_camera_tensors, depth_to_planar, rigid_inverse, to_tensor
 from .points import PointFrames
 
 DEFAULT_EDGE_THRESHOLD = 0.05
+DEFAULT_MAX_FOOTPRINT_STRETCH = 4.0
+
+
+def _neighbour_extent(world: torch.Tensor, z: torch.Tensor, valid: torch.Tensor, dim: int,
+                      threshold: float) -> torch.Tensor:
+    """World distance to the farther of the two neighbours along image axis ``dim``; inf unless both
+    lie on the same surface."""
+    length = world.shape[dim]
+    a = [slice(None)] * 4
+    b = [slice(None)] * 4
+    a[dim], b[dim] = slice(0, length - 1), slice(1, length)
+    step = (world[tuple(b)] - world[tuple(a)]).norm(dim=-1)
+    za, zb = z[tuple(a[:3])], z[tuple(b[:3])]
+    same = valid[tuple(a[:3])] & valid[tuple(b[:3])] & ((za - zb).abs() <= threshold * torch.minimum(za, zb))
+    step = torch.where(same, step, torch.full_like(step, math.inf))
+    pad_shape = list(step.shape)
+    pad_shape[dim] = 1
+    pad = torch.full(pad_shape, math.inf, device=step.device)
+    before = torch.cat([pad, step], dim=dim)  # to the previous pixel
+    after = torch.cat([step, pad], dim=dim)  # to the next pixel
+    return torch.maximum(before, after)
+
+
+def pixel_footprint_radius(
+    world: torch.Tensor, z: torch.Tensor, valid: torch.Tensor, focal: torch.Tensor,
+    same_surface_threshold: float = DEFAULT_EDGE_THRESHOLD,
+    max_stretch: float = DEFAULT_MAX_FOOTPRINT_STRETCH,
+) -> torch.Tensor:
+    """World half-size (metres) of the surface patch each pixel sees, ``(F,H,W)``.
+
+    ``world (F,H,W,3)`` are back-projected pixel centres, ``z`` planar depth, ``focal (F,1,1)`` the
+    smaller focal length in pixels. Inside a surface (all four neighbours on it: relative depth jump
+    <= ``same_surface_threshold``) the patch side along each image axis is the world distance to the
+    farther of its two neighbours along that axis, and the radius is half the longer side, so
+    surfaces seen at a grazing angle get the larger footprint they really have (clamped to
+    ``[1, max_stretch]`` times the fronto-parallel value ``0.5 * z / focal``). Pixels on a
+    silhouette keep the fronto-parallel value, so objects do not grow into true disocclusions.
+    """
+    fronto = 0.5 * z / focal
+    extent_u = _neighbour_extent(world, z, valid, 2, same_surface_threshold)
+    extent_v = _neighbour_extent(world, z, valid, 1, same_surface_threshold)
+    half = 0.5 * torch.maximum(extent_u, extent_v)
+    interior = torch.isfinite(half)
+    return torch.where(interior, torch.minimum(torch.maximum(half, fronto), max_stretch * fronto), fronto)
 
 
 def frames_to_float(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
     """``(F,H,W,3)`` uint8 (0..255) or float (0..1) frames as float32 in [0, 1]."""
-    frames_t = torch.as_tensor(frames)
+    frames_t = to_tensor(frames)
     if frames_t.ndim != 4 or frames_t.shape[-1] != 3:
         raise ValidationError(f"frames must have shape (F,H,W,3), got {tuple(frames_t.shape)}")
     if frames_t.dtype == torch.uint8:
@@ -64,6 +110,7 @@ def lift_frames(
     max_depth: float = math.inf,
     edge_threshold: float | None = DEFAULT_EDGE_THRESHOLD,
     keep_mask: torch.Tensor | np.ndarray | None = None,
+    max_footprint_stretch: float = DEFAULT_MAX_FOOTPRINT_STRETCH,
     device: torch.device | str | None = None,
 ) -> PointFrames:
     """Back-project every valid pixel of ``frames (F,H,W,3)`` with ``depth (F,H,W)`` to world points.
@@ -71,9 +118,10 @@ def lift_frames(
     ``K`` is ``(3,3)`` or ``(F,3,3)`` pixels, ``world_to_camera`` ``(4,4)`` or ``(F,4,4)`` (OpenCV).
     ``edge_threshold=None`` (or 0) disables the flying-pixel filter. ``keep_mask (F,H,W)`` bool keeps
     only the pixels where it is True (e.g. repaired or static pixels). Returns float32 points on
-    ``device`` (default: the device of ``depth``).
+    ``device`` (default: the device of ``depth``). ``max_footprint_stretch`` caps a point's radius
+    at that many times its fronto-parallel value (see :func:`pixel_footprint_radius`).
     """
-    depth_t = torch.as_tensor(depth)
+    depth_t = to_tensor(depth)
     if device is None:
         device = depth_t.device
     rgb = frames_to_float(frames).to(device)
@@ -89,7 +137,7 @@ def lift_frames(
     z = depth_to_planar(depth_t, K_t, depth_kind)
     valid = torch.isfinite(z) & (z > 0) & (z <= max_depth)
     if keep_mask is not None:
-        keep_t = torch.as_tensor(keep_mask).to(device)
+        keep_t = to_tensor(keep_mask).to(device)
         if keep_t.shape != (num_frames, height, width) or keep_t.dtype != torch.bool:
             raise ValidationError(f"keep_mask must be a bool tensor of shape {(num_frames, height, width)}")
     else:
@@ -110,7 +158,8 @@ def lift_frames(
     cam = torch.stack([xn * z_safe, yn * z_safe, z_safe], dim=-1)  # (F,H,W,3)
     c2w = rigid_inverse(w2c)
     world = torch.einsum("fij,fhwj->fhwi", c2w[:, :3, :3], cam) + c2w[:, None, None, :3, 3]
-    radius = 0.5 * z_safe / torch.minimum(fx, fy)
+    radius = pixel_footprint_radius(world, z_safe, valid, torch.minimum(fx, fy),
+                                    edge_threshold or DEFAULT_EDGE_THRESHOLD, max_footprint_stretch)
     frame_id, ys, xs = torch.nonzero(valid, as_tuple=True)
     xyz = world[valid]
     counts = valid.reshape(num_frames, -1).sum(dim=1).cpu()

@@ -18,7 +18,7 @@ import torch
 
 from protocol.errors import ValidationError
 
-from .cameras import DepthKind, as_camera_tensors
+from .cameras import DepthKind, as_camera_tensors, to_tensor
 from .lift import lift_frames
 from .render import render_points
 
@@ -56,8 +56,8 @@ def trajectory_overlap(
     bool marks its repaired pixels (the holes before inpainting), cameras are OpenCV ``K`` (pixels)
     and ``world_to_camera``, one per frame (or one shared).
     """
-    depth_t = torch.as_tensor(depth_a)
-    repaired = torch.as_tensor(repaired_a).to(depth_t.device)
+    depth_t = to_tensor(depth_a)
+    repaired = to_tensor(repaired_a).to(depth_t.device)
     if depth_t.ndim != 3 or repaired.shape != depth_t.shape or repaired.dtype != torch.bool:
         raise ValidationError("depth_a must be (F,H,W) and repaired_a a bool mask of the same shape")
     num_frames, height, width = depth_t.shape
@@ -81,7 +81,7 @@ def select_context_frames(overlap: TrajectoryOverlap | torch.Tensor, k: int) -> 
     ``overlap`` is a :class:`TrajectoryOverlap` or a per-frame score ``(F,)``; ties go to the earlier
     frame; frames with no visible repaired area are never picked (so fewer than ``k`` may return).
     """
-    scores = overlap.visible_in_b if isinstance(overlap, TrajectoryOverlap) else torch.as_tensor(overlap)
+    scores = overlap.visible_in_b if isinstance(overlap, TrajectoryOverlap) else to_tensor(overlap)
     if scores.ndim != 1:
         raise ValidationError(f"scores must be one value per frame, got shape {tuple(scores.shape)}")
     if k < 0:

@@ -12,8 +12,9 @@ so true holes stay holes.
 
 Visibility is a z-buffer resolved with vectorised scatters (no Python loop over points):
 1. ``scatter_reduce(amin)`` of point depth per pixel gives the nearest surface depth ``z_min``;
-2. among the splats within ``surface_tolerance * z_min`` of it (the same surface), the one whose
-   centre is closest to the pixel centre wins: a second ``amin`` over int64 keys packing the squared
+2. among the splats on that surface (point depth minus twice its world radius within
+   ``surface_tolerance * z_min`` of it: neighbours on one surface differ in depth by at most their
+   spacing, even at grazing angles), the one whose centre is closest to the pixel centre wins: a second ``amin`` over int64 keys packing the squared
    pixel distance (high 32 bits) and the point index (low 32 bits), so ties resolve deterministically.
 With ``surface_tolerance=0`` a single pass packs the float32 depth bits and the index instead.
 """
@@ -35,7 +36,8 @@ DEFAULT_SURFACE_TOLERANCE = 0.01
 _COVER_EPS = 1e-3  # pixels: footprints that exactly touch a pixel centre cover it
 _CHUNK_POINTS = 1 << 22
 _NO_HIT = torch.iinfo(torch.int64).max
-_DIST_SCALE = 1024.0  # squared-pixel-distance quantisation for the tie-break key
+_DIST_SCALE = 1024.0
+_FIXED_SPAN = 3  # splats up to 3x3 pixels take the gather-free path  # squared-pixel-distance quantisation for the tie-break key
 
 
 @dataclass
@@ -54,65 +56,94 @@ class RenderResult:
 
 @dataclass
 class _Splats:
-    pixel: torch.Tensor  # (S,) int64 flat index into (C*H*W)
-    depth: torch.Tensor  # (S,) float32
+    """(pixel, point) pairs of one chunk; pairs that cover nothing point at the trash pixel."""
+
+    pixel: torch.Tensor  # (S,) int64 flat index into (C*H*W + 1), last = trash
+    depth: torch.Tensor  # (S,) float32 camera z of the point
+    near_depth: torch.Tensor  # (S,) float32 z minus the point's world footprint (2 * radius)
     point: torch.Tensor  # (S,) int64 global point index
     dist2: torch.Tensor | None  # (S,) float32 squared pixel distance to the point centre
+
+
+def _project(xyz: torch.Tensor, cam_idx: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """``K [R|t] X`` per point, ``(n,3)``. Points sorted by camera use one matmul per camera."""
+    n = xyz.shape[0]
+    if n > 1 and bool((cam_idx[1:] >= cam_idx[:-1]).all()):
+        counts = torch.bincount(cam_idx, minlength=P.shape[0]).tolist()
+        hom = torch.empty(n, 3, dtype=xyz.dtype, device=xyz.device)
+        start = 0
+        for cam, count in enumerate(counts):
+            if count:
+                torch.addmm(P[cam, :, 3], xyz[start:start + count], P[cam, :, :3].T,
+                            out=hom[start:start + count])
+                start += count
+        return hom
+    Pp = P[cam_idx]
+    return torch.einsum("nij,nj->ni", Pp[:, :, :3], xyz) + Pp[:, :, 3]
 
 
 def _expand_splats(
     xyz: torch.Tensor, radius: torch.Tensor, cam_idx: torch.Tensor, first_point: int,
     P: torch.Tensor, focal: torch.Tensor, height: int, width: int,
     footprint_scale: float, max_splat_radius: int, near: float, need_dist: bool,
-) -> _Splats:
-    """Project one chunk of points and list every (pixel, point) pair its footprint covers."""
-    Pp = P[cam_idx]  # (n,3,4) projection K [R|t]
-    hom = torch.einsum("nij,nj->ni", Pp[:, :, :3], xyz) + Pp[:, :, 3]
+) -> tuple[_Splats, torch.Tensor]:
+    """Project one chunk of points and list every (pixel, point) pair its footprint covers.
+
+    Also returns the chunk's camera-space z ``(n,)``.
+    """
+    hom = _project(xyz, cam_idx, P)
     z = hom[:, 2]
     front = z > near
     z_safe = torch.where(front, z, torch.ones_like(z))
     u = hom[:, 0] / z_safe
     v = hom[:, 1] / z_safe
-    f = focal[cam_idx]  # (n,2)
     scale = radius * footprint_scale / z_safe
-    rx = (scale * f[:, 0]).clamp(max=float(max_splat_radius))
-    ry = (scale * f[:, 1]).clamp(max=float(max_splat_radius))
+    rx = (scale * focal[cam_idx, 0]).clamp(max=float(max_splat_radius))
+    ry = (scale * focal[cam_idx, 1]).clamp(max=float(max_splat_radius))
     # pixel x is covered when |x + 0.5 - u| <= rx; always at least the pixel u falls in
-    x0 = torch.ceil(u - rx - 0.5 - _COVER_EPS)
-    x1 = torch.floor(u + rx - 0.5 + _COVER_EPS)
-    y0 = torch.ceil(v - ry - 0.5 - _COVER_EPS)
-    y1 = torch.floor(v + ry - 0.5 + _COVER_EPS)
-    empty_x, empty_y = x1 < x0, y1 < y0
-    x0 = torch.where(empty_x, torch.floor(u), x0)
-    x1 = torch.where(empty_x, torch.floor(u), x1)
-    y0 = torch.where(empty_y, torch.floor(v), y0)
-    y1 = torch.where(empty_y, torch.floor(v), y1)
-    x0, x1 = x0.clamp(min=0), x1.clamp(max=width - 1)
-    y0, y1 = y0.clamp(min=0), y1.clamp(max=height - 1)
+    x0 = torch.ceil(u - rx - (0.5 + _COVER_EPS))
+    x1 = torch.floor(u + rx - (0.5 - _COVER_EPS))
+    y0 = torch.ceil(v - ry - (0.5 + _COVER_EPS))
+    y1 = torch.floor(v + ry - (0.5 - _COVER_EPS))
+    ux, vy = torch.floor(u), torch.floor(v)
+    x0, x1 = torch.minimum(x0, ux).clamp(min=0), torch.maximum(x1, ux).clamp(max=width - 1)
+    y0, y1 = torch.minimum(y0, vy).clamp(min=0), torch.maximum(y1, vy).clamp(max=height - 1)
     keep = front & (x0 <= x1) & (y0 <= y1) & torch.isfinite(u) & torch.isfinite(v)
-    sel = torch.nonzero(keep).squeeze(1)
-    x0, x1, y0, y1 = (t[sel].to(torch.int64) for t in (x0, x1, y0, y1))
-    nx, ny = x1 - x0 + 1, y1 - y0 + 1
-    counts = nx * ny
-    base = cam_idx[sel] * (height * width) + y0 * width + x0
-    if bool((counts == 1).all()):
-        rep, dx, dy = sel, torch.zeros_like(sel), torch.zeros_like(sel)
-        pixel = base
-        pos = torch.arange(sel.numel(), device=sel.device)
-    else:
-        pos = torch.repeat_interleave(torch.arange(sel.numel(), device=sel.device), counts)
-        starts = torch.cumsum(counts, 0) - counts
-        local = torch.arange(pos.numel(), device=sel.device) - starts[pos]
-        nxp = nx[pos]
-        dx, dy = local % nxp, local // nxp
-        rep = sel[pos]
-        pixel = base[pos] + dy * width + dx
-    dist2 = None
+    x0, y0 = x0.to(torch.int64), y0.to(torch.int64)
+    nx = torch.where(keep, x1.to(torch.int64) - x0 + 1, 0)
+    ny = torch.where(keep, y1.to(torch.int64) - y0 + 1, 0)
+    trash = P.shape[0] * height * width
+    base = torch.where(keep, cam_idx * (height * width) + y0 * width + x0, trash)
+    point = torch.arange(first_point, first_point + xyz.shape[0], device=xyz.device)
+    # every point covers its top-left pixel; the few that cover more list the rest separately
+    pixel, depth, points = [base], [z], [point]
+    near_z = z - 2.0 * radius
+    near_depth = [near_z]
+    dists = []
     if need_dist:
-        px = (x0[pos] + dx).to(torch.float32) + 0.5 - u[rep]
-        py = (y0[pos] + dy).to(torch.float32) + 0.5 - v[rep]
-        dist2 = px * px + py * py
-    return _Splats(pixel, z[rep], rep + first_point, dist2)
+        ddx = x0.to(torch.float32) + 0.5 - u
+        ddy = y0.to(torch.float32) + 0.5 - v
+        dists.append(ddx * ddx + ddy * ddy)
+    counts = nx * ny
+    multi = torch.nonzero(counts > 1).squeeze(1)
+    if multi.numel():
+        extra = counts[multi] - 1
+        pos = torch.repeat_interleave(torch.arange(multi.numel(), device=xyz.device), extra)
+        local = torch.arange(pos.numel(), device=xyz.device) - (torch.cumsum(extra, 0) - extra)[pos] + 1
+        rows = multi[pos]
+        nxp = nx[rows]
+        dx, dy = local % nxp, local // nxp
+        pixel.append(base[rows] + dy * width + dx)
+        depth.append(z[rows])
+        near_depth.append(near_z[rows])
+        points.append(rows + first_point)
+        if need_dist:
+            ddx = (x0[rows] + dx).to(torch.float32) + 0.5 - u[rows]
+            ddy = (y0[rows] + dy).to(torch.float32) + 0.5 - v[rows]
+            dists.append(ddx * ddx + ddy * ddy)
+    splats = _Splats(torch.cat(pixel), torch.cat(depth), torch.cat(near_depth), torch.cat(points),
+                     torch.cat(dists) if need_dist else None)
+    return splats, z
 
 
 def _batch_size(matrices: torch.Tensor | np.ndarray, side: int) -> int:
@@ -139,6 +170,7 @@ def splat_points(
     """Render points ``xyz (N,3)`` (world metres) with colours ``rgb (N,3)`` and world ``radius (N,)``
     into cameras ``K (C,3,3)``, ``world_to_camera (C,4,4)``; point ``n`` is drawn only into camera
     ``camera_index[n]``. Returns a :class:`RenderResult` of ``C`` views of ``height x width`` pixels.
+    Points sorted by ``camera_index`` (as in :class:`PointFrames`) take the fastest path.
     """
     check_depth_kind(depth_kind)
     if width <= 0 or height <= 0:
@@ -158,41 +190,41 @@ def splat_points(
     cam_idx_all = camera_index.to(device=device, dtype=torch.int64)
     if n and (int(cam_idx_all.min()) < 0 or int(cam_idx_all.max()) >= num_cams):
         raise ValidationError(f"camera_index must lie in [0, {num_cams})")
+    point_z = torch.empty(n, device=device)
 
     def chunks():
         for a in range(0, n, _CHUNK_POINTS):
             b = min(n, a + _CHUNK_POINTS)
-            yield _expand_splats(xyz[a:b], radius[a:b], cam_idx_all[a:b], a, P, focal, height, width,
-                                 footprint_scale, max_splat_radius, near, two_pass)
+            splats, z = _expand_splats(xyz[a:b], radius[a:b], cam_idx_all[a:b], a, P, focal, height, width,
+                                       footprint_scale, max_splat_radius, near, two_pass)
+            point_z[a:b] = z
+            yield splats
 
-    keys = torch.full((num_pixels,), _NO_HIT, dtype=torch.int64, device=device)
+    keys = torch.full((num_pixels + 1,), _NO_HIT, dtype=torch.int64, device=device)
     if two_pass:
-        zmin = torch.full((num_pixels,), float("inf"), device=device)
+        zmin = torch.full((num_pixels + 1,), float("inf"), device=device)
         cached = list(chunks()) if n <= _CHUNK_POINTS else None
         for sp in cached if cached is not None else chunks():
             zmin.scatter_reduce_(0, sp.pixel, sp.depth, reduce="amin")
         for sp in cached if cached is not None else chunks():
-            same_surface = sp.depth <= zmin[sp.pixel] * (1.0 + surface_tolerance)
-            d = (sp.dist2[same_surface] * _DIST_SCALE).to(torch.int64)
-            key = (d << 32) | sp.point[same_surface]
-            keys.scatter_reduce_(0, sp.pixel[same_surface], key, reduce="amin")
+            same_surface = sp.near_depth <= zmin[sp.pixel] * (1.0 + surface_tolerance)
+            key = ((sp.dist2 * _DIST_SCALE).to(torch.int64) << 32) | sp.point
+            keys.scatter_reduce_(0, sp.pixel, torch.where(same_surface, key, _NO_HIT), reduce="amin")
     else:
         for sp in chunks():
             depth_bits = sp.depth.contiguous().view(torch.int32).to(torch.int64)
             keys.scatter_reduce_(0, sp.pixel, (depth_bits << 32) | sp.point, reduce="amin")
 
+    keys = keys[:num_pixels]
     seen = keys != _NO_HIT
     shape = (num_cams, height, width)
     if n == 0:
         return RenderResult(torch.zeros(*shape, 3, device=device), torch.zeros(shape, device=device),
                             seen.reshape(shape), torch.full(shape, -1, dtype=torch.int64, device=device))
-    winner = torch.where(seen, keys & 0xFFFFFFFF, torch.full_like(keys, -1))
+    winner = torch.where(seen, keys & 0xFFFFFFFF, -1)
     safe = winner.clamp(min=0)
-    out_rgb = torch.where(seen[:, None], rgb[safe].to(torch.float32), torch.zeros((), device=device))
-    R3, t3 = w2c[:, 2, :3], w2c[:, 2, 3]
-    cam_of_pixel = torch.arange(num_pixels, device=device) // (height * width)
-    z_win = (xyz[safe] * R3[cam_of_pixel]).sum(-1) + t3[cam_of_pixel]
-    out_depth = torch.where(seen, z_win, torch.zeros((), device=device))
+    out_rgb = torch.where(seen[:, None], rgb[safe].to(torch.float32), 0.0)
+    out_depth = torch.where(seen, point_z[safe], 0.0)
     depth_img = out_depth.reshape(shape)
     if depth_kind == "ray":
         depth_img = planar_to_depth(depth_img, K_t, "ray")
