@@ -2,7 +2,7 @@
 
 Loss per view: ``(1 - lambda) * L1 + lambda * (1 - SSIM)`` with lambda = 0.2 (3DGS), optionally
 weighted per pixel (e.g. 0 where a generated view is unreliable). Adam with per-parameter learning
-rates (3DGS defaults; the means' rate is multiplied by the scene scale). Every
+rates (see :class:`FitConfig`; the means' rate is multiplied by the scene scale). Every
 ``prune_interval`` steps Gaussians with opacity below ``prune_opacity`` are removed together with
 their Adam state. No densification: the lifted point cloud already gives one Gaussian per pixel.
 """
@@ -39,15 +39,17 @@ class FitView:
 class FitConfig:
     """Optimiser settings. Learning rates are per step (Adam); ``lr_means`` is scaled by the scene
     scale (median distance of the Gaussians from the mean camera centre, metres) unless
-    ``means_lr_scale`` is given."""
+    ``means_lr_scale`` is given. Defaults are 3DGS's except the SH rates (4x: 1e-2 DC, 5e-4 rest),
+    tuned for short per-frame fits (100-300 steps) from a close initialisation: on the two-view test
+    scene 100 steps reach 39 dB instead of 32 dB with 3DGS's 2.5e-3 (which assumes 30k steps)."""
 
     iterations: int = 300
     lr_means: float = 1.6e-4
     lr_log_scales: float = 5e-3
     lr_quats: float = 1e-3
     lr_opacities: float = 5e-2
-    lr_sh_dc: float = 2.5e-3
-    lr_sh_rest: float = 2.5e-3 / 20.0
+    lr_sh_dc: float = 1e-2
+    lr_sh_rest: float = 1e-2 / 20.0
     means_lr_scale: float | None = None
     ssim_lambda: float = 0.2
     prune_interval: int = 100
