@@ -9,7 +9,7 @@ from .panel import SectionPanel, scene_settings
 #: Fill engines the backend may offer; 'classical' needs no weights (OpenCV inpainting).
 ENGINE_ITEMS = [
     ("classical", "Classical", "OpenCV inpainting + temporal propagation; no model weights needed"),
-    ("wan_vace", "Wan2.1 VACE", "Video inpainting with Wan2.1 VACE (needs local weights on the backend)"),
+    ("wan-vace", "Wan2.1 VACE", "Video inpainting with Wan2.1 VACE (needs local weights on the backend)"),
 ]
 
 

@@ -93,11 +93,13 @@ class RECAST4D_PG_job(bpy.types.PropertyGroup):
         return found[0] if found else None
 
     def result_video(self, trajectory: str) -> Path | None:
-        """The finished video of one trajectory: ``<traj>/video.mp4``, else its PNG frames folder."""
+        """The finished video of one trajectory: ``<traj>/video.mp4`` (backend output folder),
+        ``<traj>.mp4`` (streamed file), else the ``<traj>/frames`` PNG folder."""
         if not self.result_dir:
             return None
-        folder = Path(bpy.path.abspath(self.result_dir)) / trajectory
-        for candidate in (folder / "video.mp4", folder / "frames"):
+        root = Path(bpy.path.abspath(self.result_dir))
+        folder = root / trajectory
+        for candidate in (folder / "video.mp4", root / f"{trajectory}.mp4", folder / "frames"):
             if candidate.exists():
                 return candidate
         return None

@@ -10,8 +10,9 @@ Result streams the add-on understands (``result.begin`` ``meta`` / ``result.chun
 - **point streams**: chunks with ``xyz`` (N, 3) float32 metres and optional ``rgb`` (N, 3) uint8
   or float: the partial preview. The newest frame replaces the geometry of the job's preview object
   (a vertex-only mesh drawn and rendered as points), so artists see the result build up.
-- ``meta["output_dir"]``: a local backend may instead point at its job output folder; if that
-  folder exists on this machine it becomes ``job.result_dir`` (no bytes copied).
+- ``meta["output_dir"]`` (stream meta): a local backend points at its job output folder; if that
+  folder exists on this machine it becomes ``job.result_dir`` and the file bytes of that stream
+  are consumed without writing (never into the backend's folder).
 
 Every function here runs on the main thread (from the timer tick or the blocking drain).
 """
@@ -139,7 +140,8 @@ def _begin_stream(job, event) -> None:
         job.frames_expected += int(event.frames or 0)
     output_dir = meta.get("output_dir")
     if isinstance(output_dir, str) and os.path.isdir(output_dir):
-        job.result_dir = output_dir
+        job.result_dir = output_dir  # local backend: use its output folder, skip the bytes
+        meta["local"] = True
     elif not job.result_dir:
         job.result_dir = str(default_result_dir(job.job_id))
 
@@ -180,6 +182,8 @@ def apply_chunk(chunk: Any, chunk_meta: dict[str, Any] | None = None) -> None:
     if "filename" in meta:
         _stream_meta.setdefault(key, {})["filename"] = meta["filename"]
     arrays = chunk.arrays
+    if "filename" in meta and "data" in arrays and meta.get("local"):
+        return  # the file is already on this machine in the backend's output folder
     if "filename" in meta and "data" in arrays:
         handle = _open_files.get(key)
         if handle is None:

@@ -25,13 +25,12 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 
 
-@pytest.fixture
-def backend_server(tmp_path):
+def _start_server(tmp_path, job_kinds: str):
     conn_file = tmp_path / "server.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend.cli", "serve", "--port", "0", "--jobs-dir", str(tmp_path / "jobs"),
-         "--connection-file", str(conn_file), "--job-kinds", "addon_e2e_jobkind"],
+         "--connection-file", str(conn_file), "--job-kinds", job_kinds],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while not conn_file.exists():
@@ -39,12 +38,22 @@ def backend_server(tmp_path):
             proc.kill()
             pytest.fail(f"backend did not start: {proc.stdout.read() if proc.stdout else ''}")
         time.sleep(0.05)
-    yield conn_file
+    return proc, conn_file
+
+
+def _stop_server(proc) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture
+def backend_server(tmp_path):
+    proc, conn_file = _start_server(tmp_path, "addon_e2e_jobkind")
+    yield conn_file
+    _stop_server(proc)
 
 
 def _scene_with_camera_and_target(bpy):
@@ -146,3 +155,37 @@ def test_submit_stream_import_render_with_real_backend(registered_addon, backend
                                   and job.frames_received == 3, timeout_s=60)
     session.detach_client()
     assert results.import_usd_result(bpy.context, usd).point_objects
+
+
+@pytest.mark.slow
+def test_real_reshoot_pipeline_from_the_scene(registered_addon, tmp_path):
+    """The real ``reshoot`` job kind (classical fill, no Gaussians) on a tiny scene, imported back."""
+    import bpy
+
+    from addon import connection, jobs, session, submit, targets
+    from addon.prefs import PreferenceValues
+
+    proc, conn_file = _start_server(tmp_path, "backend.pipelines.reshoot")
+    try:
+        scene, _ = _scene_with_camera_and_target(bpy)
+        target = targets.add_camera_path(bpy.context, "orbit:left:8", pivot_depth=5.0)
+        scene.recast4d.generation.engine = "classical"
+        scene.recast4d.generation.fit_gaussians = False
+        connection.connect_backend(PreferenceValues(connection_file=str(conn_file)), start_timer=False)
+        job = submit.submit_request(bpy.context, submit.build_reshoot_request(bpy.context))
+        finished = session.drain_blocking(
+            lambda: job.state in ("DONE", "FAILED", "CANCELLED") and not session.state().pending_chunks,
+            timeout_s=240)
+        session.detach_client()
+        assert finished and job.state == "DONE", f"{job.state}: {job.error}"
+        assert job.frames_received == 3 and job.result_usd is not None
+        imported = jobs.import_job_result(bpy.context, job)
+        obj = imported.point_objects[0]
+        for frame in (scene.frame_start, scene.frame_end):
+            scene.frame_set(frame)
+            assert len(obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data.points) > 100
+        assert scene.camera == target
+        assert target.data.background_images[0].clip is not None  # the re-filmed video on the target
+    finally:
+        session.detach_client()
+        _stop_server(proc)

@@ -51,7 +51,7 @@ def test_scene_properties_survive_save_and_reload(registered_addon, tmp_path):
     target = settings.targets.add()
     target.camera, target.path_spec = cam, "orbit:left:30"
     settings.generation.prompt = "a quiet street at dusk"
-    settings.generation.engine = "wan_vace"
+    settings.generation.engine = "wan-vace"
     settings.generation.lora_weight = 0.55
     job = settings.jobs.add()
     job.name, job.job_id, job.state = "shot A", "0123456789abcdef", "RUNNING"
@@ -72,7 +72,7 @@ def test_scene_properties_survive_save_and_reload(registered_addon, tmp_path):
     assert (settings.source.frame_start, settings.source.frame_end) == (3, 40)
     assert settings.targets[0].camera.name == "target" and settings.targets[0].path_spec == "orbit:left:30"
     assert settings.generation.prompt == "a quiet street at dusk"
-    assert settings.generation.engine == "wan_vace"
+    assert settings.generation.engine == "wan-vace"
     assert settings.generation.lora_weight == pytest.approx(0.55)
     job = settings.jobs[0]
     assert (job.name, job.job_id, job.state) == ("shot A", "0123456789abcdef", "RUNNING")
