@@ -17,7 +17,12 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from backend.engines.depth_align import align_depth, consistent_depth_from_disparity  # noqa: E402
+from backend.engines.depth_align import (  # noqa: E402
+    MIN_INVERSE_DEPTH,
+    align_depth,
+    consistent_depth_from_disparity,
+    smooth_affine_alignment,
+)
 from backend.engines.registry import DEPTH_ANYTHING_LARGE, DEPTH_ANYTHING_SMALL, require_weights  # noqa: E402
 from backend.progress import CancelFn, ProgressFn, check_cancel  # noqa: E402
 from protocol.errors import ValidationError  # noqa: E402
@@ -196,7 +201,11 @@ class DepthAnythingEngine:
     def predict(self, frames: np.ndarray, *, reference: np.ndarray | None = None,
                 reference_mask: np.ndarray | None = None, progress: ProgressFn | None = None,
                 cancel: CancelFn | None = None) -> np.ndarray:
-        """z-depth (F, H, W) float32: consistent-scale, or aligned per frame to ``reference`` where masked."""
+        """z-depth (F, H, W) float32: consistent-scale, or aligned to ``reference`` where ``reference_mask``.
+
+        With a reference, each frame's (scale, shift) is fitted in inverse-depth space on its masked
+        pixels; the fits are smoothed over ``smooth_sigma`` frames (:func:`smooth_affine_alignment`).
+        """
         disparity = self.predict_disparity(frames, progress=progress, cancel=cancel)
         if reference is None:
             return consistent_depth_from_disparity(disparity, median_depth=self.median_depth,
@@ -205,7 +214,13 @@ class DepthAnythingEngine:
         if reference.shape != disparity.shape:
             raise ValidationError(f"reference depth {reference.shape} must match the frames {disparity.shape}")
         mask = np.ones(reference.shape, bool) if reference_mask is None else np.asarray(reference_mask, bool)
-        aligned = np.empty_like(disparity)
-        for index in range(disparity.shape[0]):
-            aligned[index], _, _ = align_depth(disparity[index], reference[index], mask[index], space="inverse")
+        if mask.shape != reference.shape:
+            raise ValidationError(f"reference mask {mask.shape} must match the reference depth {reference.shape}")
+        num_frames = disparity.shape[0]
+        scales, shifts = np.empty(num_frames), np.empty(num_frames)
+        for index in range(num_frames):
+            _, scales[index], shifts[index] = align_depth(disparity[index], reference[index], mask[index],
+                                                          space="inverse")
+        inverse = smooth_affine_alignment(disparity, scales, shifts, self.smooth_sigma)
+        aligned = (1.0 / np.maximum(inverse, MIN_INVERSE_DEPTH)).astype(np.float32)
         return aligned

@@ -99,6 +99,32 @@ def smooth_parameters(values: np.ndarray, sigma_frames: float) -> np.ndarray:
     return (weights @ values) / weights.sum(axis=1)
 
 
+def smooth_affine_alignment(disparity: np.ndarray, scales: np.ndarray, shifts: np.ndarray,
+                            sigma_frames: float, valid: np.ndarray | None = None) -> np.ndarray:
+    """Apply per-frame fits ``scale_i * disparity_i + shift_i`` after smoothing them over time.
+
+    The raw (scale, shift) series jumps whenever the network's own affine ambiguity jumps, so it is
+    not smoothed directly. Each frame's disparity is first normalised by its own median and MAD;
+    in those units the fit becomes ``a_i * normalised_i + b_i`` where ``b_i`` is the frame's median
+    aligned inverse depth and ``a_i`` its spread: scene quantities that change smoothly in a video.
+    ``a`` and ``b`` are smoothed with a Gaussian of ``sigma_frames`` frames. Returns aligned
+    inverse depth (F, H, W) float64.
+    """
+    disparity = np.asarray(disparity, dtype=np.float64)
+    ok = np.isfinite(disparity) if valid is None else (np.asarray(valid, bool) & np.isfinite(disparity))
+    medians = np.empty(disparity.shape[0])
+    spreads = np.empty(disparity.shape[0])
+    for index in range(disparity.shape[0]):
+        values = disparity[index][ok[index]]
+        medians[index] = np.median(values) if values.size else 0.0
+        spread = np.median(np.abs(values - medians[index])) if values.size else 0.0
+        spreads[index] = spread if spread > 0 else 1.0
+    spread_coeff = smooth_parameters(np.asarray(scales) * spreads, sigma_frames)
+    median_coeff = smooth_parameters(np.asarray(scales) * medians + np.asarray(shifts), sigma_frames)
+    normalised = (disparity - medians[:, None, None]) / spreads[:, None, None]
+    return spread_coeff[:, None, None] * normalised + median_coeff[:, None, None]
+
+
 def consistent_depth_from_disparity(disparity: np.ndarray, *, median_depth: float = 1.0,
                                     smooth_sigma: float = 1.0, outlier_sigma: float = 2.5,
                                     valid: np.ndarray | None = None) -> np.ndarray:
@@ -108,8 +134,8 @@ def consistent_depth_from_disparity(disparity: np.ndarray, *, median_depth: floa
     units; a relative prediction carries no metric scale, so pass a better value when known).
     Each later frame gets a robust scale/shift fit of its disparity against the previous aligned
     frame's disparity (the scene changes little between frames; moving parts are rejected as
-    outliers). The per-frame scale and shift series are then smoothed with a Gaussian of
-    ``smooth_sigma`` frames so depth does not pump, and depth = 1 / aligned disparity.
+    outliers). The fits are then smoothed over ``smooth_sigma`` frames
+    (:func:`smooth_affine_alignment`) so depth does not pump, and depth = 1 / aligned disparity.
     """
     disparity = np.asarray(disparity, dtype=np.float64)
     if disparity.ndim != 3:
@@ -133,8 +159,6 @@ def consistent_depth_from_disparity(disparity: np.ndarray, *, median_depth: floa
             scales[index], shifts[index] = robust_scale_shift(disparity[index][both], previous[both],
                                                               outlier_sigma=outlier_sigma)
         previous = scales[index] * disparity[index] + shifts[index]
-    scales = smooth_parameters(scales, smooth_sigma)
-    shifts = smooth_parameters(shifts, smooth_sigma)
-    aligned = scales[:, None, None] * disparity + shifts[:, None, None]
+    aligned = smooth_affine_alignment(disparity, scales, shifts, smooth_sigma, ok)
     depth = 1.0 / np.maximum(aligned, MIN_INVERSE_DEPTH)
     return np.where(ok, depth, np.nan).astype(np.float32)

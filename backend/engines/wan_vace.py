@@ -20,6 +20,7 @@ With ``compile=True`` and LoRA switching, load the LoRA before compiling (done h
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -73,6 +74,7 @@ class WanVaceOptions:
     offload: str = "none"  # "none", "model", "group" (block-level), "sequential"
     vae_tiling: bool = True
     release_text_encoder: bool = True
+    embeddings_cache_dir: str | None = None  # also keep prompt embeddings on disk (safetensors), across runs
     batch_cfg: bool = True  # run cond + uncond as one batch of 2
 
     @classmethod
@@ -214,6 +216,8 @@ class WanVaceEngine:
 
         opts = self.options
         key = (prompt, opts.negative_prompt, opts.max_sequence_length)
+        if key not in self._embeddings and self._disk_cache_path(key) is not None:
+            self._read_disk_cache(key)
         if key not in self._embeddings:
             text_encoder = self._load_text_encoder()
             self.pipe.text_encoder = text_encoder
@@ -227,6 +231,7 @@ class WanVaceEngine:
             finally:
                 self.pipe.text_encoder = None
             self._embeddings[key] = (positive.cpu(), None if negative is None else negative.cpu())
+            self._write_disk_cache(key)
             if opts.release_text_encoder:
                 self._text_encoder = None
                 if torch.cuda.is_available():
@@ -234,6 +239,34 @@ class WanVaceEngine:
             else:
                 text_encoder.to("cpu")
         return self._embeddings[key]
+
+    def _disk_cache_path(self, key: tuple[str, str, int]) -> Path | None:
+        if not self.options.embeddings_cache_dir:
+            return None
+        model = self.folder.name if self.folder is not None else "in-memory-pipeline"
+        digest = hashlib.sha256("\x00".join([model, key[0], key[1], str(key[2])]).encode()).hexdigest()
+        return Path(self.options.embeddings_cache_dir).expanduser() / f"{digest}.safetensors"
+
+    def _read_disk_cache(self, key: tuple[str, str, int]) -> None:
+        from safetensors.torch import load_file
+
+        path = self._disk_cache_path(key)
+        if path is not None and path.is_file():
+            tensors = load_file(path)
+            self._embeddings[key] = (tensors["prompt_embeds"], tensors.get("negative_embeds"))
+
+    def _write_disk_cache(self, key: tuple[str, str, int]) -> None:
+        from safetensors.torch import save_file
+
+        path = self._disk_cache_path(key)
+        if path is None:
+            return
+        positive, negative = self._embeddings[key]
+        tensors = {"prompt_embeds": positive.contiguous()}
+        if negative is not None:
+            tensors["negative_embeds"] = negative.contiguous()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path))
 
     # ---- filling -------------------------------------------------------------------------------
 

@@ -61,9 +61,24 @@ def test_consistent_depth_undoes_per_frame_affine_drift() -> None:
     scales = np.array([1.0, 1.3, 0.7, 2.0, 1.1, 0.9])
     shifts = np.array([0.0, 0.05, -0.02, 0.1, 0.0, 0.03])
     disparity = (inverse - shifts[:, None, None]) / scales[:, None, None]
-    out = consistent_depth_from_disparity(disparity, median_depth=float(np.median(depth[0])), smooth_sigma=0.0)
-    ratio = out / depth
-    assert np.allclose(ratio, ratio.mean(), rtol=2e-2)  # one scale for all frames
+    for sigma in (0.0, 1.5):  # smoothing must not reintroduce the network's per-frame drift
+        out = consistent_depth_from_disparity(disparity, median_depth=float(np.median(depth[0])),
+                                              smooth_sigma=sigma)
+        ratio = out / depth
+        assert np.allclose(ratio, ratio.mean(), rtol=2e-2)  # one scale for all frames
+
+
+def test_reference_alignment_with_drifting_network_output(tiny_models_dir: Path) -> None:
+    engine = get_depth_engine("depth-anything", tiny_models_dir, input_size=28, device="cpu", smooth_sigma=1.5)
+    depth = np.repeat(scene_depth(1), 5, axis=0)
+    scales = np.array([1.0, 1.5, 0.6, 2.0, 0.9])
+    disparity = (1.0 / depth) / scales[:, None, None]
+    engine.predict_disparity = lambda frames, **kwargs: disparity.astype(np.float32)
+    mask = np.zeros(depth.shape, bool)
+    mask[:, :, :12] = True  # only part of each frame has a known (rendered) depth
+    aligned = engine.predict(np.zeros(depth.shape + (3,), np.uint8), reference=np.where(mask, depth, 0),
+                             reference_mask=mask)
+    assert np.allclose(aligned, depth, rtol=1e-3)  # also where the reference is unknown
 
 
 def test_given_depth_from_npy_png16_and_exr(tmp_path: Path) -> None:

@@ -56,10 +56,21 @@ def test_prompt_embeddings_cached_and_text_encoder_released(engine) -> None:
     assert other[0].shape == first[0].shape and not torch.equal(other[0], first[0])
 
 
-def test_long_clip_runs_in_overlapping_windows(engine) -> None:
+def test_long_clip_runs_in_overlapping_windows(engine, monkeypatch: pytest.MonkeyPatch) -> None:
     frames, holes = clip(num_frames=13)
     steps: list[tuple[int, int]] = []
+    window_holes: list[np.ndarray] = []
+    sample_window = engine.sample_window
+
+    def recording_sample_window(frames_in, holes_in, prompt, **kwargs):
+        window_holes.append(holes_in.copy())
+        return sample_window(frames_in, holes_in, prompt, **kwargs)
+
+    monkeypatch.setattr(engine, "sample_window", recording_sample_window)
     out = engine.fill(frames, holes, "a street", progress=lambda s, t, m: steps.append((s, t)))
+    assert [len(h) for h in window_holes] == [9, 9]
+    # Window 2 = frames 4..12: frames 4..8 were filled by window 1 and now condition it as known pixels.
+    assert not window_holes[1][:5].any() and window_holes[1][5:].any()
     assert out.shape == frames.shape
     assert steps[-1] == (4, 4)  # two windows (sharing >= 4 frames) x two steps
     keep = far_from_holes(holes, TINY["feather_px"])
@@ -130,3 +141,16 @@ def test_cancel_and_bad_options(engine, tiny_models_dir: Path) -> None:
 def test_unknown_attention_backend_is_a_typed_error(tiny_models_dir: Path) -> None:
     with pytest.raises(ValidationError, match="attention backend"):
         get_inpaint_engine("wan-vace", tiny_models_dir, attention_backend="no-such-kernel", **TINY)
+
+
+def test_prompt_embeddings_disk_cache(tiny_models_dir: Path, tmp_path: Path) -> None:
+    options = dict(TINY, embeddings_cache_dir=str(tmp_path / "embeddings"))
+    first = get_inpaint_engine("wan-vace", tiny_models_dir, **options)
+    computed = first.prompt_embeddings("a green tree")
+    assert len(list((tmp_path / "embeddings").glob("*.safetensors"))) == 1
+    second = get_inpaint_engine("wan-vace", tiny_models_dir, **options)
+    second._text_encoder = None
+    second.folder = tiny_models_dir / "Wan2.1-VACE-1.3B-diffusers"
+    second._load_text_encoder = None  # would fail if called: the embeddings must come from disk
+    cached = second.prompt_embeddings("a green tree")
+    assert torch.equal(cached[0], computed[0]) and torch.equal(cached[1], computed[1])
