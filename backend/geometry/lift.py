@@ -124,8 +124,10 @@ def lift_frames(
     depth_t = to_tensor(depth)
     if device is None:
         device = depth_t.device
-    rgb = frames_to_float(frames).to(device)
-    num_frames, height, width, _ = rgb.shape
+    frames_t = to_tensor(frames).to(device)
+    if frames_t.ndim != 4 or frames_t.shape[-1] != 3:
+        raise ValidationError(f"frames must have shape (F,H,W,3), got {tuple(frames_t.shape)}")
+    num_frames, height, width, _ = frames_t.shape
     depth_t = depth_t.to(device=device, dtype=torch.float32)
     if depth_t.shape != (num_frames, height, width):
         raise ValidationError(
@@ -160,12 +162,14 @@ def lift_frames(
     world = torch.einsum("fij,fhwj->fhwi", c2w[:, :3, :3], cam) + c2w[:, None, None, :3, 3]
     radius = pixel_footprint_radius(world, z_safe, valid, torch.minimum(fx, fy),
                                     edge_threshold or DEFAULT_EDGE_THRESHOLD, max_footprint_stretch)
-    frame_id, ys, xs = torch.nonzero(valid, as_tuple=True)
-    xyz = world[valid]
+    flat = torch.nonzero(valid.reshape(-1)).squeeze(1)
+    pixels_per_frame = height * width
     counts = valid.reshape(num_frames, -1).sum(dim=1).cpu()
     offsets = torch.zeros(num_frames + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(counts, 0)
     return PointFrames(
-        xyz=xyz, rgb=rgb[valid], radius=radius[valid], frame_index=frame_id,
-        pixel_index=ys * width + xs, offsets=offsets, source_height=height, source_width=width,
+        xyz=world.reshape(-1, 3).index_select(0, flat),
+        rgb=frames_to_float(frames_t.reshape(-1, 3).index_select(0, flat)[None, None]).reshape(-1, 3),
+        radius=radius.reshape(-1).index_select(0, flat), frame_index=flat // pixels_per_frame,
+        pixel_index=flat % pixels_per_frame, offsets=offsets, source_height=height, source_width=width,
     )

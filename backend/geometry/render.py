@@ -86,7 +86,7 @@ def _expand_splats(
     xyz: torch.Tensor, radius: torch.Tensor, cam_idx: torch.Tensor, first_point: int,
     P: torch.Tensor, focal: torch.Tensor, height: int, width: int,
     footprint_scale: float, max_splat_radius: int, near: float, need_dist: bool,
-) -> tuple[_Splats, torch.Tensor]:
+) -> tuple[list[_Splats], torch.Tensor]:
     """Project one chunk of points and list every (pixel, point) pair its footprint covers.
 
     Also returns the chunk's camera-space z ``(n,)``.
@@ -116,14 +116,13 @@ def _expand_splats(
     base = torch.where(keep, cam_idx * (height * width) + y0 * width + x0, trash)
     point = torch.arange(first_point, first_point + xyz.shape[0], device=xyz.device)
     # every point covers its top-left pixel; the few that cover more list the rest separately
-    pixel, depth, points = [base], [z], [point]
     near_z = z - 2.0 * radius
-    near_depth = [near_z]
-    dists = []
+    dist2 = None
     if need_dist:
         ddx = x0.to(torch.float32) + 0.5 - u
         ddy = y0.to(torch.float32) + 0.5 - v
-        dists.append(ddx * ddx + ddy * ddy)
+        dist2 = ddx * ddx + ddy * ddy
+    parts = [_Splats(base, z, near_z, point, dist2)]
     counts = nx * ny
     multi = torch.nonzero(counts > 1).squeeze(1)
     if multi.numel():
@@ -133,17 +132,13 @@ def _expand_splats(
         rows = multi[pos]
         nxp = nx[rows]
         dx, dy = local % nxp, local // nxp
-        pixel.append(base[rows] + dy * width + dx)
-        depth.append(z[rows])
-        near_depth.append(near_z[rows])
-        points.append(rows + first_point)
+        dist2 = None
         if need_dist:
             ddx = (x0[rows] + dx).to(torch.float32) + 0.5 - u[rows]
             ddy = (y0[rows] + dy).to(torch.float32) + 0.5 - v[rows]
-            dists.append(ddx * ddx + ddy * ddy)
-    splats = _Splats(torch.cat(pixel), torch.cat(depth), torch.cat(near_depth), torch.cat(points),
-                     torch.cat(dists) if need_dist else None)
-    return splats, z
+            dist2 = ddx * ddx + ddy * ddy
+        parts.append(_Splats(base[rows] + dy * width + dx, z[rows], near_z[rows], rows + first_point, dist2))
+    return parts, z
 
 
 def _batch_size(matrices: torch.Tensor | np.ndarray, side: int) -> int:
@@ -195,10 +190,10 @@ def splat_points(
     def chunks():
         for a in range(0, n, _CHUNK_POINTS):
             b = min(n, a + _CHUNK_POINTS)
-            splats, z = _expand_splats(xyz[a:b], radius[a:b], cam_idx_all[a:b], a, P, focal, height, width,
+            parts, z = _expand_splats(xyz[a:b], radius[a:b], cam_idx_all[a:b], a, P, focal, height, width,
                                        footprint_scale, max_splat_radius, near, two_pass)
             point_z[a:b] = z
-            yield splats
+            yield from parts
 
     keys = torch.full((num_pixels + 1,), _NO_HIT, dtype=torch.int64, device=device)
     if two_pass:
