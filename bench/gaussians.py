@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.export import UsdSceneWriter  # noqa: E402
 from backend.gaussians import FitConfig, FitView, fit_frame, gaussians_from_points, rasterize  # noqa: E402
-from backend.gaussians.rasterize import gsplat_available  # noqa: E402
+from backend.gaussians.rasterize import gsplat_status  # noqa: E402
 from protocol.camera import Camera  # noqa: E402
 
 
@@ -108,8 +108,9 @@ def main() -> None:
     cpu_its = bench_fit(args.cpu_gaussians, args.cpu_size, args.cpu_iterations, "cpu")
     print(f"CPU reference fit: {cpu_its:.2f} it/s at {args.cpu_size}x{args.cpu_size}, "
           f"{args.cpu_gaussians} Gaussians")
-    cuda_its, cuda_note = None, "no CUDA device or gsplat not importable"
-    if gsplat_available():
+    cuda_its = None
+    usable, cuda_note = gsplat_status()
+    if usable:
         try:
             cuda_its = bench_fit(args.cuda_gaussians, args.cuda_size, args.cuda_iterations, "cuda")
             cuda_note = f"gsplat, {args.cuda_size}x{args.cuda_size}, {args.cuda_gaussians} Gaussians"

@@ -10,7 +10,7 @@ from .gaussian_set import (
     sh_dc_to_rgb,
 )
 from .losses import photometric_loss, psnr, ssim
-from .rasterize import gsplat_available, rasterize
+from .rasterize import MissingDependencyError, gsplat_available, gsplat_status, rasterize
 from .rasterize_torch import RenderOutput
 from .sequence import FittedFrame, SequenceFrame, WarmStart, fit_sequence, warm_start
 
@@ -21,6 +21,7 @@ __all__ = [
     "FitView",
     "FittedFrame",
     "GaussianSet",
+    "MissingDependencyError",
     "RenderOutput",
     "SequenceFrame",
     "WarmStart",
@@ -28,6 +29,7 @@ __all__ = [
     "fit_sequence",
     "gaussians_from_points",
     "gsplat_available",
+    "gsplat_status",
     "photometric_loss",
     "psnr",
     "rasterize",

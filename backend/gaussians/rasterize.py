@@ -8,18 +8,25 @@ SH + 0.5 clamped at 0, 0.3 px^2 dilation, alpha <= 0.999, transmittance cut-off 
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import numpy as np
 import torch
 
 from protocol.camera import Camera
-from protocol.errors import ValidationError
+from protocol.errors import Recast4DError, ValidationError
 
 from .gaussian_set import GaussianSet
 from .rasterize_torch import RenderOutput, rasterize_torch
 
 Backend = Literal["auto", "torch", "gsplat"]
+
+
+class MissingDependencyError(Recast4DError):
+    """An optional accelerated component (gsplat's CUDA kernels) is not usable on this machine."""
+
+    code = "missing_dependency"
 
 
 def _camera_tensors(
@@ -47,15 +54,27 @@ def _camera_tensors(
     return K_t, w2c_t, int(width), int(height)
 
 
-def gsplat_available() -> bool:
-    """True when CUDA is available and the gsplat package can be imported."""
+@functools.lru_cache(maxsize=1)
+def gsplat_status() -> tuple[bool, str]:
+    """``(usable, reason)`` for the gsplat CUDA rasteriser, checked once per process.
+
+    Loads gsplat's CUDA extension (a JIT build of a few minutes the first time on a machine with
+    nvcc and no prebuilt wheel), so a broken toolkit is found here rather than mid-fit."""
     if not torch.cuda.is_available():
-        return False
+        return False, "no CUDA device"
     try:
         import gsplat  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        from gsplat.cuda._backend import _C
+    except Exception as exc:  # ImportError, build RuntimeError, OSError from the JIT loader
+        return False, f"gsplat CUDA extension unavailable: {type(exc).__name__}: {exc}"
+    if _C is None:
+        return False, "gsplat found no CUDA toolkit to build its kernels and has no prebuilt ones"
+    return True, "gsplat CUDA kernels loaded"
+
+
+def gsplat_available() -> bool:
+    """True when gsplat's CUDA rasteriser can run in this process (see :func:`gsplat_status`)."""
+    return gsplat_status()[0]
 
 
 def rasterize_gsplat(
@@ -72,6 +91,9 @@ def rasterize_gsplat(
     """Render with ``gsplat.rasterization`` (CUDA only; gsplat imported lazily here)."""
     if gaussians.device.type != "cuda":
         raise ValidationError("the gsplat rasteriser needs the Gaussians on a CUDA device")
+    usable, reason = gsplat_status()
+    if not usable:
+        raise MissingDependencyError(f"the gsplat rasteriser cannot run: {reason}")
     import gsplat
 
     bg = None
@@ -114,7 +136,8 @@ def rasterize(
     """Render ``gaussians`` seen by ``camera`` (or explicit ``K`` px / ``world_to_camera`` OpenCV).
 
     ``backend``: ``"gsplat"`` (CUDA), ``"torch"`` (reference), or ``"auto"`` = gsplat when the
-    Gaussians live on a CUDA device and gsplat imports, else the reference rasteriser.
+    Gaussians live on a CUDA device and its kernels load (:func:`gsplat_status`), else the
+    reference rasteriser (on the Gaussians' device, CUDA included).
     ``background``: RGB composited behind the Gaussians (``rgb + (1 - alpha) * background``).
     """
     if backend not in ("auto", "torch", "gsplat"):
