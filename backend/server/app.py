@@ -82,6 +82,11 @@ class Server(RequestHandlers):
         self._stop = threading.Event()
         self._ctx = zmq.Context()
         self.socket = self._make_socket()
+        self._wake_rx = self._ctx.socket(zmq.PAIR)
+        self._wake_rx.bind(f"inproc://recast4d-server-wake-{self.session}")
+        self._wake_tx = self._ctx.socket(zmq.PAIR)
+        self._wake_tx.connect(f"inproc://recast4d-server-wake-{self.session}")
+        self._wake_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="recast4d-io", daemon=True)
         self.port = 0
 
@@ -169,20 +174,32 @@ class Server(RequestHandlers):
 
     def job_stream(self, job_id: str, stream: str, manifest: dict[str, Any]) -> None:
         self._events.put(("stream", job_id, stream))
+        self._wake()
 
     def job_chunk(self, job_id: str, stream: str, chunk: int) -> None:
-        pass  # the pump reads chunk counts from the store each tick
+        self._wake()  # the pump reads chunk counts from the store
 
     def job_state(self, job_id: str, state: str, error: dict[str, Any] | None) -> None:
         self._events.put(("state", job_id, state, error))
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake the I/O loop from another thread (the worker) through the inproc PAIR socket."""
+        with self._wake_lock, contextlib.suppress(zmq.ZMQError):  # already woken, or shutting down
+            self._wake_tx.send(b"", zmq.NOBLOCK)
 
     # ------------------------------------------------------------------ I/O loop
     def _run(self) -> None:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._wake_rx, zmq.POLLIN)
         try:
             while not self._stop.is_set():
                 ready = dict(poller.poll(self.config.poll_interval_ms))
+                if self._wake_rx in ready:
+                    with contextlib.suppress(zmq.Again):
+                        while True:
+                            self._wake_rx.recv(zmq.NOBLOCK)
                 if self.socket in ready:
                     self._drain_socket()
                 self._drain_events()
@@ -194,6 +211,9 @@ class Server(RequestHandlers):
             log.exception("I/O loop crashed")
         finally:
             self.socket.close(linger=1000)
+            with self._wake_lock:
+                self._wake_tx.close(linger=0)
+            self._wake_rx.close(linger=0)
             self._ctx.term()
 
     def _drain_socket(self) -> None:

@@ -26,6 +26,8 @@ class ServerConfig:
     ``progress_interval_s``: minimum time between two progress messages of a job (coalesced).
     ``client_ttl_s``: a client silent this long (and unreachable) is forgotten; its jobs keep running.
     ``max_jobs_per_client``: unfinished jobs one client may have.
+    ``poll_interval_ms``: longest idle sleep of the I/O loop (requests and worker events wake it at
+    once; this only paces progress flushing and housekeeping).
     """
 
     host: str = "127.0.0.1"
@@ -38,7 +40,7 @@ class ServerConfig:
     client_ttl_s: float = 600.0
     max_jobs_per_client: int = 4
     upload_chunk_bytes: int = 8 << 20
-    poll_interval_ms: int = 10
+    poll_interval_ms: int = 50
     key: bytes | None = None
 
 

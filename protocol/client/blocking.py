@@ -50,6 +50,7 @@ class StreamResult:
     meta: dict[int, dict[str, Any]] = field(default_factory=dict)
     begin: ResultBegin | None = None
     end: ResultEnd | None = None
+    received: int = 0  # chunk messages received (duplicates after a resend included)
 
     def ordered(self) -> list[dict[str, np.ndarray]]:
         """Chunk arrays in chunk order."""
@@ -194,11 +195,14 @@ class BlockingClient:
 
     def wait_job(self, job_id: str, timeout_s: float | None = None,
                  on_chunk: Callable[[Event], None] | None = None, *, need_terminal: bool = True,
-                 streams: list[str] | None = None, auto_credit: bool = True) -> JobResult:
+                 streams: list[str] | None = None, auto_credit: bool = True,
+                 keep_arrays: bool = True) -> JobResult:
         """Collect a job's events until it ended and its streams ended (or ``timeout_s``).
 
         ``need_terminal=False`` with ``streams`` waits only for those streams (after a ``resend``).
-        With ``auto_credit`` each chunk is acknowledged after ``on_chunk`` returns.
+        With ``auto_credit`` each chunk is acknowledged after ``on_chunk`` returns. With
+        ``keep_arrays=False`` chunk arrays are only handed to ``on_chunk`` (streaming consumers:
+        memory stays at one window), and ``StreamResult.arrays`` stays empty.
         """
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         result = JobResult(job_id=job_id, state=self.conn.jobs.get(job_id, "unknown"))
@@ -215,14 +219,17 @@ class BlockingClient:
             if event.job_id != job_id:
                 kept.append(event)
                 continue
-            result.events.append(event)
             msg = event.message
+            if keep_arrays or not isinstance(msg, ResultChunk):
+                result.events.append(event)
             if isinstance(msg, ResultBegin):
                 result.streams.setdefault(msg.stream, StreamResult()).begin = msg
             elif isinstance(msg, ResultChunk):
                 stream = result.streams.setdefault(msg.stream, StreamResult())
-                stream.arrays[msg.chunk] = msg.arrays
                 stream.meta[msg.chunk] = event.meta
+                stream.received += 1
+                if keep_arrays:
+                    stream.arrays[msg.chunk] = msg.arrays
                 if on_chunk is not None:
                     on_chunk(event)
                 if auto_credit:

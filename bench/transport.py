@@ -1,0 +1,184 @@
+"""Transport benchmark: 81 frames x 262,144 points (float32 xyz + uint8 rgb) server -> client.
+
+Ours: a real ``backend.server.Server`` streams a finished job's persisted result chunks (read from
+the job folder, signed envelope, typed ``result.chunk``, credit window from ``Limits``) to a
+``protocol.client.BlockingClient`` that decodes, verifies and acknowledges every chunk.
+Both servers run in their own process (as in production: Blender and the backend are two processes).
+Baseline (same run, same process layout): a raw pyzmq ROUTER process sends the same bytes as
+zero-copy multipart ``[header, xyz, rgb]`` to a DEALER under the same credit window; the DEALER
+receives ``copy=False`` and wraps the frames with ``np.frombuffer``.
+
+Prints MB/s (1 MB = 1e6 bytes of array payload) and the ratio ours / baseline as the last line.
+Usage: ``python bench/transport.py [--frames 81] [--points 262144] [--repeats 7]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import zmq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from backend.jobs import JobContext, register_job_kind  # noqa: E402
+from backend.server import Server, ServerConfig  # noqa: E402
+from protocol.client import BlockingClient  # noqa: E402
+from protocol.wire import Limits  # noqa: E402
+
+KIND = "bench.points"
+
+
+def make_frames(frames: int, points: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    xyz = rng.standard_normal((points, 3)).astype(np.float32)
+    rgb = rng.integers(0, 256, (points, 3), dtype=np.uint8)
+    return [{"xyz": xyz + np.float32(i), "rgb": rgb} for i in range(frames)]
+
+
+def run_points(ctx: JobContext) -> None:
+    frames = make_frames(int(ctx.params["frames"]), int(ctx.params["points"]))
+    ctx.declare_stream("points", {"frames": len(frames), "chunks": len(frames)})
+    for index, arrays in enumerate(frames):
+        ctx.emit("points", arrays, {"frame": index})
+
+
+def bench_ours(client: BlockingClient, job_id: str, frames: int) -> tuple[float, int]:
+    """Seconds to stream the whole persisted result once, and the payload bytes received.
+
+    Like the baseline (and like Blender applying a frame), each chunk is consumed and dropped,
+    then acknowledged; nothing accumulates on the client.
+    """
+    nbytes = 0
+
+    def consume(event) -> None:
+        nonlocal nbytes
+        nbytes += sum(a.nbytes for a in event.arrays.values())
+
+    start = time.perf_counter()
+    client.resend(job_id, "points", from_chunk=0)
+    result = client.wait_job(job_id, on_chunk=consume, need_terminal=False, streams=["points"], timeout_s=120,
+                             keep_arrays=False)
+    elapsed = time.perf_counter() - start
+    stream = result.streams["points"]
+    assert stream.end is not None and stream.received == frames
+    return elapsed, nbytes
+
+
+def _raw_server(port_queue: multiprocessing.Queue, frames_count: int, points: int, window: int, repeats: int) -> None:
+    """Raw pyzmq ROUTER in its own process: on each ``start`` sends every frame under credit."""
+    frames = make_frames(frames_count, points)
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    port_queue.put(router.bind_to_random_port("tcp://127.0.0.1"))
+    for _ in range(repeats):
+        identity, _ = router.recv_multipart()  # "start"
+        sent, acked = 0, 0
+        while acked < len(frames):
+            while sent < len(frames) and sent < acked + window:
+                arrays = frames[sent]
+                header = msgpack.packb({"chunk": sent, "xyz": [arrays["xyz"].shape, "<f4"],
+                                        "rgb": [arrays["rgb"].shape, "|u1"]})
+                router.send_multipart([identity, header, arrays["xyz"], arrays["rgb"]], copy=False)
+                sent += 1
+            _, ack = router.recv_multipart()
+            acked = max(acked, int(ack))
+    router.close(linger=1000)
+    ctx.term()
+
+
+def bench_raw(dealer: zmq.Socket, frames: int) -> tuple[float, int]:
+    """Receive one full stream from the raw server (``copy=False`` + ``np.frombuffer``), acking each."""
+    start = time.perf_counter()
+    dealer.send(b"start")
+    nbytes = 0
+    for index in range(frames):
+        header, xyz_frame, rgb_frame = dealer.recv_multipart(copy=False)
+        meta = msgpack.unpackb(header.bytes)
+        xyz = np.frombuffer(xyz_frame.buffer, dtype=np.float32).reshape(meta["xyz"][0])
+        rgb = np.frombuffer(rgb_frame.buffer, dtype=np.uint8).reshape(meta["rgb"][0])
+        nbytes += xyz.nbytes + rgb.nbytes
+        dealer.send(str(index + 1).encode())
+    return time.perf_counter() - start, nbytes
+
+
+def _our_server(jobs_dir: Path, conn_file: Path, stop: multiprocessing.Event) -> None:
+    """Our server in its own process (as in production: Blender and the backend are two processes)."""
+    server = Server(ServerConfig(jobs_dir=jobs_dir, connection_file=conn_file))
+    server.start()
+    stop.wait()
+    server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=81)
+    parser.add_argument("--points", type=int, default=262_144)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    register_job_kind(KIND, run_points)
+    window = Limits().window
+    mp = multiprocessing.get_context("fork")  # children inherit the registered job kind
+
+    with tempfile.TemporaryDirectory(prefix="recast4d-bench-") as tmp:
+        conn_file = Path(tmp) / "server.json"
+        stop = mp.Event()
+        ours_proc = mp.Process(target=_our_server, args=(Path(tmp) / "jobs", conn_file, stop))
+        ours_proc.start()
+        port_queue: multiprocessing.Queue = mp.Queue()
+        raw_proc = mp.Process(target=_raw_server, args=(port_queue, args.frames, args.points, window, args.repeats))
+        raw_proc.start()
+        ctx = zmq.Context()
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.connect(f"tcp://127.0.0.1:{port_queue.get(timeout=60)}")
+        deadline = time.monotonic() + 60
+        while not conn_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client = BlockingClient.from_file(conn_file, timeout_s=120)
+        try:
+            client.connect()
+            start = time.perf_counter()
+            client.submit("bench", KIND, {"frames": args.frames, "points": args.points})
+            first = client.wait_job("bench", timeout_s=300, keep_arrays=False)  # produce + persist + stream
+            produce_and_stream_s = time.perf_counter() - start
+            assert first.state == "done"
+            ours, raw = [], []
+            for _ in range(args.repeats):  # interleaved, best of N each
+                ours.append(bench_ours(client, "bench", args.frames))
+                raw.append(bench_raw(dealer, args.frames))
+        finally:
+            client.close()
+            dealer.close(0)
+            ctx.term()
+            stop.set()
+            ours_proc.join(30)
+            raw_proc.join(30)
+
+    best_ours = min(t for t, _ in ours)
+    best_raw = min(t for t, _ in raw)
+    payload = ours[0][1]
+    assert payload == raw[0][1]
+    mb_ours = payload / best_ours / 1e6
+    mb_raw = payload / best_raw / 1e6
+    print(f"payload {payload / 1e6:.1f} MB in {args.frames} chunks, window {window}")
+    print(f"ours (server -> client, persisted result): best {best_ours * 1e3:.1f} ms = {mb_ours:.0f} MB/s")
+    print(f"raw pyzmq zero-copy multipart:             best {best_raw * 1e3:.1f} ms = {mb_raw:.0f} MB/s")
+    print(f"first run incl. producing + persisting every chunk: {produce_and_stream_s:.2f} s")
+    print(json.dumps({
+        "bench": "transport", "unit": "MB/s", "value": round(mb_ours, 1), "baseline": round(mb_raw, 1),
+        "ratio": round(mb_ours / mb_raw, 3), "device": "cpu", "goal": ">= 0.8",
+        "frames": args.frames, "points": args.points, "payload_mb": round(payload / 1e6, 1),
+        "window": window, "first_run_with_persist_s": round(produce_and_stream_s, 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()
