@@ -23,12 +23,13 @@ from .overlap import TrajectoryOverlap, select_context_frames, trajectory_overla
 from .points import PointFrames, concatenate_frames
 from .render import RenderResult, render_points, splat_points
 from .reproject import DoubleReprojection, double_reprojection
+from .video import reproject_video
 
 __all__ = [
     "MASK_KINDS", "AccumulationResult", "DoubleReprojection", "PointFrames", "RenderResult",
     "TrainingMask", "TrajectoryOverlap", "accumulate_static", "as_camera_tensors", "cameras_to_tensors",
     "concatenate_frames", "depth_to_planar", "double_reprojection", "flying_pixel_mask",
     "frames_to_float", "lift_frames", "pixel_ray_norms", "planar_to_depth", "project_points",
-    "random_editing_masks", "render_points", "rigid_inverse", "sample_training_mask",
+    "random_editing_masks", "render_points", "reproject_video", "rigid_inverse", "sample_training_mask",
     "select_context_frames", "splat_points", "static_point_mask", "trajectory_overlap",
 ]

@@ -141,3 +141,22 @@ def test_select_context_frames_breaks_ties_by_time_and_validates() -> None:
     assert select_context_frames(TrajectoryOverlap(scores, scores), 0).tolist() == []
     with pytest.raises(ValidationError):
         select_context_frames(torch.zeros(2, 2), 1)
+
+
+def test_reproject_video_in_chunks_matches_one_render_and_reports_progress() -> None:
+    from backend.geometry import render_points, reproject_video
+    from protocol.errors import Cancelled
+
+    rgb, depth = step_scene(5)
+    targets = torch.stack([camera_at(0.04 * i) for i in range(5)])
+    calls = []
+    chunked = reproject_video(rgb, depth, K, torch.eye(4), K, targets, W, H, chunk_frames=2,
+                              progress=lambda step, total, message: calls.append((step, total)))
+    whole = render_points(lift_frames(rgb, depth, K, torch.eye(4)), K, targets, W, H)
+    assert torch.equal(chunked.mask, whole.mask) and torch.equal(chunked.rgb, whole.rgb)
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+    seen = chunked.mask
+    source = chunked.point_index[seen]
+    assert torch.equal(rgb.reshape(-1, 3)[source], chunked.rgb[seen]), "point_index names the source pixel"
+    with pytest.raises(Cancelled):
+        reproject_video(rgb, depth, K, torch.eye(4), K, targets, W, H, cancel=lambda: True)
