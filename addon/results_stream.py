@@ -29,6 +29,10 @@ import numpy as np
 JOB_STATE_FROM_WIRE = {"queued": "QUEUED", "running": "RUNNING", "streaming": "STREAMING",
                        "done": "DONE", "failed": "FAILED", "cancelled": "CANCELLED"}
 PREVIEW_SUFFIX = " Preview"
+#: Preview frames are thinned to at most this many points so that applying one stays well inside a
+#: timer tick (262k points cost ~50 ms of main-thread time, 20k ~5 ms); the imported USD result
+#: always has every point.
+PREVIEW_MAX_POINTS = 40_000
 
 # (job_id, stream) -> stream meta from result.begin; open result files. Runtime only.
 _stream_meta: dict[tuple[str, str], dict[str, Any]] = {}
@@ -205,6 +209,7 @@ def update_preview(scene: bpy.types.Scene, job, xyz: np.ndarray, rgb: np.ndarray
 
     The preview is a vertex-only mesh (point count can change every frame) with a ``displayColor``
     point attribute; geometry nodes turn it into a point cloud so Cycles renders it like the result.
+    Frames above :data:`PREVIEW_MAX_POINTS` are thinned with a regular stride.
     """
     name = f"{job.name or job.job_id[:8]}{PREVIEW_SUFFIX}"
     obj = bpy.data.objects.get(name)
@@ -215,12 +220,14 @@ def update_preview(scene: bpy.types.Scene, job, xyz: np.ndarray, rgb: np.ndarray
         obj["recast4d_job"] = job.job_id
         _add_points_modifier(obj)
     mesh = obj.data
-    points = np.ascontiguousarray(xyz, dtype=np.float32).reshape(-1, 3)
+    points = np.asarray(xyz, dtype=np.float32).reshape(-1, 3)
+    stride = max(1, -(-len(points) // PREVIEW_MAX_POINTS))
+    points = np.ascontiguousarray(points[::stride])
     mesh.clear_geometry()
     mesh.vertices.add(len(points))
     mesh.vertices.foreach_set("co", points.ravel())
     if rgb is not None:
-        colors = np.asarray(rgb).reshape(-1, 3)
+        colors = np.asarray(rgb).reshape(-1, 3)[::stride]
         colors = colors.astype(np.float32) / 255.0 if colors.dtype == np.uint8 else colors.astype(np.float32)
         rgba = np.ones((len(points), 4), np.float32)
         rgba[:, :3] = colors

@@ -117,6 +117,11 @@ def test_tick_stays_under_20ms_against_slow_stream(registered_addon, tmp_path):
         assert job.stages["depth"].step == 5 and job.stages["render"].total == 12
         preview = bpy.data.objects[f"{job.name} Preview"]
         assert len(preview.data.vertices) == 20_000
+        from addon import results_stream
+
+        big = np.zeros((262_144, 3), np.float32)
+        results_stream.update_preview(bpy.context.scene, job, big, np.zeros((262_144, 3), np.uint8))
+        assert len(preview.data.vertices) == -(-262_144 // 7) <= results_stream.PREVIEW_MAX_POINTS
         assert (tmp_path / "results" / "scene.usdc").read_bytes() == usd_bytes
         # credit is granted only after each chunk is consumed, in order
         point_credits = [ack for (_, stream, ack) in client.credits if stream == "points"]
