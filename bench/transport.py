@@ -9,7 +9,7 @@ zero-copy multipart ``[header, xyz, rgb]`` to a DEALER under the same credit win
 receives ``copy=False`` and wraps the frames with ``np.frombuffer``.
 
 Prints MB/s (1 MB = 1e6 bytes of array payload) and the ratio ours / baseline as the last line.
-Usage: ``python bench/transport.py [--frames 81] [--points 262144] [--repeats 7]``
+Usage: ``python bench/transport.py [--frames 81] [--points 262144] [--repeats 15]``
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=81)
     parser.add_argument("--points", type=int, default=262_144)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     register_job_kind(KIND, run_points)
     window = Limits().window

@@ -80,6 +80,7 @@ class Server(RequestHandlers):
         self._progress: dict[str, dict[str, Any]] = {}
         self._progress_sent: dict[str, float] = {}
         self._stop = threading.Event()
+        self._last_expiry = time.monotonic()
         self._ctx = zmq.Context()
         self.socket = self._make_socket()
         self._wake_rx = self._ctx.socket(zmq.PAIR)
@@ -206,6 +207,7 @@ class Server(RequestHandlers):
                 self._flush_progress()
                 self._pump_streams()
                 self._flush_outboxes()
+                self._expire_clients()
             self._shutdown_notice()
         except Exception:
             log.exception("I/O loop crashed")
@@ -439,6 +441,19 @@ class Server(RequestHandlers):
                 self.send(client, ResultEnd(job_id=sender.job_id, stream=sender.stream, chunks=persisted,
                                             total_bytes=info.bytes))
             sender.ended = True
+
+    def _expire_clients(self) -> None:
+        """Forget clients silent for ``client_ttl_s`` whose jobs are all finished (checked every <= 5 s)."""
+        now = time.monotonic()
+        if now - self._last_expiry < min(5.0, self.config.client_ttl_s / 2):
+            return
+        self._last_expiry = now
+        for client in list(self.clients.values()):
+            if now - client.last_seen < self.config.client_ttl_s:
+                continue
+            if any((r := self.store.get(j)) is not None and not r.terminal for j in client.jobs):
+                continue
+            self.drop_client(client.identity, f"silent for more than {self.config.client_ttl_s:.0f} s")
 
     def _shutdown_notice(self) -> None:
         for client in list(self.clients.values()):

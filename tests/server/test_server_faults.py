@@ -221,3 +221,19 @@ def test_ping_answered_fast_while_a_job_holds_the_gil(tmp_path):
         assert server.store.get("hog").state == "cancelled"
         assert statistics.median(latencies) < 0.1, latencies
         assert cancel_latency < 0.5, cancel_latency
+
+
+def test_silent_clients_are_forgotten_after_the_ttl_unless_their_jobs_run(tmp_path):
+    with running_server(tmp_path, client_ttl_s=0.3) as server:
+        idle = connect(tmp_path / "server.json")
+        busy = connect(tmp_path / "server.json")
+        try:
+            idle.ping()
+            busy.submit("long", KIND, {"frames": 100, "delay_s": 0.05})
+            time.sleep(1.0)
+            assert len(server.clients) == 1  # the idle one is gone, the one with a running job stays
+            busy.cancel("long")
+            assert idle.ping().server_session == server.session  # a forgotten client can come back
+        finally:
+            idle.close()
+            busy.close()
