@@ -19,7 +19,7 @@ import numpy as np
 
 from . import cameras, capture, session, source, targets
 from .deps import protocol_module
-from .jobs import active_job
+from .jobs import FINAL_STATES, active_job, find_job
 from .panel import scene_settings
 
 _errors = protocol_module("errors")
@@ -158,6 +158,13 @@ class RECAST4D_OT_submit_job(bpy.types.Operator):
     bl_idname = "recast4d.submit_job"
     bl_label = "Re-film Shot"
 
+    wait_until_done: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Wait Until Done", default=False, options={"SKIP_SAVE"},
+        description="Block until the job ends and its results arrived (for 'blender -b' scripts, where "
+                    "timers never run)",
+    )
+    timeout_s: bpy.props.FloatProperty(name="Timeout", default=3600.0, min=1.0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         if session.current_client() is None:
@@ -178,14 +185,33 @@ class RECAST4D_OT_submit_job(bpy.types.Operator):
         wm.progress_begin(0, 1)
         try:
             request = build_reshoot_request(context)
-            submit_request(context, request)
+            job = submit_request(context, request)
         except _errors.Recast4DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         finally:
             wm.progress_end()
         self.report({"INFO"}, f"Submitted job {request.job_id[:8]}")
+        if self.wait_until_done:
+            job_id = request.job_id
+            done = session.drain_blocking(lambda: _job_finished(job_id), timeout_s=self.timeout_s)
+            job = find_job(context.scene, job_id) or job
+            if not done:
+                self.report({"ERROR"}, f"job {job_id[:8]} still {job.state.lower()} after {self.timeout_s:.0f} s")
+                return {"CANCELLED"}
+            if job.state != "DONE":
+                self.report({"ERROR"}, f"job {job_id[:8]} {job.state.lower()}: {job.error}")
+                return {"CANCELLED"}
         return {"FINISHED"}
+
+
+def _job_finished(job_id: str) -> bool:
+    """The job reached a final state and every received chunk was applied."""
+    for scene in bpy.data.scenes:
+        job = find_job(scene, job_id)
+        if job is not None:
+            return job.state in FINAL_STATES and not session.state().pending_chunks
+    return True  # the job entry is gone (file closed): nothing left to wait for
 
 
 class RECAST4D_OT_cancel_job(bpy.types.Operator):

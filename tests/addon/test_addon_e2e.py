@@ -162,7 +162,7 @@ def test_real_reshoot_pipeline_from_the_scene(registered_addon, tmp_path):
     """The real ``reshoot`` job kind (classical fill, no Gaussians) on a tiny scene, imported back."""
     import bpy
 
-    from addon import connection, jobs, session, submit, targets
+    from addon import connection, jobs, session, targets
     from addon.prefs import PreferenceValues
 
     proc, conn_file = _start_server(tmp_path, "backend.pipelines.reshoot")
@@ -172,12 +172,11 @@ def test_real_reshoot_pipeline_from_the_scene(registered_addon, tmp_path):
         scene.recast4d.generation.engine = "classical"
         scene.recast4d.generation.fit_gaussians = False
         connection.connect_backend(PreferenceValues(connection_file=str(conn_file)), start_timer=False)
-        job = submit.submit_request(bpy.context, submit.build_reshoot_request(bpy.context))
-        finished = session.drain_blocking(
-            lambda: job.state in ("DONE", "FAILED", "CANCELLED") and not session.state().pending_chunks,
-            timeout_s=240)
+        # the operator's blocking mode, as a `blender -b` script would use it
+        assert bpy.ops.recast4d.submit_job(wait_until_done=True, timeout_s=240) == {"FINISHED"}
         session.detach_client()
-        assert finished and job.state == "DONE", f"{job.state}: {job.error}"
+        job = scene.recast4d.jobs[-1]
+        assert job.state == "DONE", f"{job.state}: {job.error}"
         assert job.frames_received == 3 and job.result_usd is not None
         imported = jobs.import_job_result(bpy.context, job)
         obj = imported.point_objects[0]
