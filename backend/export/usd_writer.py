@@ -27,6 +27,7 @@ per-frame cost as the file grows. A crash *during* a save is not covered by the 
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,8 @@ except ImportError:  # pragma: no cover - depends on the usd-core build
     HAS_SPLAT_SCHEMA = False
 
 ROOT_PATH = "/Recast4D"
+# resolved path -> writer not yet closed (one writer per file; entries vanish if a writer is dropped)
+_OPEN_WRITERS: weakref.WeakValueDictionary[str, UsdSceneWriter] = weakref.WeakValueDictionary()
 
 
 def _check_name(name: str) -> str:
@@ -83,12 +86,21 @@ class UsdSceneWriter:
         if self.path.suffix not in (".usdc", ".usd"):
             raise ValidationError(f"USD output must end in .usdc or .usd, got {self.path.name}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            self.path.unlink()
+        self._key = str(self.path.resolve())
+        if self._key in _OPEN_WRITERS:
+            raise ValidationError(f"{self.path} is already being written by another UsdSceneWriter; close it first")
         self.fps = float(fps)
         self.start_frame = int(start_frame)
         self.save_every = int(save_every)
-        self.stage = Usd.Stage.CreateNew(str(self.path))
+        layer = Sdf.Layer.Find(str(self.path))
+        if layer:  # still open in this process (e.g. a reader, or a re-run of the job): start it over
+            layer.Clear()
+            self.stage = Usd.Stage.Open(layer)
+        else:
+            if self.path.exists():
+                self.path.unlink()
+            self.stage = Usd.Stage.CreateNew(str(self.path))
+        _OPEN_WRITERS[self._key] = self
         UsdGeom.SetStageMetersPerUnit(self.stage, 1.0)
         UsdGeom.SetStageUpAxis(self.stage, UsdGeom.Tokens.z)
         self.stage.SetTimeCodesPerSecond(self.fps)
@@ -217,10 +229,14 @@ class UsdSceneWriter:
         self._unsaved = 0
 
     def close(self) -> None:
-        """Save and release the stage; further appends raise."""
+        """Save and release the stage (a new writer may then reuse the path); further appends raise."""
         if not self._closed:
-            self.save()
-            self._closed = True
+            try:
+                self.save()
+            finally:
+                self._closed = True
+                self.stage = None
+                _OPEN_WRITERS.pop(self._key, None)
 
     @property
     def end_frame(self) -> int:

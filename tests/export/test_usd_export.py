@@ -151,3 +151,22 @@ def test_writer_rejects_bad_input(tmp_path: Path) -> None:
     writer.close()
     with pytest.raises(ValidationError, match="closed"):
         writer.add_point_cloud_frame(1, np.zeros((4, 3)))
+
+
+def test_a_path_can_be_rewritten_after_close_but_not_written_twice_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "rerun.usdc"
+    first = UsdSceneWriter(path)
+    first.add_point_cloud_frame(0, np.zeros((3, 3)))
+    with pytest.raises(ValidationError, match="already being written"):
+        UsdSceneWriter(path)
+    first.close()
+    reader = Usd.Stage.Open(str(path))  # a reader keeping the layer open in this process
+    assert len(reader.GetPrimAtPath("/Recast4D/point_cloud").GetAttribute("points").Get(1)) == 3
+    with UsdSceneWriter(path, start_frame=10) as second:  # a re-run of the job starts over
+        second.add_point_cloud_frame(0, np.ones((5, 3)))
+    script = (f"from pxr import Usd; s = Usd.Stage.Open({str(path)!r}); "
+              "print(s.GetStartTimeCode(), len(s.GetPrimAtPath('/Recast4D/point_cloud')"
+              ".GetAttribute('points').Get(10)), s.GetPrimAtPath('/Recast4D/point_cloud')"
+              ".GetAttribute('points').GetTimeSamples())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["10.0", "5", "[10.0]"]
