@@ -188,3 +188,27 @@ def test_real_reshoot_pipeline_from_the_scene(registered_addon, tmp_path):
     finally:
         session.detach_client()
         _stop_server(proc)
+
+
+@pytest.mark.slow
+def test_start_local_backend_then_connect_and_stop(registered_addon, tmp_path, monkeypatch):
+    """'Start Local Backend': launch `python -m backend.cli serve`, connect via its file, stop it."""
+    from addon import connection, session
+    from addon.prefs import PreferenceValues
+
+    monkeypatch.setenv("RECAST4D_JOBS", str(tmp_path / "jobs"))
+    prefs = PreferenceValues(python_path=sys.executable, connection_file=str(tmp_path / "server.json"))
+    process = connection.start_local_backend(prefs)
+    try:
+        deadline = time.monotonic() + 90
+        while not (tmp_path / "server.json").exists():
+            assert process.poll() is None, "the backend exited"
+            assert time.monotonic() < deadline, "no connection file"
+            time.sleep(0.1)
+        connection.connect_backend(prefs, start_timer=False)
+        assert session.drain_blocking(lambda: bool(session.state().status.get("connected")), timeout_s=30)
+        assert session.state().status.get("gpu")
+    finally:
+        session.detach_client()
+        connection.stop_started_backend()
+    assert process.poll() is not None
