@@ -163,8 +163,9 @@ class UsdSceneWriter:
         if w.shape[0] != n:
             raise ValidationError(f"widths must have one value per point ({n}), got {w.shape[0]}")
         geom = self._points_prim(name)
-        geom.GetPointsAttr().Set(Vt.Vec3fArray.FromNumpy(pts), time)
-        geom.GetWidthsAttr().Set(Vt.FloatArray.FromNumpy(w), time)
+        points_vt, widths_vt = Vt.Vec3fArray.FromNumpy(pts), Vt.FloatArray.FromNumpy(w)
+        geom.GetPointsAttr().Set(points_vt, time)
+        geom.GetWidthsAttr().Set(widths_vt, time)
         geom.SetWidthsInterpolation(UsdGeom.Tokens.vertex)
         if colors is not None:
             col = _float_array("colors", colors, 3)
@@ -172,8 +173,7 @@ class UsdSceneWriter:
                 raise ValidationError(f"colors must have one row per point ({n}), got {col.shape[0]}")
             geom.GetDisplayColorPrimvar().SetInterpolation(UsdGeom.Tokens.vertex)
             geom.GetDisplayColorPrimvar().Set(Vt.Vec3fArray.FromNumpy(col), time)
-        geom.GetExtentAttr().Set(UsdGeom.Points.ComputeExtent(geom.GetPointsAttr().Get(time),
-                                                               geom.GetWidthsAttr().Get(time)), time)
+        geom.GetExtentAttr().Set(UsdGeom.Points.ComputeExtent(points_vt, widths_vt), time)
         self._frame_written(time)
 
     def add_gaussian_frame(self, frame_index: int, gaussians: GaussianSet, name: str = "gaussians",
