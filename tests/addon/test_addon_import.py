@@ -135,3 +135,34 @@ def test_job_result_import_brings_usd_videos_and_render_setup(registered_addon, 
     assert orbit_bg.source == "MOVIE_CLIP" and orbit_bg.clip.frame_duration == 2
     assert dolly_bg.source == "IMAGE" and dolly_bg.image.source == "SEQUENCE"
     assert bpy.ops.recast4d.render_shot.poll()
+
+
+@pytest.mark.slow  # imports torch
+def test_backend_usd_writer_output_imports_as_points_and_gaussians(registered_addon, tmp_path):
+    """The file the backend actually writes (``backend.export.usd_writer``) imports our way."""
+    import bpy
+
+    torch = pytest.importorskip("torch")
+    from addon import results
+    from backend.export.usd_writer import UsdSceneWriter
+    from backend.gaussians.gaussian_set import GaussianSet
+
+    n = 150
+    rng = np.random.default_rng(1)
+    with UsdSceneWriter(tmp_path / "scene.usdc", fps=24.0, start_frame=1) as writer:
+        for frame in range(3):
+            xyz = (rng.normal(size=(n, 3)) + [0.0, 4.0, 0.0]).astype(np.float32)
+            writer.add_point_cloud_frame(frame, xyz, rng.random((n, 3)).astype(np.float32))
+            writer.add_gaussian_frame(frame, GaussianSet(
+                means=torch.from_numpy(xyz), log_scales=torch.full((n, 3), -3.0),
+                quats=torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1), logit_opacities=torch.zeros(n),
+                sh=torch.rand(n, 1, 3)))
+    imported = results.import_usd_result(bpy.context, tmp_path / "scene.usdc")
+    assert len(imported.point_objects) == 1 and len(imported.gaussian_objects) == 1
+    assert (imported.frame_start, imported.frame_end) == (1, 3)
+    gaussians = imported.gaussian_objects[0]
+    bpy.context.scene.frame_set(3)
+    evaluated = gaussians.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    radius = np.zeros(n, np.float32)
+    evaluated.data.attributes["radius"].data.foreach_get("value", radius)
+    np.testing.assert_allclose(radius, 3.0 * np.exp(-3.0), rtol=1e-4)  # 3 sigma of the largest axis
