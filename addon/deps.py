@@ -13,12 +13,13 @@ Every add-on module imports protocol code through this module only, e.g.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
-try:  # the bundled copy inside the installed extension
-    from . import protocol as protocol  # type: ignore[attr-defined]
-except ImportError:  # development checkout: top-level package next to addon/
-    import protocol as protocol  # noqa: PLC0414
+if importlib.util.find_spec(f"{__package__}.protocol") is not None:  # bundled copy (installed extension)
+    protocol = importlib.import_module(f"{__package__}.protocol")
+else:  # development checkout: the top-level package next to addon/
+    import protocol
 
 PROTOCOL_PACKAGE = protocol.__name__
 
