@@ -65,8 +65,8 @@ def image_sequence_frames(image: bpy.types.Image, count: int) -> np.ndarray:
     return np.stack([to_uint8_rgb(read_image_file(f)) for f in files[:count]])
 
 
-def movie_clip_frames(scene: bpy.types.Scene, clip: bpy.types.MovieClip, count: int) -> np.ndarray:
-    """The first ``count`` frames of a Movie Clip (image sequence or video file) as uint8 (F, H, W, 3).
+def movie_clip_frames(scene: bpy.types.Scene, clip: bpy.types.MovieClip, count: int, first: int = 0) -> np.ndarray:
+    """``count`` frames of a Movie Clip from its frame index ``first`` (0-based) as uint8 (F, H, W, 3).
 
     Videos are decoded by Blender's own video strip: a temporary scene renders the clip through
     the sequencer to PNG (no 3D rendering), which is then read back.
@@ -74,9 +74,13 @@ def movie_clip_frames(scene: bpy.types.Scene, clip: bpy.types.MovieClip, count: 
     path = bpy.path.abspath(clip.filepath)
     if clip.source == "SEQUENCE":
         files = sequence_files(path)
-        if len(files) < count:
-            raise _errors.ValidationError(f"clip {clip.name!r} has {len(files)} frames, the shot needs {count}")
-        return np.stack([to_uint8_rgb(read_image_file(f)) for f in files[:count]])
+        if len(files) < first + count:
+            raise _errors.ValidationError(
+                f"clip {clip.name!r} has {len(files)} frames, the shot needs frames {first + 1}-{first + count}")
+        return np.stack([to_uint8_rgb(read_image_file(f)) for f in files[first:first + count]])
+    if clip.frame_duration < first + count:
+        raise _errors.ValidationError(
+            f"clip {clip.name!r} has {clip.frame_duration} frames, the shot needs frames {first + 1}-{first + count}")
     width, height = clip.size[:]
     temp_scene = bpy.data.scenes.new("Recast4D clip decode")
     try:
@@ -92,7 +96,7 @@ def movie_clip_frames(scene: bpy.types.Scene, clip: bpy.types.MovieClip, count: 
         frames = []
         with tempfile.TemporaryDirectory(prefix="recast4d_clip_") as tmp:
             for i in range(count):
-                temp_scene.frame_set(i + 1)
+                temp_scene.frame_set(first + i + 1)
                 render.filepath = str(Path(tmp) / f"{i:05d}.png")
                 render_still(temp_scene)
                 frames.append(to_uint8_rgb(read_image_file(render.filepath)))

@@ -97,9 +97,10 @@ class RECAST4D_OT_use_clip_range(bpy.types.Operator):
         if width and height:
             scene.render.resolution_x, scene.render.resolution_y = width, height
             scene.render.resolution_percentage = 100
-        duration = media.frame_duration if hasattr(media, "frame_duration") else 1
-        scene.frame_start = media.frame_start
-        scene.frame_end = media.frame_start + max(duration, 1) - 1
+        duration = max(int(getattr(media, "frame_duration", 1)), 1)
+        start = int(getattr(media, "frame_start", scene.frame_start))  # Images have no frame_start
+        scene.frame_start = start
+        scene.frame_end = start + duration - 1
         self.report({"INFO"}, f"Scene set to {width}x{height}, frames {scene.frame_start}-{scene.frame_end}")
         return {"FINISHED"}
 

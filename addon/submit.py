@@ -77,7 +77,12 @@ def source_arrays(context: bpy.types.Context, frames: list[int]) -> tuple[np.nda
         return capture.image_sequence_frames(src.image, len(frames)), None
     if src.clip is None:
         raise _errors.ValidationError("pick a Movie Clip as the source")
-    return capture.movie_clip_frames(scene, src.clip, len(frames)), None
+    # scene frame f shows clip frame f - clip.frame_start (the Movie Clip editor's mapping)
+    first = frames[0] - src.clip.frame_start
+    if first < 0:
+        raise _errors.ValidationError(
+            f"the shot starts at frame {frames[0]} but clip {src.clip.name!r} starts at frame {src.clip.frame_start}")
+    return capture.movie_clip_frames(scene, src.clip, len(frames), first), None
 
 
 def build_reshoot_request(context: bpy.types.Context) -> JobRequest:

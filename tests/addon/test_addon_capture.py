@@ -49,3 +49,27 @@ def test_movie_clip_frames_decode_through_blender(registered_addon, tmp_path):
     assert np.abs(got.astype(int) - frames.astype(int)).mean() < 8  # lossy h264
     assert got[:, :4, :, 1].mean() > 150 and got[:, -4:, :, 1].mean() < 60  # top band stays on top
     assert len(bpy.data.scenes) == 1  # the temporary decode scene is gone
+    later = capture.movie_clip_frames(bpy.context.scene, clip, 2, first=1)
+    np.testing.assert_array_equal(later, got[1:])
+    with pytest.raises(Exception, match="has 3 frames"):
+        capture.movie_clip_frames(bpy.context.scene, clip, 3, first=1)
+
+
+def test_match_scene_to_source(registered_addon, tmp_path):
+    import bpy
+
+    from backend.media import write_mp4, write_png_sequence
+
+    scene = bpy.context.scene
+    source = scene.recast4d.source
+    assert not bpy.ops.recast4d.use_clip_range.poll()
+    source.clip = bpy.data.movieclips.load(str(write_mp4(tmp_path / "a.mp4", _frames(4), fps=24.0)))
+    assert bpy.ops.recast4d.use_clip_range() == {"FINISHED"}
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (48, 32)
+    assert (scene.frame_start, scene.frame_end) == (1, 4)
+    source.kind = "IMAGES"
+    image = bpy.data.images.load(str(write_png_sequence(tmp_path / "seq", _frames(3, 20, 30))[0]))
+    image.source = "SEQUENCE"
+    source.image = image
+    assert bpy.ops.recast4d.use_clip_range() == {"FINISHED"}
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (30, 20)
