@@ -182,14 +182,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"tuned: {total:.1f} s/clip, {per_step:.3f} s/step, peak {peak:.1f} GB (warm-up {warmup:.0f} s)",
           flush=True)
 
+    def significant(value: float) -> float:
+        return float(f"{value:.4g}")
+
     baseline_value = results.get("baseline_s_per_clip")
     summary = {
-        "bench": "inpaint", "unit": "s/clip", "value": round(total, 2),
-        "baseline": None if baseline_value is None else round(float(baseline_value), 2),
-        "ratio": None if baseline_value is None else round(float(baseline_value) / total, 3),
+        "bench": "inpaint", "unit": "s/clip", "value": significant(total),
+        "baseline": None if baseline_value is None else significant(float(baseline_value)),
+        "ratio": None if baseline_value is None else significant(float(baseline_value) / total),
         "device": "cpu (smoke: tiny model)" if args.smoke else torch.cuda.get_device_name(0), "goal": GOAL,
         "clip": f"{args.size}x{args.size}x{args.frames}, {args.steps} steps, guidance {args.guidance}",
-        **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in results.items()},
+        **{k: (significant(v) if isinstance(v, float) else v) for k, v in results.items()},
     }
     print(json.dumps(summary))
 
