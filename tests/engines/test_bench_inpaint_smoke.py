@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 
+@pytest.mark.slow
 def test_bench_inpaint_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     path = Path(__file__).resolve().parents[2] / "bench" / "inpaint.py"
     spec = importlib.util.spec_from_file_location("bench_inpaint", path)
