@@ -1,0 +1,45 @@
+"""Tiny offline models and a tiny synthetic source video for the tuning tests.
+
+The tiny Wan VACE recipe is the engines tests' own (``tests/engines/conftest.py``), loaded by path so
+both areas build exactly the same random models.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+_ENGINES_CONFTEST = Path(__file__).resolve().parents[1] / "engines" / "conftest.py"
+
+
+def _engine_recipes():
+    spec = importlib.util.spec_from_file_location("recast4d_engine_test_recipes", _ENGINES_CONFTEST)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def tune_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding a tiny random ``Wan2.1-VACE-1.3B-diffusers``."""
+    import torch
+
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("tune_models")
+    _engine_recipes().build_tiny_vace_pipeline().save_pretrained(root / "Wan2.1-VACE-1.3B-diffusers")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_source():
+    """5 frames of the sliding-square scene at 32x32 with exact depth and a static camera."""
+    from backend.pipelines.reshoot.synthetic import sliding_square_scene
+    from backend.tune.source import prepare_source
+
+    scene = sliding_square_scene(num_frames=5, width=48, height=32)
+    return prepare_source(scene.frames, scene.depth, [scene.camera] * 5, 32, 32)
