@@ -68,8 +68,14 @@ class UploadReceiver:
     def complete(self) -> bool:
         return self.frames >= self.total_frames
 
-    def write(self, chunk: int, frame_range: tuple[int, int], arrays: dict[str, np.ndarray]) -> None:
-        """Write chunk ``chunk`` holding frames ``[start, stop)``; raises ValueError with a reason."""
+    def write(self, chunk: int, frame_range: tuple[int, int], arrays: dict[str, np.ndarray]) -> bool:
+        """Write chunk ``chunk`` holding frames ``[start, stop)``; raises ValueError with a reason.
+
+        Returns False for a duplicate of a chunk already written (a client resending after a
+        reconnect): it is ignored.
+        """
+        if chunk < self.received:
+            return False
         if chunk != self.received:
             raise ValueError(f"upload chunk {chunk} of {self.name!r} arrived, expected chunk {self.received}")
         start, stop = frame_range
@@ -86,6 +92,7 @@ class UploadReceiver:
         self.target[start:stop] = data
         self.frames = stop
         self.received += 1
+        return True
 
 
 @dataclass

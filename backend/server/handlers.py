@@ -76,7 +76,13 @@ class RequestHandlers:
                 continue
             self.subscribe(client, job_id)
             detail = record.error.get("message", "") if record.error else ""
-            self.send(client, JobStatus(job_id=job_id, state=record.state, detail=str(detail)[:4096]))
+            status = JobStatus(job_id=job_id, state=record.state, detail=str(detail)[:4096]).to_message()
+            status.content["streams"] = {name: info.chunks for name, info in record.streams.items()}
+            self.send(client, status)
+            for (upload_job, name), upload in self.uploads.items():  # continue interrupted uploads
+                if upload_job == job_id:
+                    self.send(client, UploadCredit(job_id=job_id, input=name, ack=upload.received,
+                                                   window=upload.window))
 
     def on_ping(self: Server, client: ClientState, msg: Message, req: Ping) -> None:
         jobs = {}

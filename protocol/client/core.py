@@ -122,6 +122,7 @@ class Connection:
         self.uploads: dict[tuple[str, str], _Upload] = {}
         self.streams: dict[tuple[str, str], _Stream] = {}
         self.jobs: dict[str, str] = {}  # job_id -> last known state
+        self.resuming: set[str] = set()  # jobs named in the last hello's resume_jobs
         self.last_recv = time.monotonic()
         self.socket = self._open(info)
 
@@ -146,6 +147,9 @@ class Connection:
         self.info = info
         self.welcome = None
         self.socket = self._open(info)
+        for upload in self.uploads.values():  # chunks in flight may be lost: resume from the last ack
+            upload.next_chunk = upload.ack
+            upload.window = 0  # wait for the server's credit (sent in reply to hello.resume_jobs)
 
     def close(self) -> None:
         self.socket.close(linger=0)
@@ -168,6 +172,8 @@ class Connection:
         return msg.msg_id
 
     def send_hello(self, resume_jobs: list[str] | None = None) -> str:
+        """``hello``; the server answers each of ``resume_jobs`` with its ``job.status`` (and stream names)."""
+        self.resuming = set(resume_jobs or [])
         return self.send(Hello(client=self.client_name, resume_jobs=list(resume_jobs or [])))
 
     def poll(self, timeout_s: float) -> bool:
@@ -204,6 +210,7 @@ class Connection:
             upload = self.uploads.get((typed.job_id, typed.input))
             if upload is not None:
                 upload.ack = max(upload.ack, typed.ack)
+                upload.next_chunk = max(upload.next_chunk, typed.ack)  # the server already has these
                 upload.window = typed.window
                 self.pump_uploads()
         elif isinstance(typed, ResultBegin):
@@ -227,6 +234,12 @@ class Connection:
                 state.ended = True
         elif isinstance(typed, JobStatus):
             self.jobs[typed.job_id] = typed.state
+            streams = msg.content.get("streams")
+            if typed.job_id in self.resuming and isinstance(streams, dict):
+                self.resuming.discard(typed.job_id)
+                for name in streams:  # streams that began while we were away: fetch them from the start
+                    if isinstance(name, str) and (typed.job_id, name) not in self.streams:
+                        self.resend(typed.job_id, name, 0)
         elif isinstance(typed, Cancelled):
             self.jobs[typed.job_id] = "cancelled"
         elif isinstance(typed, ErrorMessage) and typed.job_id:

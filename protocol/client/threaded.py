@@ -3,7 +3,7 @@
 The caller sends commands (``submit``, ``cancel``, ``resend``, ``ping``, ``consumed``), which are
 queued and wake the I/O thread through an ``inproc`` PAIR socket, and drains events with
 :meth:`ThreadedClient.poll_events` under an item and time budget. The I/O thread pings when the
-line is quiet, and if nothing arrives for ``heartbeat_s * liveness`` seconds it reconnects with
+line is quiet, and if nothing arrives for ``heartbeat_s * liveness`` seconds (10 s by default) it reconnects with
 exponential backoff (1 -> 32 s), re-reading the connection file, says ``hello`` with the same
 client session and ``resume_jobs``, and resends unfinished streams from the first missing chunk.
 A changed ``server_session`` is reported as a ``client.server_restarted`` event.
@@ -37,7 +37,7 @@ class ThreadedClient:
 
     def __init__(self, info: ConnectionInfo | None = None, *,
                  connection_file: str | os.PathLike[str] | None = None, client_name: str = "recast4d-blender",
-                 auto_ack: bool = False, heartbeat_s: float = 1.0, liveness: int = 5,
+                 auto_ack: bool = False, heartbeat_s: float = 1.0, liveness: int = 10,
                  max_backoff_s: float = 32.0, window: int | None = None) -> None:
         if info is None and connection_file is None:
             raise ValueError("give a ConnectionInfo or a connection file path")
