@@ -35,6 +35,7 @@ def test_valid_request_broadcasts_a_static_camera_and_fills_defaults():
     assert len(req.cameras) == F and req.num_frames == F and req.size == (W, H)
     assert req.engine.inpaint == "classical" and req.engine.lora_weight == 0.7
     assert req.trajectories[0].source_frame(2) == 2
+    assert req.gaussians.resolved_iterations("cpu") == 0 and req.gaussians.resolved_iterations("cuda") == 100
     assert req.warnings == []
 
 
@@ -73,6 +74,7 @@ def test_preset_trajectories_and_time_maps_are_kept():
         (_params(engine={"stepz": 3}), _inputs(), ValidationError, "unknown engine options"),
         (_params(engine={"steps": "many"}), _inputs(), ValidationError, "engine.steps"),
         (_params(outputs=["usd", "gif"]), _inputs(), ValidationError, "unknown outputs"),
+        (_params(gaussians={"iterations": -1}), _inputs(), ValidationError, "whole number"),
         (_params(prompt="x" * 5000), _inputs(), ValidationError, "prompt"),
         (_params(trajectories=[{"name": "a/b", "cameras": [_cam()] * F}]), _inputs(), ValidationError, "name"),
         (_params(trajectories=[{"cameras": [_cam()] * 2, "time_map": [0, 9]}]), _inputs(), ValidationError, "outside"),

@@ -194,7 +194,8 @@ def run_reshoot(
                    "lora": request.engine.lora, "lora_weight": request.engine.lora_weight,
                    "temporal_packing": request.engine.temporal_packing,
                    "static_accumulation": request.engine.static_accumulation},
-        "gaussians": {"enabled": request.gaussians.enabled, "iterations": request.gaussians.iterations,
+        "gaussians": {"enabled": request.gaussians.enabled,
+                      "iterations": request.gaussians.resolved_iterations(dev.type),
                       "frames": gaussian_stats},
         "trajectories": [{"name": t.name, "frames": len(t.cameras),
                           "hole_ratio_render": round(t.hole_ratio_render, 5),
@@ -345,12 +346,13 @@ def _gaussian_frames(request: ReshootRequest, fused: PointFrames, done: list[Tra
                      out_dir: Path):
     """Fitted (or, with 0 iterations / disabled, initialised) Gaussians per frame, exported as they finish."""
     ply_dir = out_dir / "ply" if "ply" in request.outputs else None
-    if not request.gaussians.enabled or request.gaussians.iterations <= 0:
+    iterations = request.gaussians.resolved_iterations(device.type)
+    if not request.gaussians.enabled or iterations <= 0:
         frames = (_initial_frame(fused, i, device, cancel) for i in range(fused.num_frames))
     else:
         inputs = [SequenceFrame(*_frame_tensors(fused, i), views=_views(request, done, i))
                   for i in range(fused.num_frames)]
-        frames = fit_sequence(inputs, FitConfig(iterations=request.gaussians.iterations, seed=request.engine.seed),
+        frames = fit_sequence(inputs, FitConfig(iterations=iterations, seed=request.engine.seed),
                               device=device, progress=progress, cancel=cancel)
     if not request.gaussians.enabled:
         usd, ply_dir = None, None

@@ -55,11 +55,21 @@ class EngineOptions:
 
 @dataclass
 class GaussianOptions:
-    """Per-frame Gaussian fitting (``iterations = 0`` exports the lifted points as Gaussians unfitted)."""
+    """Per-frame Gaussian fitting.
+
+    ``iterations = 0`` exports the fused points as Gaussians without fitting; ``None`` (default)
+    means 100 on CUDA (gsplat) and 0 on CPU, where the reference rasteriser would take minutes per
+    frame at video sizes.
+    """
 
     enabled: bool = True
-    iterations: int = 100
+    iterations: int | None = None
     max_points: int = 200_000
+
+    def resolved_iterations(self, device_type: str) -> int:
+        if self.iterations is not None:
+            return self.iterations
+        return 100 if device_type == "cuda" else 0
 
 
 @dataclass
@@ -143,10 +153,15 @@ class ReshootRequest:
         if unknown:
             raise ValidationError(f"unknown outputs {sorted(unknown)}; choose from {sorted(ALL_OUTPUTS)}")
         trajectories = _trajectories(params.get("trajectories"), n)
+        gaussians = _options(GaussianOptions, params.get("gaussians", {}), "gaussians")
+        if gaussians.iterations is not None and (not isinstance(gaussians.iterations, int) or gaussians.iterations < 0):
+            raise ValidationError(f"gaussians.iterations must be a whole number >= 0, got {gaussians.iterations!r}")
+        if gaussians.max_points < 1:
+            raise ValidationError(f"gaussians.max_points must be >= 1, got {gaussians.max_points}")
         return cls(
             frames=frames, fps=fps, cameras=cameras, trajectories=trajectories, depth=depth,
             depth_kind=depth_kind, foreground=foreground, edit_frame=edit_frame, edit_masks=edit_masks,
-            prompt=prompt, engine=engine, gaussians=_options(GaussianOptions, params.get("gaussians", {}), "gaussians"),
+            prompt=prompt, engine=engine, gaussians=gaussians,
             outputs=frozenset(outputs), warnings=warnings,
         )
 
