@@ -35,9 +35,6 @@ from protocol.messages import (
     ErrorMessage,
     JobStatus,
     Progress,
-    ResultBegin,
-    ResultChunk,
-    ResultEnd,
     WireMessage,
     parse_request,
 )
@@ -46,17 +43,16 @@ from protocol.wire import Codec, Limits, Message, generate_key
 from .config import ServerConfig, check_bind
 from .flow import ClientState, StreamSender, UploadReceiver
 from .handlers import RequestHandlers
+from .streaming import ResultStreaming
 
 log = logging.getLogger("recast4d.server")
 
 CAPABILITIES = ["upload", "resend", "progress", "cancel"]
 _MAX_OUTBOX = 10_000
 _MAX_RECV_PER_TICK = 256
-#: Manifest keys that map to ``result.begin`` fields; every other key goes into its ``meta``.
-_MANIFEST_FIELDS = frozenset({"chunks", "frames", "total_bytes", "layout", "meta"})
 
 
-class Server(RequestHandlers):
+class Server(RequestHandlers, ResultStreaming):
     """A running backend: ``start()`` binds and returns the :class:`ConnectionInfo`; ``stop()`` ends it."""
 
     def __init__(self, config: ServerConfig, limits: Limits | None = None) -> None:
@@ -356,22 +352,6 @@ class Server(RequestHandlers):
                 self._progress.pop(job_id, None)
             self._progress_sent.pop(job_id, None)
 
-    def _begin_streams(self, job_id: str) -> None:
-        """Before ``done`` goes out, make sure every subscriber got ``result.begin`` of every stream."""
-        record = self.store.get(job_id)
-        if record is None:
-            return
-        for identity in list(self.subscribers.get(job_id, ())):
-            client = self.clients.get(identity)
-            if client is None:
-                continue
-            for stream in record.streams:
-                sender = client.senders.get((job_id, stream))
-                if sender is None:
-                    sender = client.senders[(job_id, stream)] = StreamSender(job_id, stream, self.limits.window)
-                if not client.outbox:
-                    self._pump_one(client, sender)
-
     def _flush_progress(self, force_job: str | None = None) -> None:
         now = time.monotonic()
         with self._progress_lock:
@@ -391,56 +371,6 @@ class Server(RequestHandlers):
             self.to_subscribers(job_id, Progress(job_id=job_id, stage=p["stage"][:64], step=max(0, p["step"]),
                                                  total=max(0, p["total"]), eta_s=eta, msg=p["msg"][:4096]),
                                 droppable=True)
-
-    # ------------------------------------------------------------------ result streaming
-    def _pump_streams(self) -> None:
-        for client in list(self.clients.values()):
-            for sender in list(client.senders.values()):
-                if client.identity not in self.clients or client.outbox:
-                    break
-                if not sender.ended:
-                    self._pump_one(client, sender)
-
-    def _pump_one(self, client: ClientState, sender: StreamSender) -> None:
-        record = self.store.get(sender.job_id)
-        if record is None or record.state == CANCELLED:
-            sender.ended = True
-            return
-        info = record.streams.get(sender.stream)
-        if info is None:
-            return
-        persisted = info.chunks
-        finished = record.terminal
-        if not sender.begun:
-            manifest = info.manifest
-            begin = ResultBegin(
-                job_id=sender.job_id, stream=sender.stream,
-                chunks=int(manifest.get("chunks", persisted if finished else 0)),
-                frames=int(manifest.get("frames", 0)),
-                total_bytes=int(info.bytes if record.state == DONE else manifest.get("total_bytes", 0)),
-                layout=dict(manifest.get("layout", {})),
-                meta={**{k: v for k, v in manifest.items() if k not in _MANIFEST_FIELDS},
-                      **dict(manifest.get("meta", {})), "from_chunk": sender.next_chunk},
-            )
-            if not self.send(client, begin):
-                return
-            sender.begun = True
-        while sender.may_send(persisted):
-            stored = self.store.read_chunk(sender.job_id, sender.stream, sender.next_chunk)
-            frame_idx = stored.meta.get("frame", sender.next_chunk)
-            msg = ResultChunk(job_id=sender.job_id, stream=sender.stream, chunk=sender.next_chunk,
-                              frame_idx=frame_idx if isinstance(frame_idx, int) and frame_idx >= 0 else 0,
-                              arrays=stored.arrays).to_message()
-            msg.content["meta"] = stored.meta
-            status = self._send_frames(client, self.codec.encode(msg))
-            if status != "sent":
-                return
-            sender.next_chunk += 1
-        if finished and sender.next_chunk >= persisted and not sender.ended:
-            if record.state == DONE:
-                self.send(client, ResultEnd(job_id=sender.job_id, stream=sender.stream, chunks=persisted,
-                                            total_bytes=info.bytes))
-            sender.ended = True
 
     def _expire_clients(self) -> None:
         """Forget clients silent for ``client_ttl_s`` whose jobs are all finished (checked every <= 5 s)."""

@@ -77,7 +77,7 @@ class RequestHandlers:
             self.subscribe(client, job_id)
             detail = record.error.get("message", "") if record.error else ""
             status = JobStatus(job_id=job_id, state=record.state, detail=str(detail)[:4096]).to_message()
-            status.content["streams"] = {name: info.chunks for name, info in record.streams.items()}
+            status.content["streams"] = {name: info.chunks for name, info in list(record.streams.items())}
             self.send(client, status)
             for (upload_job, name), upload in self.uploads.items():  # continue interrupted uploads
                 if upload_job == job_id:

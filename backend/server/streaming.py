@@ -1,0 +1,91 @@
+"""Result streaming of the I/O loop (mixed into :class:`backend.server.app.Server`).
+
+A stream is sent per client by a :class:`StreamSender`: ``result.begin`` (manifest fields, with
+every other manifest key and ``from_chunk`` in ``meta``), then each persisted chunk while the
+client's credit allows (read from the job folder as a memory map and sent zero-copy), then
+``result.end`` once the job is done and every chunk went out. Cancelled jobs stop streaming.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from backend.jobs import CANCELLED, DONE
+from protocol.messages import ResultBegin, ResultChunk, ResultEnd
+
+from .flow import ClientState, StreamSender
+
+if TYPE_CHECKING:
+    from .app import Server
+
+#: Manifest keys that map to ``result.begin`` fields; every other key goes into its ``meta``.
+MANIFEST_FIELDS = frozenset({"chunks", "frames", "total_bytes", "layout", "meta"})
+
+
+class ResultStreaming:
+    """Pumps result chunks to subscribed clients under their credit."""
+
+    def _pump_streams(self: Server) -> None:
+        for client in list(self.clients.values()):
+            for sender in list(client.senders.values()):
+                if client.identity not in self.clients or client.outbox:
+                    break
+                if not sender.ended:
+                    self._pump_one(client, sender)
+
+    def _pump_one(self: Server, client: ClientState, sender: StreamSender) -> None:
+        record = self.store.get(sender.job_id)
+        if record is None or record.state == CANCELLED:
+            sender.ended = True
+            return
+        info = record.streams.get(sender.stream)
+        if info is None:
+            return
+        persisted = info.chunks
+        finished = record.terminal
+        if not sender.begun:
+            manifest = info.manifest
+            begin = ResultBegin(
+                job_id=sender.job_id, stream=sender.stream,
+                chunks=int(manifest.get("chunks", persisted if finished else 0)),
+                frames=int(manifest.get("frames", 0)),
+                total_bytes=int(info.bytes if record.state == DONE else manifest.get("total_bytes", 0)),
+                layout=dict(manifest.get("layout", {})),
+                meta={**{k: v for k, v in manifest.items() if k not in MANIFEST_FIELDS},
+                      **dict(manifest.get("meta", {})), "from_chunk": sender.next_chunk},
+            )
+            if not self.send(client, begin):
+                return
+            sender.begun = True
+        while sender.may_send(persisted):
+            stored = self.store.read_chunk(sender.job_id, sender.stream, sender.next_chunk)
+            frame_idx = stored.meta.get("frame", sender.next_chunk)
+            msg = ResultChunk(job_id=sender.job_id, stream=sender.stream, chunk=sender.next_chunk,
+                              frame_idx=frame_idx if isinstance(frame_idx, int) and frame_idx >= 0 else 0,
+                              arrays=stored.arrays).to_message()
+            msg.content["meta"] = stored.meta
+            status = self._send_frames(client, self.codec.encode(msg))
+            if status != "sent":
+                return
+            sender.next_chunk += 1
+        if finished and sender.next_chunk >= persisted and not sender.ended:
+            if record.state == DONE:
+                self.send(client, ResultEnd(job_id=sender.job_id, stream=sender.stream, chunks=persisted,
+                                            total_bytes=info.bytes))
+            sender.ended = True
+
+    def _begin_streams(self: Server, job_id: str) -> None:
+        """Before ``done`` goes out, make sure every subscriber got ``result.begin`` of every stream."""
+        record = self.store.get(job_id)
+        if record is None:
+            return
+        for identity in list(self.subscribers.get(job_id, ())):
+            client = self.clients.get(identity)
+            if client is None:
+                continue
+            for stream in list(record.streams):
+                sender = client.senders.get((job_id, stream))
+                if sender is None:
+                    sender = client.senders[(job_id, stream)] = StreamSender(job_id, stream, self.limits.window)
+                if not client.outbox:
+                    self._pump_one(client, sender)
