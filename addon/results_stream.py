@@ -112,7 +112,7 @@ def apply_event(kind: str, event: Any, status: dict[str, Any]) -> None:
         job.state, job.error_code, job.error = "FAILED", event.code, event.detail or event.code
     elif kind == "job.status":
         new_state = JOB_STATE_FROM_WIRE.get(event.state)
-        if new_state:
+        if new_state and not (job.state == "CANCELLING" and new_state not in ("DONE", "FAILED", "CANCELLED")):
             job.state = new_state
         if new_state == "DONE":  # progress is coalesced on the wire: the last step may never arrive
             for stage in job.stages:

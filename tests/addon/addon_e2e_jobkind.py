@@ -56,8 +56,12 @@ def run(ctx) -> None:
     color = UsdGeom.PrimvarsAPI(prim).CreatePrimvar("displayColor", Sdf.ValueTypeNames.Color3fArray,
                                                     UsdGeom.Tokens.vertex)
     ctx.declare_stream("points", {"frames": len(cameras)})
+    delay_s = float(ctx.params.get("test_delay_s", 0.0))  # lets the cancel test catch the job running
     for i, camera in enumerate(cameras):
         ctx.check_cancel()
+        if delay_s:
+            ctx.cancel_event.wait(delay_s)
+            ctx.check_cancel()
         xyz, rgb = lift_frame(depth[i], frames[i], camera)
         ctx.progress("lift", i + 1, len(cameras))
         ctx.emit("points", {"xyz": xyz, "rgb": rgb}, {"frame": i})

@@ -212,3 +212,27 @@ def test_start_local_backend_then_connect_and_stop(registered_addon, tmp_path, m
         session.detach_client()
         connection.stop_started_backend()
     assert process.poll() is not None
+
+
+def test_cancel_reaches_the_running_job(registered_addon, backend_server):
+    import bpy
+
+    from addon import connection, session, submit, targets
+    from addon.prefs import PreferenceValues
+
+    _scene_with_camera_and_target(bpy)
+    targets.add_camera_path(bpy.context, "dolly:in:0.2", pivot_depth=5.0)
+    request = submit.build_reshoot_request(bpy.context)
+    request.kind = "addon_lift"
+    request.params["test_delay_s"] = 2.0
+    connection.connect_backend(PreferenceValues(connection_file=str(backend_server)), start_timer=False)
+    try:
+        job = submit.submit_request(bpy.context, request)
+        assert session.drain_blocking(lambda: job.state == "RUNNING", timeout_s=30)
+        bpy.context.scene.recast4d.active_job_index = len(bpy.context.scene.recast4d.jobs) - 1
+        assert bpy.ops.recast4d.cancel_job() == {"FINISHED"}
+        assert job.state == "CANCELLING"
+        assert session.drain_blocking(lambda: job.state == "CANCELLED", timeout_s=30), job.state
+        assert not bpy.ops.recast4d.cancel_job.poll()  # nothing left to cancel
+    finally:
+        session.detach_client()
