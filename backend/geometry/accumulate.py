@@ -130,8 +130,9 @@ def accumulate_static(
     rows = torch.cat(source_rows) if source_rows else static_rows
     if rows.numel() == 0:
         return AccumulationResult(base, base, torch.zeros_like(base.mask))
+    tangents = None if points.tangent_u is None else (points.tangent_u[rows], points.tangent_v[rows])
     extra = splat_points(points.xyz[rows], points.rgb[rows], points.radius[rows], torch.cat(targets),
-                         K_t, w2c, width, height, **render_options)
+                         K_t, w2c, width, height, tangents=tangents, **render_options)
     filled = ~base.mask & extra.mask
     extra_index = torch.where(extra.mask, rows[extra.point_index.clamp(min=0)], extra.point_index)
     merged = RenderResult(

@@ -2,10 +2,10 @@
 
 Conventions: see :mod:`backend.geometry.cameras` (OpenCV cameras, pixel centres at +0.5, depth in
 metres, ``"z"`` planar or ``"ray"`` distance). Each kept pixel becomes one point at the back-projection
-of its pixel centre, coloured by the pixel, with a world ``radius``: half the side of the surface
-patch the pixel covers, ``0.5 * z / min(fx, fy)`` on a fronto-parallel surface at planar depth ``z``
-and larger on surfaces seen at a grazing angle (measured from the neighbouring pixels, see
-:func:`pixel_footprint_radius`).
+of its pixel centre, coloured by the pixel, with the world patch the pixel covers: tangents
+``tangent_u``/``tangent_v`` (half the step to the neighbouring pixels on the same surface, see
+:func:`pixel_footprint_tangents`) and ``radius`` = the longer of the two, ``0.5 * z / f`` on a
+fronto-parallel surface at planar depth ``z`` and larger on surfaces seen at a grazing angle.
 
 Dropped pixels:
 - invalid depth: ``<= 0``, NaN/inf, or beyond ``max_depth`` (planar z);
@@ -35,47 +35,57 @@ DEFAULT_EDGE_THRESHOLD = 0.05
 DEFAULT_MAX_FOOTPRINT_STRETCH = 4.0
 
 
-def _neighbour_extent(world: torch.Tensor, z: torch.Tensor, valid: torch.Tensor, dim: int,
-                      threshold: float) -> torch.Tensor:
-    """World distance to the farther of the two neighbours along image axis ``dim``; inf unless both
-    lie on the same surface."""
+def _neighbour_tangent(world: torch.Tensor, z: torch.Tensor, valid: torch.Tensor, dim: int,
+                       threshold: float) -> torch.Tensor:
+    """Half the world step to a same-surface neighbour along image axis ``dim`` (the longer of the two
+    sides), ``(F,H,W,3)``; NaN where neither neighbour lies on the same surface."""
     length = world.shape[dim]
     a = [slice(None)] * 4
     b = [slice(None)] * 4
     a[dim], b[dim] = slice(0, length - 1), slice(1, length)
-    step = (world[tuple(b)] - world[tuple(a)]).norm(dim=-1)
+    step = world[tuple(b)] - world[tuple(a)]
     za, zb = z[tuple(a[:3])], z[tuple(b[:3])]
     same = valid[tuple(a[:3])] & valid[tuple(b[:3])] & ((za - zb).abs() <= threshold * torch.minimum(za, zb))
-    step = torch.where(same, step, torch.full_like(step, math.inf))
-    pad_shape = list(step.shape)
+    length_sq = torch.where(same, (step * step).sum(-1), -1.0)  # -1 marks "no neighbour"
+    pad_shape = list(length_sq.shape)
     pad_shape[dim] = 1
-    pad = torch.full(pad_shape, math.inf, device=step.device)
-    before = torch.cat([pad, step], dim=dim)  # to the previous pixel
-    after = torch.cat([step, pad], dim=dim)  # to the next pixel
-    return torch.maximum(before, after)
+    pad = torch.full(pad_shape, -1.0, device=world.device)
+    before_len = torch.cat([pad, length_sq], dim=dim)
+    after_len = torch.cat([length_sq, pad], dim=dim)
+    zero = torch.zeros_like(step.narrow(dim, 0, 1))
+    before = torch.cat([zero, step], dim=dim)
+    after = torch.cat([step, zero], dim=dim)
+    chosen = torch.where((after_len >= before_len)[..., None], after, before)
+    missing = torch.maximum(before_len, after_len) < 0
+    return torch.where(missing[..., None], torch.nan, 0.5 * chosen)
 
 
-def pixel_footprint_radius(
-    world: torch.Tensor, z: torch.Tensor, valid: torch.Tensor, focal: torch.Tensor,
+def pixel_footprint_tangents(
+    world: torch.Tensor, z: torch.Tensor, valid: torch.Tensor, K: torch.Tensor, camera_to_world: torch.Tensor,
     same_surface_threshold: float = DEFAULT_EDGE_THRESHOLD,
     max_stretch: float = DEFAULT_MAX_FOOTPRINT_STRETCH,
-) -> torch.Tensor:
-    """World half-size (metres) of the surface patch each pixel sees, ``(F,H,W)``.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """World half-steps ``(tangent_u, tangent_v)``, each ``(F,H,W,3)`` metres, spanning each pixel's patch.
 
-    ``world (F,H,W,3)`` are back-projected pixel centres, ``z`` planar depth, ``focal (F,1,1)`` the
-    smaller focal length in pixels. Inside a surface (all four neighbours on it: relative depth jump
-    <= ``same_surface_threshold``) the patch side along each image axis is the world distance to the
-    farther of its two neighbours along that axis, and the radius is half the longer side, so
-    surfaces seen at a grazing angle get the larger footprint they really have (clamped to
-    ``[1, max_stretch]`` times the fronto-parallel value ``0.5 * z / focal``). Pixels on a
-    silhouette keep the fronto-parallel value, so objects do not grow into true disocclusions.
+    ``world (F,H,W,3)`` are back-projected pixel centres, ``z`` planar depth, ``K (F,3,3)``,
+    ``camera_to_world (F,4,4)``. Along each image axis the tangent is half the world step to the
+    neighbour on the same surface (relative depth jump <= ``same_surface_threshold``; the longer side
+    when both are), so surfaces seen at a grazing angle get the elongated footprint they really
+    have. Without a same-surface neighbour the fronto-parallel step ``0.5 * z / f`` along the camera
+    axis is used. Lengths are capped at ``max_stretch`` times the fronto-parallel value.
     """
-    fronto = 0.5 * z / focal
-    extent_u = _neighbour_extent(world, z, valid, 2, same_surface_threshold)
-    extent_v = _neighbour_extent(world, z, valid, 1, same_surface_threshold)
-    half = 0.5 * torch.maximum(extent_u, extent_v)
-    interior = torch.isfinite(half)
-    return torch.where(interior, torch.minimum(torch.maximum(half, fronto), max_stretch * fronto), fronto)
+    fronto_u = 0.5 * z / K[:, 0, 0, None, None]
+    fronto_v = 0.5 * z / K[:, 1, 1, None, None]
+    axis_u = camera_to_world[:, None, None, :3, 0]
+    axis_v = camera_to_world[:, None, None, :3, 1]
+    tangents = []
+    for dim, fronto, axis in ((2, fronto_u, axis_u), (1, fronto_v, axis_v)):
+        tangent = _neighbour_tangent(world, z, valid, dim, same_surface_threshold)
+        tangent = torch.where(torch.isnan(tangent), fronto[..., None] * axis, tangent)
+        length = tangent.norm(dim=-1, keepdim=True)
+        cap = (max_stretch * fronto)[..., None]
+        tangents.append(torch.where(length > cap, tangent * (cap / length.clamp(min=1e-30)), tangent))
+    return tangents[0], tangents[1]
 
 
 def frames_to_float(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -119,7 +129,7 @@ def lift_frames(
     ``edge_threshold=None`` (or 0) disables the flying-pixel filter. ``keep_mask (F,H,W)`` bool keeps
     only the pixels where it is True (e.g. repaired or static pixels). Returns float32 points on
     ``device`` (default: the device of ``depth``). ``max_footprint_stretch`` caps a point's radius
-    at that many times its fronto-parallel value (see :func:`pixel_footprint_radius`).
+    at that many times its fronto-parallel value (see :func:`pixel_footprint_tangents`).
     """
     depth_t = to_tensor(depth)
     if device is None:
@@ -160,16 +170,20 @@ def lift_frames(
     cam = torch.stack([xn * z_safe, yn * z_safe, z_safe], dim=-1)  # (F,H,W,3)
     c2w = rigid_inverse(w2c)
     world = torch.einsum("fij,fhwj->fhwi", c2w[:, :3, :3], cam) + c2w[:, None, None, :3, 3]
-    radius = pixel_footprint_radius(world, z_safe, valid, torch.minimum(fx, fy),
-                                    edge_threshold or DEFAULT_EDGE_THRESHOLD, max_footprint_stretch)
     flat = torch.nonzero(valid.reshape(-1)).squeeze(1)
     pixels_per_frame = height * width
+    tangent_u, tangent_v = pixel_footprint_tangents(world, z_safe, valid, K_t, c2w,
+                                                    edge_threshold or DEFAULT_EDGE_THRESHOLD,
+                                                    max_footprint_stretch)
+    tangent_u = tangent_u.reshape(-1, 3).index_select(0, flat)
+    tangent_v = tangent_v.reshape(-1, 3).index_select(0, flat)
     counts = valid.reshape(num_frames, -1).sum(dim=1).cpu()
     offsets = torch.zeros(num_frames + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(counts, 0)
     return PointFrames(
         xyz=world.reshape(-1, 3).index_select(0, flat),
         rgb=frames_to_float(frames_t.reshape(-1, 3).index_select(0, flat)[None, None]).reshape(-1, 3),
-        radius=radius.reshape(-1).index_select(0, flat), frame_index=flat // pixels_per_frame,
-        pixel_index=flat % pixels_per_frame, offsets=offsets, source_height=height, source_width=width,
+        radius=torch.maximum(tangent_u.norm(dim=-1), tangent_v.norm(dim=-1)),
+        frame_index=flat // pixels_per_frame, pixel_index=flat % pixels_per_frame, offsets=offsets,
+        source_height=height, source_width=width, tangent_u=tangent_u, tangent_v=tangent_v,
     )

@@ -3,10 +3,11 @@
 Conventions: OpenCV cameras, pixel ``(x, y)`` has its centre at ``(x + 0.5, y + 0.5)``; output depth
 is planar camera z in metres (``0`` where nothing was seen); colours float32 RGB in [0, 1].
 
-Each point stands for a square of world half-width ``radius`` (its source pixel, see
-:mod:`backend.geometry.lift`). In a target camera it covers every pixel whose centre lies within
-``footprint_scale * radius * f / z`` pixels of its projection along x and along y (at least the pixel
-it lands in, at most ``max_splat_radius`` pixels either side). On a continuous surface neighbouring
+Each point stands for the surface patch its source pixel saw (see :mod:`backend.geometry.lift`):
+the parallelogram spanned by its world tangents, or a square of world half-width ``radius``. In a
+target camera it covers every pixel whose centre lies within the half-widths ``rx``, ``ry`` of its
+projection (bounding box of the projected patch, or ``radius * f / z``, times ``footprint_scale``;
+at least the pixel it lands in, at most ``max_splat_radius`` pixels either side). On a continuous surface neighbouring
 footprints tile the image, so zooming in leaves no cracks; across a disocclusion there are no points,
 so true holes stay holes.
 
@@ -65,41 +66,69 @@ class _Splats:
     dist2: torch.Tensor | None  # (S,) float32 squared pixel distance to the point centre
 
 
-def _project(xyz: torch.Tensor, cam_idx: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
-    """``K [R|t] X`` per point, ``(n,3)``. Points sorted by camera use one matmul per camera."""
-    n = xyz.shape[0]
-    if n > 1 and bool((cam_idx[1:] >= cam_idx[:-1]).all()):
-        counts = torch.bincount(cam_idx, minlength=P.shape[0]).tolist()
-        hom = torch.empty(n, 3, dtype=xyz.dtype, device=xyz.device)
+def _project(xyz: torch.Tensor, cam_idx: torch.Tensor, P: torch.Tensor, counts: list[int] | None,
+             translate: bool = True) -> torch.Tensor:
+    """``K [R|t] X`` (or ``K R X`` without ``translate``) per point, ``(n,3)``.
+
+    ``counts`` (points per camera, points sorted by camera) selects one matmul per camera.
+    """
+    offset = P[:, :, 3] if translate else torch.zeros_like(P[:, :, 3])
+    if counts is not None:
+        hom = torch.empty(xyz.shape[0], 3, dtype=xyz.dtype, device=xyz.device)
         start = 0
         for cam, count in enumerate(counts):
             if count:
-                torch.addmm(P[cam, :, 3], xyz[start:start + count], P[cam, :, :3].T,
+                torch.addmm(offset[cam], xyz[start:start + count], P[cam, :, :3].T,
                             out=hom[start:start + count])
                 start += count
         return hom
     Pp = P[cam_idx]
-    return torch.einsum("nij,nj->ni", Pp[:, :, :3], xyz) + Pp[:, :, 3]
+    return torch.einsum("nij,nj->ni", Pp[:, :, :3], xyz) + offset[cam_idx]
+
+
+def _footprint_halfwidths(
+    hom: torch.Tensor, u: torch.Tensor, v: torch.Tensor, z: torch.Tensor, tangents: tuple[torch.Tensor, ...],
+    cam_idx: torch.Tensor, P: torch.Tensor, counts: list[int] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel half-widths along x and y of the projected patch spanned by the two world tangents.
+
+    The derivative of ``u = h0 / h2`` along a world direction ``t`` is ``((P t)_0 - u (P t)_2) / z``;
+    the half-widths are the bounding box of the projected parallelogram.
+    """
+    rx = torch.zeros_like(u)
+    ry = torch.zeros_like(v)
+    for tangent in tangents:
+        ht = _project(tangent, cam_idx, P, counts, translate=False)
+        rx = rx + ((ht[:, 0] - u * ht[:, 2]) / z).abs()
+        ry = ry + ((ht[:, 1] - v * ht[:, 2]) / z).abs()
+    return rx, ry
 
 
 def _expand_splats(
-    xyz: torch.Tensor, radius: torch.Tensor, cam_idx: torch.Tensor, first_point: int,
-    P: torch.Tensor, focal: torch.Tensor, height: int, width: int,
+    xyz: torch.Tensor, radius: torch.Tensor, tangents: tuple[torch.Tensor, ...], cam_idx: torch.Tensor,
+    first_point: int, P: torch.Tensor, focal: torch.Tensor, height: int, width: int,
     footprint_scale: float, max_splat_radius: int, near: float, need_dist: bool,
 ) -> tuple[list[_Splats], torch.Tensor]:
     """Project one chunk of points and list every (pixel, point) pair its footprint covers.
 
     Also returns the chunk's camera-space z ``(n,)``.
     """
-    hom = _project(xyz, cam_idx, P)
+    counts = None
+    if xyz.shape[0] > 1 and bool((cam_idx[1:] >= cam_idx[:-1]).all()):
+        counts = torch.bincount(cam_idx, minlength=P.shape[0]).tolist()
+    hom = _project(xyz, cam_idx, P, counts)
     z = hom[:, 2]
     front = z > near
     z_safe = torch.where(front, z, torch.ones_like(z))
     u = hom[:, 0] / z_safe
     v = hom[:, 1] / z_safe
-    scale = radius * footprint_scale / z_safe
-    rx = (scale * focal[cam_idx, 0]).clamp(max=float(max_splat_radius))
-    ry = (scale * focal[cam_idx, 1]).clamp(max=float(max_splat_radius))
+    if tangents:
+        rx, ry = _footprint_halfwidths(hom, u, v, z_safe, tangents, cam_idx, P, counts)
+    else:
+        scale = radius / z_safe
+        rx, ry = scale * focal[cam_idx, 0], scale * focal[cam_idx, 1]
+    rx = (rx * footprint_scale).clamp(max=float(max_splat_radius))
+    ry = (ry * footprint_scale).clamp(max=float(max_splat_radius))
     # pixel x is covered when |x + 0.5 - u| <= rx; always at least the pixel u falls in
     x0 = torch.ceil(u - rx - (0.5 + _COVER_EPS))
     x1 = torch.floor(u + rx - (0.5 - _COVER_EPS))
@@ -123,10 +152,10 @@ def _expand_splats(
         ddy = y0.to(torch.float32) + 0.5 - v
         dist2 = ddx * ddx + ddy * ddy
     parts = [_Splats(base, z, near_z, point, dist2)]
-    counts = nx * ny
-    multi = torch.nonzero(counts > 1).squeeze(1)
+    covered = nx * ny
+    multi = torch.nonzero(covered > 1).squeeze(1)
     if multi.numel():
-        extra = counts[multi] - 1
+        extra = covered[multi] - 1
         pos = torch.repeat_interleave(torch.arange(multi.numel(), device=xyz.device), extra)
         local = torch.arange(pos.numel(), device=xyz.device) - (torch.cumsum(extra, 0) - extra)[pos] + 1
         rows = multi[pos]
@@ -161,10 +190,13 @@ def splat_points(
     surface_tolerance: float = DEFAULT_SURFACE_TOLERANCE,
     near: float = 1e-4,
     depth_kind: DepthKind = "z",
+    tangents: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> RenderResult:
     """Render points ``xyz (N,3)`` (world metres) with colours ``rgb (N,3)`` and world ``radius (N,)``
     into cameras ``K (C,3,3)``, ``world_to_camera (C,4,4)``; point ``n`` is drawn only into camera
     ``camera_index[n]``. Returns a :class:`RenderResult` of ``C`` views of ``height x width`` pixels.
+    With ``tangents`` (two ``(N,3)`` world half-steps, see :class:`PointFrames`) a point covers the
+    bounding box of its projected patch; without, a square of half-width ``radius * f / z`` pixels.
     Points sorted by ``camera_index`` (as in :class:`PointFrames`) take the fastest path.
     """
     check_depth_kind(depth_kind)
@@ -190,8 +222,9 @@ def splat_points(
     def chunks():
         for a in range(0, n, _CHUNK_POINTS):
             b = min(n, a + _CHUNK_POINTS)
-            parts, z = _expand_splats(xyz[a:b], radius[a:b], cam_idx_all[a:b], a, P, focal, height, width,
-                                       footprint_scale, max_splat_radius, near, two_pass)
+            chunk_tangents = tuple(t[a:b] for t in tangents) if tangents is not None else ()
+            parts, z = _expand_splats(xyz[a:b], radius[a:b], chunk_tangents, cam_idx_all[a:b], a, P, focal,
+                                      height, width, footprint_scale, max_splat_radius, near, two_pass)
             point_z[a:b] = z
             yield from parts
 
@@ -240,5 +273,6 @@ def render_points(
     ``near``, ``depth_kind``). ``point_index`` refers to rows of ``points``.
     """
     K_t, w2c = as_camera_tensors(K, world_to_camera, points.num_frames, points.device)
+    tangents = None if points.tangent_u is None else (points.tangent_u, points.tangent_v)
     return splat_points(points.xyz, points.rgb, points.radius, points.frame_index, K_t, w2c,
-                        width, height, **options)
+                        width, height, tangents=tangents, **options)
