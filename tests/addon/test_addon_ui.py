@@ -122,3 +122,22 @@ def test_operator_polls_explain_themselves(registered_addon):
         assert not op.poll()
         with pytest.raises(RuntimeError, match=reason):
             op()
+
+
+def test_ui_lists_draw_their_items(registered_addon):
+    import bpy
+
+    from addon import jobs, targets
+
+    log: list = []
+    settings = bpy.context.scene.recast4d
+    job = settings.jobs.add()
+    job.job_id, job.state = "0123456789", "STREAMING"
+    target = settings.targets.add()
+    target.path_spec = "orbit:left:30"
+    jobs.RECAST4D_UL_jobs.draw_item(None, bpy.context, CheckingLayout(bpy, log), settings, job, 0, settings,
+                                    "active_job_index")
+    targets.RECAST4D_UL_targets.draw_item(None, bpy.context, CheckingLayout(bpy, log), settings, target, 0,
+                                          settings, "active_target_index")
+    assert ("label", "01234567") in log and ("label", "Streaming") in log
+    assert ("prop", "camera") in log and ("label", "orbit:left:30") in log
