@@ -1,0 +1,259 @@
+"""The generate pipeline (CoCo4D): prompt / image / video -> composed 4D scene of Gaussians.
+
+Read top to bottom; each ``with clock.stage(...)`` is one stage with progress, a cancel check and a
+timing in ``report.json``:
+
+1. ``reference``: the reference video (Wan2.1 T2V / I2V from local weights) or the user's video;
+2. ``depth``: the given depth (planar z) or a depth engine's consistent-scale estimate;
+3. ``split``: foreground masks (the user's, or automatic from motion), written as PNGs;
+4. ``background``: the reference video with the foreground removed (inpainting engine);
+5. ``outpaint``: first frame lifted to Gaussians, then progressive outpainting over the camera rings;
+6. ``compose``: the foreground lifted per frame and placed by depth shift and scale (Eq. 8-10);
+7. ``foreground``: animated foreground Gaussians fitted frame by frame with a warm start, exported
+   as each frame finishes (USD ``/Recast4D/foreground`` + PLY), with a point-cloud preview per frame
+   (background + foreground) streamed through ``on_frame``.
+
+Cameras are OpenCV (``protocol.camera``); depth is planar z in metres inside the pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from backend.engines import get_depth_engine, get_inpaint_engine
+from backend.export import UsdSceneWriter, write_gaussian_ply
+from backend.export.stream import export_gaussian_frames
+from backend.generate import (
+    BackgroundScene,
+    background_depth_in_reference,
+    background_video,
+    compose_foreground,
+    fit_foreground,
+    lift_foreground,
+    motion_foreground_masks,
+    progressive_outpaint,
+)
+from backend.generate.video_engines import get_video_engine
+from backend.geometry import depth_to_planar
+from backend.media import write_mp4, write_png_sequence
+from protocol.camera import Camera, stack_cameras
+
+from ..reshoot.outputs import versions, write_report
+from ..stages import StageClock, StageProgressFn
+from .request import GenerateRequest
+
+#: Called with (frame index, xyz (N,3) float32, rgb (N,3) uint8) as composed frames are ready.
+FrameCallback = Callable[[int, np.ndarray, np.ndarray], None]
+
+
+@dataclass
+class GenerateEngines:
+    """Engines to use instead of loading them from the models folder (tests, benchmarks, a warm server)."""
+
+    video: Any = None
+    inpaint: Any = None
+    depth: Any = None
+
+
+@dataclass
+class GenerateResult:
+    out_dir: Path
+    frames: np.ndarray  # (F,H,W,3) uint8 reference video
+    foreground: np.ndarray  # (F,H,W) bool masks used
+    background: BackgroundScene
+    foreground_counts: list[int]  # Gaussians per foreground frame
+    report: dict
+
+
+def run_generate(
+    request: GenerateRequest,
+    out_dir: str | Path,
+    *,
+    progress: StageProgressFn | None = None,
+    cancel: Callable[[], bool] | None = None,
+    on_frame: FrameCallback | None = None,
+    device: str | torch.device | None = None,
+    engines: GenerateEngines | None = None,
+) -> GenerateResult:
+    """Run the whole job; every output lands in ``out_dir`` (see the module docstring)."""
+    started = time.time()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    engines = engines or GenerateEngines()
+    clock = StageClock(progress, cancel)
+    models = request.engine.models_dir
+    files: dict[str, str] = {}
+
+    with clock.stage("reference") as stage_progress:
+        if request.frames is not None:
+            frames = request.frames
+        else:
+            video_engine = engines.video or get_video_engine(request.video_engine, models, **request.video_options)
+            frames = video_engine.generate(request.prompt, num_frames=request.num_frames, height=request.height,
+                                           width=request.width, image=request.image, progress=stage_progress,
+                                           cancel=cancel)
+        if "video" in request.outputs:
+            write_mp4(out_dir / "reference.mp4", frames, request.fps)
+            files["reference"] = "reference.mp4"
+    num_frames, height, width = frames.shape[:3]
+    cameras = request.cameras or [Camera.from_fov(request.fov_deg, width, height)] * num_frames
+    K, w2c = stack_cameras(cameras)
+
+    depth_engine = engines.depth
+    if depth_engine is None and request.engine.depth != "given":
+        depth_engine = get_depth_engine(request.engine.depth, models)
+    with clock.stage("depth") as stage_progress:
+        depth = _reference_depth(request, frames, K, depth_engine, dev, stage_progress, cancel)
+
+    with clock.stage("split") as stage_progress:
+        if request.foreground is not None:
+            foreground, split_kind = request.foreground, "mask"
+        else:
+            foreground, split_kind = motion_foreground_masks(frames, depth, K, w2c), "motion"
+        if "masks" in request.outputs:
+            write_png_sequence(out_dir / "foreground_masks", np.repeat(foreground[..., None] * np.uint8(255), 3, -1),
+                               prefix="mask_")
+            files["foreground_masks"] = "foreground_masks"
+        stage_progress(1, 1, f"{split_kind} split: {foreground.mean():.1%} of pixels are foreground")
+
+    engine = engines.inpaint or get_inpaint_engine(request.engine.inpaint, models, **_inpaint_options(request))
+    with clock.stage("background") as stage_progress:
+        background = background_video(engine, frames, depth, foreground, request.prompt,
+                                      depth_engine=_aligning(depth_engine), progress=stage_progress, cancel=cancel)
+
+    with clock.stage("outpaint") as stage_progress:
+        scene = progressive_outpaint(background, cameras, engine, request.prompt, request.outpaint,
+                                     depth_engine=_aligning(depth_engine), progress=stage_progress, cancel=cancel)
+        files.update(_write_ring_views(out_dir, scene, request))
+
+    with clock.stage("compose") as stage_progress:
+        lifted = lift_foreground(frames, depth, foreground, cameras)
+        bg_depth = background_depth_in_reference(scene.xyz, scene.rgb, scene.radius, cameras)
+        placed, placement = compose_foreground(lifted, depth, bg_depth, foreground, cameras)
+        stage_progress(1, 1, f"{placed.num_points} foreground points placed")
+
+    usd = UsdSceneWriter(out_dir / "scene.usdc", fps=request.fps) if "usd" in request.outputs else None
+    ply_dir = out_dir / "ply" if "ply" in request.outputs else None
+    counts: list[int] = []
+    try:
+        with clock.stage("foreground") as stage_progress:
+            if usd is not None and request.gaussians.enabled:
+                usd.add_gaussian_frame(0, scene.gaussians, name="background")
+            if ply_dir is not None and request.gaussians.enabled:
+                ply_dir.mkdir(parents=True, exist_ok=True)
+                write_gaussian_ply(ply_dir / "background.ply", scene.gaussians)
+            fitted = fit_foreground(placed, frames, foreground, cameras,
+                                    iterations=request.gaussians.iterations if request.gaussians.enabled else 0,
+                                    seed=request.engine.seed, device=dev, progress=stage_progress, cancel=cancel)
+            enabled = request.gaussians.enabled
+            for frame in export_gaussian_frames(fitted, usd_writer=usd if enabled else None,
+                                                ply_dir=ply_dir if enabled else None, name="foreground"):
+                counts.append(len(frame.gaussians))
+                xyz, rgb = _preview_frame(scene, placed, frame.index)
+                if usd is not None:
+                    usd.add_point_cloud_frame(frame.index, xyz, rgb.astype(np.float32) / 255.0,
+                                              widths=_preview_widths(scene, placed, frame.index))
+                if on_frame is not None:
+                    on_frame(frame.index, xyz, rgb)
+    finally:
+        if usd is not None:
+            usd.close()
+    if usd is not None:
+        files["usd"] = "scene.usdc"
+
+    report = {
+        "job": "generate",
+        "source": "video" if request.frames is not None else request.video_engine,
+        "prompt": request.prompt,
+        "frames": int(num_frames), "width": int(width), "height": int(height), "fps": request.fps,
+        "device": str(dev),
+        "engine": {"inpaint": request.engine.inpaint, "depth": request.engine.depth, "seed": request.engine.seed},
+        "split": {"kind": split_kind, "foreground_ratio": round(float(foreground.mean()), 5)},
+        "outpaint": {
+            "rings": [[list(v) for v in loop] for loop in request.outpaint.rings],
+            "strength": request.outpaint.strength, "fit_iterations": request.outpaint.fit_iterations,
+            "fit_scale": request.outpaint.fit_scale, "pivot_depth": round(scene.pivot_depth, 5),
+            "background_points": scene.num_points, "background_gaussians": len(scene.gaussians),
+            "fit_psnr_per_view": [round(v, 2) for v in scene.fit_psnr],
+            "views": [{"loop": v.loop, "elevation": v.elevation, "azimuth": v.azimuth, "new_points": v.new_points,
+                       "hole_ratio_before_loop": round(v.hole_ratio_before_loop, 5),
+                       "hole_ratio_after_loop": round(v.hole_ratio_after_loop, 5)} for v in scene.views],
+        },
+        "compose": {"scale": [round(float(s), 5) for s in placement.scale],
+                    "shift": [round(float(s), 5) for s in placement.shift],
+                    "band_pixels": [int(c) for c in placement.band_pixels]},
+        "foreground": {"iterations": request.gaussians.iterations, "gaussians_per_frame": counts},
+        "files": files,
+        "stages": clock.summary(),
+        "wall_seconds": round(time.time() - started, 3),
+        "warnings": request.warnings,
+        "versions": versions(),
+    }
+    write_report(out_dir, report)
+    return GenerateResult(out_dir, frames, foreground, scene, counts, report)
+
+
+def _reference_depth(request: GenerateRequest, frames: np.ndarray, K: np.ndarray, depth_engine: Any,
+                     device: torch.device, progress: Any, cancel: Any) -> torch.Tensor:
+    """Planar z ``(F,H,W)`` float32 metres (0 = unknown) of the reference video."""
+    if request.depth is not None:
+        depth = torch.as_tensor(np.ascontiguousarray(request.depth), dtype=torch.float32, device=device)
+        depth = depth_to_planar(depth, torch.as_tensor(K, dtype=torch.float32, device=device), request.depth_kind)
+    else:
+        estimate = depth_engine.predict(frames, progress=progress, cancel=cancel)
+        depth = torch.as_tensor(np.asarray(estimate), dtype=torch.float32, device=device)
+    return torch.where(torch.isfinite(depth) & (depth > 0), depth, torch.zeros_like(depth))
+
+
+def _aligning(depth_engine: Any) -> Any:
+    """Depth engines that can align to a reference (the given-depth engine cannot estimate new pixels)."""
+    return None if depth_engine is None or getattr(depth_engine, "name", "") == "given" else depth_engine
+
+
+def _inpaint_options(request: GenerateRequest) -> dict:
+    opts = dict(request.engine.options)
+    if request.engine.inpaint.startswith("wan-vace"):
+        opts.setdefault("num_inference_steps", request.engine.steps)
+        opts.setdefault("guidance_scale", request.engine.guidance)
+        opts.setdefault("seed", request.engine.seed)
+        opts.setdefault("lora", request.engine.lora)
+        opts.setdefault("lora_weight", request.engine.lora_weight)
+    return opts
+
+
+def _write_ring_views(out_dir: Path, scene: BackgroundScene, request: GenerateRequest) -> dict[str, str]:
+    written: dict[str, str] = {}
+    if "png" not in request.outputs and "video" not in request.outputs:
+        return written
+    folder = out_dir / "outpaint"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, view in enumerate(scene.views):
+        stem = f"view_{i:02d}_e{view.elevation:+.0f}_a{view.azimuth:+.0f}"
+        if "png" in request.outputs:
+            write_png_sequence(folder / stem, np.stack([view.render, view.filled]), prefix="frame_")
+        if "video" in request.outputs:
+            write_mp4(folder / f"{stem}.mp4", view.pseudo_video, request.fps)
+    written["outpaint"] = "outpaint"
+    return written
+
+
+def _preview_frame(scene: BackgroundScene, placed: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
+    part = placed.frame(index)
+    xyz = torch.cat([scene.xyz, part.xyz]).cpu().numpy().astype(np.float32)
+    rgb = (torch.cat([scene.rgb, part.rgb]).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    return xyz, rgb
+
+
+def _preview_widths(scene: BackgroundScene, placed: Any, index: int) -> np.ndarray:
+    return (2.0 * torch.cat([scene.radius, placed.frame(index).radius])).cpu().numpy()
+
+
+__all__ = ["FrameCallback", "GenerateEngines", "GenerateResult", "run_generate"]

@@ -1,0 +1,125 @@
+"""The ``tune`` request: typed, validated before any heavy work.
+
+Wire/job-file form (``params`` is msgpack/JSON, ``inputs`` are arrays)::
+
+    params = {
+      "fps": 16.0,
+      "cameras": [{"K": 3x3, "world_to_camera": 4x4, "width": W, "height": H}, ...],  # 1 (static) or F
+      "fov_deg": 60.0,              # used only when "cameras" is absent (a guess, with a warning)
+      "depth_kind": "z" | "ray",    # what the supplied depth measures
+      "lora_id": "my-shot",         # register the result as <models>/loras/<lora_id> (reshoot: engine.lora)
+      "models_dir": None,           # default $RECAST4D_MODELS
+      "prompt": "",                 # also accepted inside "tune"
+      "resume": true,               # continue from the newest checkpoint in the output folder
+      "tune": {...TuneConfig...},   # rank, steps, angles, width, height, num_frames, ...
+    }
+    inputs = {"frames": uint8 (F,H,W,3), "depth": float (F,H,W) metres}
+
+Cameras are OpenCV (``protocol.camera``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from backend.tune.config import TuneConfig
+from backend.tune.model import LORA_ID_PATTERN
+from protocol.camera import Camera
+from protocol.errors import CameraError, ValidationError
+
+MAX_PROMPT_BYTES = 4096
+
+
+@dataclass
+class TuneRequest:
+    frames: np.ndarray  # (F,H,W,3) uint8
+    depth: np.ndarray  # (F,H,W) float32 metres, of kind depth_kind
+    cameras: list[Camera]
+    config: TuneConfig
+    depth_kind: str = "z"
+    fps: float = 16.0
+    lora_id: str | None = None
+    models_dir: str | None = None
+    resume: bool = True
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], inputs: dict[str, np.ndarray]) -> TuneRequest:
+        """Validate a wire/job-file request; raises ValidationError / CameraError naming the bad field."""
+        if not isinstance(params, dict):
+            raise ValidationError("params must be a map")
+        known = {"fps", "cameras", "fov_deg", "depth_kind", "lora_id", "models_dir", "prompt", "resume", "tune"}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValidationError(f"unknown tune params {unknown}; known: {sorted(known)}")
+        frames = inputs.get("frames")
+        if frames is None:
+            raise ValidationError("frames are missing: send the source video as (F, H, W, 3) uint8")
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[0] == 0:
+            raise ValidationError(f"frames must be non-empty (F, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+        n, h, w = frames.shape[:3]
+        depth = inputs.get("depth")
+        if depth is None:
+            raise ValidationError("depth is missing: tuning needs depth maps (F, H, W) in metres for every frame")
+        depth = np.asarray(depth)
+        if depth.shape != (n, h, w) or not np.issubdtype(depth.dtype, np.floating):
+            raise ValidationError(f"depth must be float (F, H, W) = {(n, h, w)}, got {depth.shape} {depth.dtype}")
+        if not np.any(np.isfinite(depth) & (depth > 0)):
+            raise ValidationError("depth has no positive finite value: nothing can be lifted")
+        depth_kind = params.get("depth_kind", "z")
+        if depth_kind not in ("z", "ray"):
+            raise ValidationError(f"depth_kind must be 'z' or 'ray', got {depth_kind!r}")
+        warnings: list[str] = []
+        cameras = _source_cameras(params, n, w, h, warnings)
+        raw_config = dict(params.get("tune") or {})
+        if not isinstance(params.get("tune", {}), dict):
+            raise ValidationError("tune must be a map of tuning options")
+        prompt = params.get("prompt", raw_config.get("prompt", "")) or ""
+        if not isinstance(prompt, str) or len(prompt.encode()) > MAX_PROMPT_BYTES:
+            raise ValidationError(f"prompt must be text of at most {MAX_PROMPT_BYTES} bytes")
+        raw_config["prompt"] = prompt
+        config = TuneConfig.from_dict(raw_config)
+        if n < 5:
+            raise ValidationError(f"tuning needs a video of at least 5 frames, got {n}")
+        lora_id = params.get("lora_id")
+        if lora_id is not None and (not isinstance(lora_id, str) or not LORA_ID_PATTERN.match(lora_id)):
+            raise ValidationError(f"lora_id {lora_id!r} must be 1-100 letters, digits, '.', '-' or '_'")
+        fps = params.get("fps", 16.0)
+        if not isinstance(fps, (int, float)) or not np.isfinite(fps) or fps <= 0:
+            raise ValidationError(f"fps must be a positive number, got {fps!r}")
+        models_dir = params.get("models_dir")
+        return cls(frames=frames, depth=depth.astype(np.float32, copy=False), cameras=cameras, config=config,
+                   depth_kind=depth_kind, fps=float(fps), lora_id=lora_id,
+                   models_dir=None if models_dir is None else str(models_dir),
+                   resume=bool(params.get("resume", True)), warnings=warnings)
+
+
+def _source_cameras(params: dict[str, Any], n: int, w: int, h: int, warnings: list[str]) -> list[Camera]:
+    raw = params.get("cameras")
+    if raw is None:
+        fov = params.get("fov_deg", 60.0)
+        if not isinstance(fov, (int, float)) or not 1.0 <= fov <= 179.0:
+            raise ValidationError(f"fov_deg must be a number of degrees in [1, 179], got {fov!r}")
+        warnings.append(f"no source camera given: assuming a static camera with a {fov:g} degree horizontal "
+                        "field of view")
+        return [Camera.from_fov(float(fov), w, h)] * n
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ValidationError("cameras must be a non-empty list of cameras")
+    cameras = []
+    for i, item in enumerate(raw):
+        try:
+            cameras.append(item if isinstance(item, Camera) else Camera.from_dict(item))
+        except CameraError as exc:
+            raise CameraError(f"cameras[{i}]: {exc}") from exc
+    if len(cameras) == 1:
+        cameras = cameras * n
+    if len(cameras) != n:
+        raise ValidationError(f"got {len(cameras)} source cameras for {n} frames: send one per frame, or one")
+    for i, cam in enumerate(cameras):
+        if (cam.width, cam.height) != (w, h):
+            raise ValidationError(f"cameras[{i}] is {cam.width}x{cam.height} but the frames are {w}x{h}")
+    return cameras
