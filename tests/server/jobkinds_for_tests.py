@@ -4,7 +4,8 @@ Imported in-process by the tests and by ``recast4d serve --job-kinds jobkinds_fo
 subprocess tests (with this folder on PYTHONPATH). ``test.points`` params:
 ``frames`` (int), ``points`` (int per frame), ``seed`` (int), ``delay_s`` (sleep per frame,
 checking cancel every 10 ms), ``busy_s`` (pure-Python busy loop per frame, holds the GIL),
-``camera`` (optional camera dict, validated before the job runs).
+``camera`` (optional camera dict, validated before the job runs), ``progress_calls`` (that many
+progress reports 0.5 ms apart before the frames).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def run_points(ctx: JobContext) -> None:
     delay = float(ctx.params.get("delay_s", 0.0))
     busy = float(ctx.params.get("busy_s", 0.0))
     offset = ctx.inputs["offsets"].sum(axis=0).astype(np.float32) if "offsets" in ctx.inputs else 0.0
+    for call in range(int(ctx.params.get("progress_calls", 0))):  # chatty stage, no results
+        ctx.progress("chatter", call, int(ctx.params["progress_calls"]))
+        time.sleep(0.0005)
     ctx.declare_stream("points", {"frames": frames, "chunks": frames})
     for frame in range(frames):
         ctx.check_cancel()

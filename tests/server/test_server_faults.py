@@ -285,3 +285,23 @@ def test_upload_resumes_after_reconnect_mid_upload(tmp_path, monkeypatch):
             client.close()
         assert result.state == "done", result.error
         np.testing.assert_array_equal(np.load(server.store.job_dir("upl") / "inputs" / "offsets.npy"), offsets)
+
+
+def test_progress_is_coalesced_to_about_ten_per_second(tmp_path):
+    from protocol.messages import Progress
+
+    with running_server(tmp_path):
+        client = connect(tmp_path / "server.json")
+        try:
+            start = time.monotonic()
+            client.submit("chatty", KIND, {"frames": 1, "points": 8, "progress_calls": 300})
+            result = client.wait_job("chatty", timeout_s=60)
+            elapsed = time.monotonic() - start
+        finally:
+            client.close()
+        progress = [e.message for e in result.events if isinstance(e.message, Progress)]
+        assert result.state == "done"
+        assert 1 <= len(progress) <= elapsed * 10 + 3, (len(progress), elapsed)
+        assert len(progress) < 60
+        steps = [p.step for p in progress if p.stage == "chatter"]
+        assert steps == sorted(steps)  # latest only, in order
