@@ -28,12 +28,3 @@ def protocol_module(name: str) -> ModuleType:
     """Import ``protocol.<name>`` from whichever copy is in use (e.g. ``"camera"``, ``"paths.presets"``)."""
     return importlib.import_module(f"{PROTOCOL_PACKAGE}.{name}")
 
-
-def optional_protocol_module(name: str) -> ModuleType | None:
-    """Like :func:`protocol_module`, but ``None`` when that module does not exist in this build."""
-    try:
-        return protocol_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith(PROTOCOL_PACKAGE):
-            return None
-        raise

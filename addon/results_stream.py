@@ -26,6 +26,8 @@ from typing import Any
 import bpy
 import numpy as np
 
+from .jobs import find_job
+
 JOB_STATE_FROM_WIRE = {"queued": "QUEUED", "running": "RUNNING", "streaming": "STREAMING",
                        "done": "DONE", "failed": "FAILED", "cancelled": "CANCELLED"}
 PREVIEW_SUFFIX = " Preview"
@@ -45,17 +47,14 @@ def message_of(event: Any) -> Any:
     return message if message is not None else event
 
 
-def find_job(job_id: str | None):
+def find_job_anywhere(job_id: str | None):
     """``(scene, job)`` for ``job_id`` in any open scene, or ``(None, None)``."""
     if not job_id:
         return None, None
     for scene in bpy.data.scenes:
-        settings = getattr(scene, "recast4d", None)
-        if settings is None:
-            continue
-        for job in settings.jobs:
-            if job.job_id == job_id:
-                return scene, job
+        job = find_job(scene, job_id) if hasattr(scene, "recast4d") else None
+        if job is not None:
+            return scene, job
     return None, None
 
 
@@ -83,7 +82,7 @@ def apply_event(kind: str, event: Any, status: dict[str, Any]) -> None:
     if kind in ("pong",):
         status["connected"] = True
         for job_id, state in getattr(event, "jobs", {}).items():
-            _, job = find_job(job_id)
+            _, job = find_job_anywhere(job_id)
             if job is not None and state in JOB_STATE_FROM_WIRE and job.state != "CANCELLING":
                 job.state = JOB_STATE_FROM_WIRE[state]
         return
@@ -99,7 +98,7 @@ def apply_event(kind: str, event: Any, status: dict[str, Any]) -> None:
         elif kind == "client.error":
             status["error"] = f"{detail.get('code', 'error')}: {detail.get('message', '')}"
         return
-    _, job = find_job(getattr(event, "job_id", None))
+    _, job = find_job_anywhere(getattr(event, "job_id", None))
     if kind == "error" and job is None:
         status["error"] = f"{event.code}: {event.msg}"
         return
@@ -178,7 +177,7 @@ def apply_chunk(chunk: Any, chunk_meta: dict[str, Any] | None = None) -> None:
     ``chunk_meta`` is the chunk's own metadata (as the job emitted it); a ``filename`` there
     overrides the stream's.
     """
-    scene, job = find_job(chunk.job_id)
+    scene, job = find_job_anywhere(chunk.job_id)
     if job is None:
         return
     key = (chunk.job_id, chunk.stream)

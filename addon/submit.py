@@ -17,7 +17,7 @@ from datetime import datetime
 import bpy
 import numpy as np
 
-from . import cameras, capture, session, source, targets
+from . import cameras, capture, results_stream, session, source, targets
 from .deps import protocol_module
 from .jobs import FINAL_STATES, active_job, find_job
 from .panel import scene_settings
@@ -212,11 +212,10 @@ class RECAST4D_OT_submit_job(bpy.types.Operator):
 
 def _job_finished(job_id: str) -> bool:
     """The job reached a final state and every received chunk was applied."""
-    for scene in bpy.data.scenes:
-        job = find_job(scene, job_id)
-        if job is not None:
-            return job.state in FINAL_STATES and not session.state().pending_chunks
-    return True  # the job entry is gone (file closed): nothing left to wait for
+    _, job = results_stream.find_job_anywhere(job_id)
+    if job is None:
+        return True  # the job entry is gone (file closed): nothing left to wait for
+    return job.state in FINAL_STATES and not session.state().pending_chunks
 
 
 class RECAST4D_OT_cancel_job(bpy.types.Operator):
