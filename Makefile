@@ -10,6 +10,8 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: venv test test-fast lint demo addon bench clean
 
+ENGINE ?= classical
+
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -25,6 +27,19 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow and not blender" $(PYTEST_ARGS)
+
+# The main job end to end on the embedded default (no weights, no GPU): a Blender scene, the backend
+# server, the add-on driven headless, a Cycles render of the result and a quality report in demo_out/.
+demo: venv
+	$(PY) bench/demo.py --out demo_out --engine $(ENGINE) $(DEMO_ARGS)
+
+# The installable Blender extension: dist/recast4d-<version>.zip (add-on + protocol + pyzmq/msgpack wheels).
+addon: venv
+	$(PY) tools/build_addon.py --out dist
+
+# Every benchmark; each prints one JSON line last (GPU-only ones say they were skipped on CPU).
+bench: venv
+	for b in bench/*.py; do case $$b in bench/demo*) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: venv
 	$(VENV)/bin/ruff check .
