@@ -55,6 +55,9 @@ class RECAST4D_PG_job(bpy.types.PropertyGroup):
     error: bpy.props.StringProperty(name="Error")  # type: ignore[valid-type]
     error_code: bpy.props.StringProperty(name="Error Code")  # type: ignore[valid-type]
     result_dir: bpy.props.StringProperty(name="Results", subtype="DIR_PATH")  # type: ignore[valid-type]
+    frame_start: bpy.props.IntProperty(  # type: ignore[valid-type]
+        default=0, description="Scene frame of the shot's first frame (where the result is placed; 0: as in the file)"
+    )
     frames_received: bpy.props.IntProperty(default=0, min=0)  # type: ignore[valid-type]
     frames_expected: bpy.props.IntProperty(default=0, min=0)  # type: ignore[valid-type]
     target_cameras: bpy.props.StringProperty(  # type: ignore[valid-type]
@@ -126,7 +129,8 @@ def import_job_result(context: bpy.types.Context, job: RECAST4D_PG_job, *, ellip
     path = job.result_usd
     if path is None:
         raise _errors.ValidationError(f"job {job.name!r} has no USD result yet (folder: {job.result_dir or 'none'})")
-    imported = results.import_usd_result(context, path, ellipsoids=ellipsoids)
+    imported = results.import_usd_result(context, path, ellipsoids=ellipsoids,
+                                         frame_start=job.frame_start if job.frame_start > 0 else None)
     names = [n for n in job.target_cameras.split(",") if n]
     targets = [bpy.data.objects.get(n) for n in names]
     for trajectory, camera in zip([t for t in job.trajectories.split(",") if t], targets):

@@ -62,13 +62,16 @@ def _evaluated_attribute_names(obj: bpy.types.Object, depsgraph: bpy.types.Depsg
 
 def import_usd_result(context: bpy.types.Context, filepath: str | os.PathLike[str], *,
                       unlit: bool = True, sigma_extent: float = materials.DEFAULT_SIGMA_EXTENT,
-                      ellipsoids: bool = False, set_frame_range: bool = True) -> ImportedResult:
+                      ellipsoids: bool = False, set_frame_range: bool = True,
+                      frame_start: int | None = None) -> ImportedResult:
     """Import a Recast 4D USD result and set its objects up for Cycles.
 
     Point clouds with ``opacity`` and ``scale`` attributes are treated as Gaussians (splat material
     and geometry nodes, ``ellipsoids`` for the instanced high-quality mode); others get the point
-    material (``unlit``: emit the colour). Raises ``ValidationError`` if the file is missing or has
-    no point clouds.
+    material (``unlit``: emit the colour). ``frame_start`` places the result's first time sample
+    at that scene frame (the cache file's ``frame_offset``), e.g. the first frame of the source
+    shot when the file starts at 1. Raises ``ValidationError`` if the file is missing or has no
+    point clouds.
     """
     path = Path(filepath)
     if not path.is_file():
@@ -105,6 +108,14 @@ def import_usd_result(context: bpy.types.Context, filepath: str | os.PathLike[st
         imported.frame_start, imported.frame_end, imported.fps = time_range
     else:
         imported.frame_start, imported.frame_end = scene.frame_start, scene.frame_end
+    if frame_start is not None and frame_start != imported.frame_start:
+        offset = frame_start - imported.frame_start
+        for obj in clouds:
+            for modifier in obj.modifiers:
+                if modifier.type == "MESH_SEQUENCE_CACHE" and modifier.cache_file is not None:
+                    modifier.cache_file.frame_offset = offset
+        imported.frame_start += offset
+        imported.frame_end += offset
     if set_frame_range:
         scene.frame_start, scene.frame_end = imported.frame_start, imported.frame_end
         if imported.fps:

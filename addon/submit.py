@@ -150,6 +150,7 @@ def submit_request(context: bpy.types.Context, request: JobRequest):
     job = settings.jobs.add()
     job.name = f"{request.kind} {datetime.now():%H:%M:%S}"
     job.job_id, job.kind, job.state = request.job_id, request.kind, "UPLOADING"
+    job.frame_start = int(request.params.get("start_frame", 0))
     job.target_cameras = ",".join(request.target_names)
     job.trajectories = ",".join(request.trajectory_names)
     settings.active_job_index = len(settings.jobs) - 1

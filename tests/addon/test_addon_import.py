@@ -125,11 +125,16 @@ def test_job_result_import_brings_usd_videos_and_render_setup(registered_addon, 
         cams.append(cam)
     job = scene.recast4d.jobs.add()
     job.job_id, job.state, job.result_dir = "j1", "DONE", str(results_dir)
+    job.frame_start = 7  # the shot started at scene frame 7; the file's samples start at 5
     job.target_cameras, job.trajectories = "orbit cam,dolly cam", "orbit,dolly"
 
     imported = registered_addon.jobs.import_job_result(bpy.context, job)
     assert job.imported and len(imported.point_objects) == 1
-    assert (scene.frame_start, scene.frame_end) == (5, 6) and scene.render.fps == 25
+    assert (scene.frame_start, scene.frame_end) == (7, 8) and scene.render.fps == 25
+    for frame, count in ((7, 30), (8, 40)):
+        scene.frame_set(frame)
+        points = imported.point_objects[0].evaluated_get(bpy.context.evaluated_depsgraph_get()).data.points
+        assert len(points) == count
     assert scene.camera == cams[0] and scene.render.engine == "CYCLES"
     orbit_bg, dolly_bg = cams[0].data.background_images[0], cams[1].data.background_images[0]
     assert orbit_bg.source == "MOVIE_CLIP" and orbit_bg.clip.frame_duration == 2
