@@ -136,7 +136,7 @@ def import_job_result(context: bpy.types.Context, job: RECAST4D_PG_job, *, ellip
     for trajectory, camera in zip([t for t in job.trajectories.split(",") if t], targets):
         video = job.result_video(trajectory)
         if video is not None:
-            results.import_video(video, camera=camera)
+            results.import_video(video, camera=camera, frame_start=imported.frame_start)
     if setup_render:
         camera = next((c for c in targets if c is not None and c.type == "CAMERA"), None)
         results.setup_render(context.scene, camera=camera,

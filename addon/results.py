@@ -166,12 +166,13 @@ def set_scene_fps(scene: bpy.types.Scene, fps: float) -> None:
         scene.render.fps, scene.render.fps_base = whole, whole / fps
 
 
-def import_video(filepath: str | os.PathLike[str], *,
-                 camera: bpy.types.Object | None = None) -> bpy.types.MovieClip | bpy.types.Image:
+def import_video(filepath: str | os.PathLike[str], *, camera: bpy.types.Object | None = None,
+                 frame_start: int = 1) -> bpy.types.MovieClip | bpy.types.Image:
     """Load a generated video (mp4 -> Movie Clip, PNG sequence folder or first PNG -> image sequence).
 
     With ``camera``, the clip is also shown as that camera's background, so looking through the
-    target camera shows the re-filmed video next to the 3D result.
+    target camera shows the re-filmed video next to the 3D result. The video's first frame plays at
+    scene frame ``frame_start``.
     """
     path = Path(filepath)
     if path.is_dir():
@@ -183,6 +184,7 @@ def import_video(filepath: str | os.PathLike[str], *,
         raise _errors.ValidationError(f"video not found: {path}")
     if path.suffix.lower() in VIDEO_SUFFIXES:
         media: bpy.types.MovieClip | bpy.types.Image = bpy.data.movieclips.load(str(path), check_existing=True)
+        media.frame_start = frame_start
     else:
         media = bpy.data.images.load(str(path), check_existing=True)
         media.source = "SEQUENCE"
@@ -196,6 +198,7 @@ def import_video(filepath: str | os.PathLike[str], *,
             background.source = "IMAGE"
             background.image = media
             background.image_user.frame_duration = len(sorted(path.parent.glob("*.png")))
+            background.image_user.frame_start = frame_start
     return media
 
 

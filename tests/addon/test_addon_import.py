@@ -137,8 +137,9 @@ def test_job_result_import_brings_usd_videos_and_render_setup(registered_addon, 
         assert len(points) == count
     assert scene.camera == cams[0] and scene.render.engine == "CYCLES"
     orbit_bg, dolly_bg = cams[0].data.background_images[0], cams[1].data.background_images[0]
-    assert orbit_bg.source == "MOVIE_CLIP" and orbit_bg.clip.frame_duration == 2
+    assert orbit_bg.source == "MOVIE_CLIP" and orbit_bg.clip.frame_duration == 2 and orbit_bg.clip.frame_start == 7
     assert dolly_bg.source == "IMAGE" and dolly_bg.image.source == "SEQUENCE"
+    assert dolly_bg.image_user.frame_start == 7
     assert bpy.ops.recast4d.render_shot.poll()
 
 
