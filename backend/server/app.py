@@ -52,6 +52,32 @@ _MAX_OUTBOX = 10_000
 _MAX_RECV_PER_TICK = 256
 
 
+def lock_jobs_dir(jobs_dir: Path) -> Any:
+    """Hold an exclusive lock on ``jobs_dir/.server.lock`` (POSIX) so two servers never share a store.
+
+    A second server would otherwise mark the first one's running jobs as interrupted.
+    """
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(jobs_dir / ".server.lock", "a+")  # noqa: SIM115 - held for the server's lifetime
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; one server per jobs dir is up to the user
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise Recast4DError(f"the jobs folder {jobs_dir} is in use by another recast4d server (pid {owner}); "
+                            "stop it or use --jobs-dir", code="jobs_dir_in_use") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
 class Server(RequestHandlers, ResultStreaming):
     """A running backend: ``start()`` binds and returns the :class:`ConnectionInfo`; ``stop()`` ends it."""
 
@@ -62,6 +88,7 @@ class Server(RequestHandlers, ResultStreaming):
         self.session = uuid.uuid4().hex
         self.limits = limits or Limits()
         self.codec = Codec(self.key, self.session, self.limits)
+        self._jobs_lock = lock_jobs_dir(Path(config.jobs_dir))
         self.store = JobStore(config.jobs_dir)
         self.recovered = self.store.recover()
         self.worker = Worker(self.store, events=self)
@@ -110,6 +137,7 @@ class Server(RequestHandlers, ResultStreaming):
             self.socket.bind(f"tcp://{host}:{port if port else '*'}")
         except zmq.ZMQError as exc:
             self._ctx.destroy(linger=0)
+            self._jobs_lock.close()
             raise Recast4DError(f"cannot listen on {self.config.host}:{port}: {exc.strerror}",
                                 code="bind_failed") from exc
         endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -138,6 +166,7 @@ class Server(RequestHandlers, ResultStreaming):
         if self._thread.is_alive():
             self._thread.join(timeout)
         self.worker.stop(timeout)
+        self._jobs_lock.close()
         if self.connection_path is not None:
             try:
                 current = ConnectionInfo.read(self.connection_path, check_permissions=False)

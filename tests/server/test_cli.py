@@ -72,3 +72,19 @@ def test_serve_writes_private_connection_file_and_stops_cleanly_on_sigterm(tmp_p
     finally:
         client.close()
     assert not (tmp_path / "server.json").exists()
+
+
+def test_two_servers_never_share_a_jobs_folder(tmp_path):
+    from protocol.errors import Recast4DError
+
+    first = Server(ServerConfig(jobs_dir=tmp_path / "jobs", write_connection_file=False))
+    first.start()
+    try:
+        with pytest.raises(Recast4DError) as info:
+            Server(ServerConfig(jobs_dir=tmp_path / "jobs", write_connection_file=False))
+        assert info.value.code == "jobs_dir_in_use" and str(os.getpid()) in str(info.value)
+    finally:
+        first.stop()
+    second = Server(ServerConfig(jobs_dir=tmp_path / "jobs", write_connection_file=False))
+    second.start()
+    second.stop()
