@@ -117,15 +117,18 @@ def encode_pair(pipe: Any, pair: TrainingPair, device: torch.device) -> CachedSa
 
 
 def add_lora(transformer: Any, config: TuneConfig, *, checkpointing: bool | None = None) -> list[torch.nn.Parameter]:
-    """Freeze ``transformer``, add a peft LoRA (rank, alpha, targets from ``config``), make the LoRA
-    parameters fp32 and trainable, enable gradient checkpointing; returns the trainable parameters."""
+    """Freeze ``transformer``, add a peft LoRA (rank, alpha, targets from ``config``; A initialised from
+    ``config.seed``, B zero), make the LoRA parameters fp32 and trainable, enable gradient checkpointing;
+    returns the trainable parameters."""
     from peft import LoraConfig
 
     transformer.requires_grad_(False)
     lora_config = LoraConfig(r=config.rank, lora_alpha=config.lora_alpha, init_lora_weights=True,
                              target_modules=config.target_modules)
     try:
-        transformer.add_adapter(lora_config)
+        with torch.random.fork_rng(devices=[]):  # LoRA A init from the run's seed, not the global RNG
+            torch.manual_seed(int(config.seed))
+            transformer.add_adapter(lora_config)
     except ValueError as exc:
         raise ValidationError(f"LoRA target_modules {config.target_modules!r} match nothing in the "
                               f"transformer: {exc}") from exc
