@@ -280,6 +280,7 @@ class JobStatus(WireMessage):
     job_id: str = wire_field(NAME)
     state: str = wire_field(OneOf(JOB_STATES))
     detail: str = wire_field(_TEXT, default="")
+    streams: dict[str, Any] = wire_field(AnyMap(), default_factory=dict)  # {stream: chunks}, in resume replies
 
 
 @dataclass
@@ -336,6 +337,7 @@ class ResultChunk(WireMessage):
     chunk: int = wire_field(Int())
     frame_idx: int = wire_field(Int(), default=0)
     arrays: dict[str, np.ndarray] = wire_field(_ARRAYS, default_factory=dict)
+    meta: dict[str, Any] = wire_field(AnyMap(), default_factory=dict)  # what the job emitted with the chunk
 
 
 @dataclass
