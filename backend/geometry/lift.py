@@ -3,9 +3,11 @@
 Conventions: see :mod:`backend.geometry.cameras` (OpenCV cameras, pixel centres at +0.5, depth in
 metres, ``"z"`` planar or ``"ray"`` distance). Each kept pixel becomes one point at the back-projection
 of its pixel centre, coloured by the pixel, with the world patch the pixel covers: tangents
-``tangent_u``/``tangent_v`` (half the step to the neighbouring pixels on the same surface, see
-:func:`pixel_footprint_tangents`) and ``radius`` = the longer of the two, ``0.5 * z / f`` on a
-fronto-parallel surface at planar depth ``z`` and larger on surfaces seen at a grazing angle.
+``tangent_u``/``tangent_v``, half the world step to the neighbouring pixel along x / y on the same
+surface (of the two neighbours, the one with the larger depth change; a fronto-parallel step where
+neither lies on the surface), capped at ``max_footprint_stretch`` times the fronto-parallel length
+``0.5 * z / f``; ``radius`` is the longer tangent. Surfaces seen at a grazing angle thus get the
+elongated footprint they really have.
 
 Dropped pixels:
 - invalid depth: ``<= 0``, NaN/inf, or beyond ``max_depth`` (planar z);
@@ -35,57 +37,34 @@ DEFAULT_EDGE_THRESHOLD = 0.05
 DEFAULT_MAX_FOOTPRINT_STRETCH = 4.0
 
 
-def _neighbour_tangent(world: torch.Tensor, z: torch.Tensor, valid: torch.Tensor, dim: int,
-                       threshold: float) -> torch.Tensor:
-    """Half the world step to a same-surface neighbour along image axis ``dim`` (the longer of the two
-    sides), ``(F,H,W,3)``; NaN where neither neighbour lies on the same surface."""
-    length = world.shape[dim]
-    a = [slice(None)] * 4
-    b = [slice(None)] * 4
-    a[dim], b[dim] = slice(0, length - 1), slice(1, length)
-    step = world[tuple(b)] - world[tuple(a)]
-    za, zb = z[tuple(a[:3])], z[tuple(b[:3])]
-    same = valid[tuple(a[:3])] & valid[tuple(b[:3])] & ((za - zb).abs() <= threshold * torch.minimum(za, zb))
-    length_sq = torch.where(same, (step * step).sum(-1), -1.0)  # -1 marks "no neighbour"
-    pad_shape = list(length_sq.shape)
-    pad_shape[dim] = 1
-    pad = torch.full(pad_shape, -1.0, device=world.device)
-    before_len = torch.cat([pad, length_sq], dim=dim)
-    after_len = torch.cat([length_sq, pad], dim=dim)
-    zero = torch.zeros_like(step.narrow(dim, 0, 1))
-    before = torch.cat([zero, step], dim=dim)
-    after = torch.cat([step, zero], dim=dim)
-    chosen = torch.where((after_len >= before_len)[..., None], after, before)
-    missing = torch.maximum(before_len, after_len) < 0
-    return torch.where(missing[..., None], torch.nan, 0.5 * chosen)
+def _depth_step(z: torch.Tensor, valid: torch.Tensor, dim: int, threshold: float) -> torch.Tensor:
+    """Planar-depth change to a same-surface neighbour along image axis ``dim`` (1 = y, 2 = x), ``(F,H,W)``.
 
-
-def pixel_footprint_tangents(
-    world: torch.Tensor, z: torch.Tensor, valid: torch.Tensor, K: torch.Tensor, camera_to_world: torch.Tensor,
-    same_surface_threshold: float = DEFAULT_EDGE_THRESHOLD,
-    max_stretch: float = DEFAULT_MAX_FOOTPRINT_STRETCH,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """World half-steps ``(tangent_u, tangent_v)``, each ``(F,H,W,3)`` metres, spanning each pixel's patch.
-
-    ``world (F,H,W,3)`` are back-projected pixel centres, ``z`` planar depth, ``K (F,3,3)``,
-    ``camera_to_world (F,4,4)``. Along each image axis the tangent is half the world step to the
-    neighbour on the same surface (relative depth jump <= ``same_surface_threshold``; the longer side
-    when both are), so surfaces seen at a grazing angle get the elongated footprint they really
-    have. Without a same-surface neighbour the fronto-parallel step ``0.5 * z / f`` along the camera
-    axis is used. Lengths are capped at ``max_stretch`` times the fronto-parallel value.
+    Of the two neighbours the one with the larger change is used (the footprint must reach the farther
+    one); 0 where neither lies on the same surface (relative jump <= ``threshold``).
     """
-    fronto_u = 0.5 * z / K[:, 0, 0, None, None]
-    fronto_v = 0.5 * z / K[:, 1, 1, None, None]
-    axis_u = camera_to_world[:, None, None, :3, 0]
-    axis_v = camera_to_world[:, None, None, :3, 1]
-    tangents = []
-    for dim, fronto, axis in ((2, fronto_u, axis_u), (1, fronto_v, axis_v)):
-        tangent = _neighbour_tangent(world, z, valid, dim, same_surface_threshold)
-        tangent = torch.where(torch.isnan(tangent), fronto[..., None] * axis, tangent)
-        length = tangent.norm(dim=-1, keepdim=True)
-        cap = (max_stretch * fronto)[..., None]
-        tangents.append(torch.where(length > cap, tangent * (cap / length.clamp(min=1e-30)), tangent))
-    return tangents[0], tangents[1]
+    length = z.shape[dim]
+    za, zb = z.narrow(dim, 0, length - 1), z.narrow(dim, 1, length - 1)
+    step = zb - za
+    same = valid.narrow(dim, 0, length - 1) & valid.narrow(dim, 1, length - 1)
+    same = same & (step.abs() <= threshold * torch.minimum(za, zb))
+    step = torch.where(same, step, 0.0)
+    forward = torch.zeros_like(z)
+    backward = torch.zeros_like(z)
+    forward.narrow(dim, 0, length - 1).copy_(step)
+    backward.narrow(dim, 1, length - 1).copy_(step)
+    return torch.where(forward.abs() >= backward.abs(), forward, backward)
+
+
+def _per_frame_matmul(vectors: torch.Tensor, matrices: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """``matrices[f] @ v`` for rows of ``vectors (N,3)`` grouped frame after frame (``counts`` rows each)."""
+    out = torch.empty_like(vectors)
+    start = 0
+    for frame, count in enumerate(counts):
+        if count:
+            torch.mm(vectors[start:start + count], matrices[frame].T, out=out[start:start + count])
+            start += count
+    return out
 
 
 def frames_to_float(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -129,7 +108,7 @@ def lift_frames(
     ``edge_threshold=None`` (or 0) disables the flying-pixel filter. ``keep_mask (F,H,W)`` bool keeps
     only the pixels where it is True (e.g. repaired or static pixels). Returns float32 points on
     ``device`` (default: the device of ``depth``). ``max_footprint_stretch`` caps a point's radius
-    at that many times its fronto-parallel value (see :func:`pixel_footprint_tangents`).
+    at that many times its fronto-parallel value.
     """
     depth_t = to_tensor(depth)
     if device is None:
@@ -161,29 +140,41 @@ def lift_frames(
     if keep_t is not None:
         valid = valid & keep_t
 
-    v = torch.arange(height, device=device, dtype=torch.float32)[None, :, None] + 0.5
-    u = torch.arange(width, device=device, dtype=torch.float32)[None, None, :] + 0.5
-    fx, fy = K_t[:, 0, 0, None, None], K_t[:, 1, 1, None, None]
-    yn = (v - K_t[:, 1, 2, None, None]) / fy
-    xn = (u - K_t[:, 0, 2, None, None] - K_t[:, 0, 1, None, None] * yn) / fx
-    z_safe = torch.where(valid, z, torch.zeros_like(z))
-    cam = torch.stack([xn * z_safe, yn * z_safe, z_safe], dim=-1)  # (F,H,W,3)
-    c2w = rigid_inverse(w2c)
-    world = torch.einsum("fij,fhwj->fhwi", c2w[:, :3, :3], cam) + c2w[:, None, None, :3, 3]
+    same_surface = edge_threshold or DEFAULT_EDGE_THRESHOLD
+    dz_u = _depth_step(z, valid, 2, same_surface)
+    dz_v = _depth_step(z, valid, 1, same_surface)
     flat = torch.nonzero(valid.reshape(-1)).squeeze(1)
     pixels_per_frame = height * width
-    tangent_u, tangent_v = pixel_footprint_tangents(world, z_safe, valid, K_t, c2w,
-                                                    edge_threshold or DEFAULT_EDGE_THRESHOLD,
-                                                    max_footprint_stretch)
-    tangent_u = tangent_u.reshape(-1, 3).index_select(0, flat)
-    tangent_v = tangent_v.reshape(-1, 3).index_select(0, flat)
-    counts = valid.reshape(num_frames, -1).sum(dim=1).cpu()
+    frame_id, pixel = flat // pixels_per_frame, flat % pixels_per_frame
+    counts = torch.bincount(frame_id, minlength=num_frames).cpu()
+    zs = z.reshape(-1)[flat]
+    dzu, dzv = dz_u.reshape(-1)[flat], dz_v.reshape(-1)[flat]
+    Kp = K_t[frame_id]
+    fx, fy, skew = Kp[:, 0, 0], Kp[:, 1, 1], Kp[:, 0, 1]
+    yn = ((pixel // width).to(torch.float32) + 0.5 - Kp[:, 1, 2]) / fy
+    xn = ((pixel % width).to(torch.float32) + 0.5 - Kp[:, 0, 2] - skew * yn) / fx
+    ray = torch.stack([xn, yn, torch.ones_like(xn)], dim=-1)  # camera ray with unit z
+    # pixel patch in camera space: X(u+1) - X(u) = dz * ray + (z + dz) * d(ray)/du, halved
+    ray_du = torch.stack([1.0 / fx, torch.zeros_like(fx), torch.zeros_like(fx)], dim=-1)
+    ray_dv = torch.stack([-skew / (fx * fy), 1.0 / fy, torch.zeros_like(fy)], dim=-1)
+    tangents = []
+    for dz, ray_step, focal in ((dzu, ray_du, fx), (dzv, ray_dv, fy)):
+        tangent = 0.5 * (dz[:, None] * ray + (zs + dz)[:, None] * ray_step)
+        cap = (max_footprint_stretch * 0.5 * zs / focal)[:, None]
+        length = tangent.norm(dim=-1, keepdim=True)
+        tangents.append(torch.where(length > cap, tangent * (cap / length.clamp(min=1e-30)), tangent))
+    c2w = rigid_inverse(w2c)
+    per_frame = counts.tolist()
+    rotation = c2w[:, :3, :3].contiguous()
+    xyz = _per_frame_matmul(ray * zs[:, None], rotation, per_frame) + c2w[frame_id, :3, 3]
+    tangent_u = _per_frame_matmul(tangents[0], rotation, per_frame)
+    tangent_v = _per_frame_matmul(tangents[1], rotation, per_frame)
     offsets = torch.zeros(num_frames + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(counts, 0)
     return PointFrames(
-        xyz=world.reshape(-1, 3).index_select(0, flat),
+        xyz=xyz,
         rgb=frames_to_float(frames_t.reshape(-1, 3).index_select(0, flat)[None, None]).reshape(-1, 3),
         radius=torch.maximum(tangent_u.norm(dim=-1), tangent_v.norm(dim=-1)),
-        frame_index=flat // pixels_per_frame, pixel_index=flat % pixels_per_frame, offsets=offsets,
+        frame_index=frame_id, pixel_index=pixel, offsets=offsets,
         source_height=height, source_width=width, tangent_u=tangent_u, tangent_v=tangent_v,
     )

@@ -33,6 +33,9 @@ from .cameras import DepthKind, as_camera_tensors, check_depth_kind, planar_to_d
 from .points import PointFrames
 
 DEFAULT_MAX_SPLAT_RADIUS = 4
+# Footprints are the *linearised* projection of each pixel's patch; on slanted surfaces the true
+# spacing of neighbours in the target can exceed it by ~1%, so footprints overlap by 5% by default.
+DEFAULT_FOOTPRINT_SCALE = 1.05
 DEFAULT_SURFACE_TOLERANCE = 0.01
 _COVER_EPS = 1e-3  # pixels: footprints that exactly touch a pixel centre cover it
 _CHUNK_POINTS = 1 << 22
@@ -185,7 +188,7 @@ def splat_points(
     width: int,
     height: int,
     *,
-    footprint_scale: float = 1.0,
+    footprint_scale: float = DEFAULT_FOOTPRINT_SCALE,
     max_splat_radius: int = DEFAULT_MAX_SPLAT_RADIUS,
     surface_tolerance: float = DEFAULT_SURFACE_TOLERANCE,
     near: float = 1e-4,
