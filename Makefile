@@ -35,7 +35,7 @@ demo: venv
 
 # The installable Blender extension: dist/recast4d-<version>.zip (add-on + protocol + pyzmq/msgpack wheels).
 addon: venv
-	$(PY) tools/build_addon.py --out dist
+	$(PY) -m backend.addon_build --out dist
 
 # Every benchmark; each prints one JSON line last (GPU-only ones say they were skipped on CPU).
 bench: venv

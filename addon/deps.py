@@ -1,7 +1,7 @@
 """Where the add-on finds the shared ``protocol`` package.
 
 One rule, two layouts:
-- installed extension: ``tools/build_addon.py`` copies ``protocol/`` into the extension package, so it
+- installed extension: ``backend/addon_build.py`` (``make addon``) copies ``protocol/`` into the extension package, so it
   is importable as ``<extension package>.protocol`` (``bl_ext.<repo>.recast4d.protocol``);
 - development checkout: the add-on is the top-level ``addon`` package and ``protocol`` is its sibling
   top-level package on ``sys.path``.

@@ -67,11 +67,8 @@ INSTALL_SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def built_zip(tmp_path_factory) -> Path:
-    sys.path.insert(0, str(REPO_ROOT / "tools"))
-    try:
-        import build_addon
-    finally:
-        sys.path.pop(0)
+    from backend import addon_build as build_addon
+
     out = tmp_path_factory.mktemp("dist")
     try:
         result = build_addon.build_extension(out)

@@ -75,6 +75,7 @@ def test_preset_trajectories_and_time_maps_are_kept():
         (_params(engine={"steps": "many"}), _inputs(), ValidationError, "engine.steps"),
         (_params(outputs=["usd", "gif"]), _inputs(), ValidationError, "unknown outputs"),
         (_params(gaussians={"iterations": -1}), _inputs(), ValidationError, "whole number"),
+        (_params(start_frame=1.5), _inputs(), ValidationError, "start_frame"),
         (_params(prompt="x" * 5000), _inputs(), ValidationError, "prompt"),
         (_params(trajectories=[{"name": "a/b", "cameras": [_cam()] * F}]), _inputs(), ValidationError, "name"),
         (_params(trajectories=[{"cameras": [_cam()] * 2, "time_map": [0, 9]}]), _inputs(), ValidationError, "outside"),

@@ -89,8 +89,12 @@ def test_progress_and_frames_are_reported_as_produced(finished):
 def test_bullet_time_and_explicit_cameras(tmp_path):
     scene = sliding_square_scene(num_frames=4, width=32, height=24)
     req = _request(scene, trajectories=[{"name": "bullet", "preset": "bullet:1:orbit:right:10"}],
-                   gaussians={"enabled": False}, outputs=["usd", "video"])
+                   gaussians={"enabled": False}, outputs=["usd", "video"], start_frame=101)
     result = run_reshoot(req, tmp_path)
+    from pxr import Usd
+
+    stage = Usd.Stage.Open(str(tmp_path / "scene.usdc"))
+    assert (stage.GetStartTimeCode(), stage.GetEndTimeCode()) == (101, 104)
     bullet = result.trajectories[0]
     assert bullet.source_frames == [1, 1, 1, 1]
     assert (tmp_path / "scene.usdc").exists() and not (tmp_path / "ply").exists()

@@ -170,7 +170,7 @@ def run_reshoot(
         stage_progress(1, 1, f"{fused.num_points} points in {fused.num_frames} frames")
 
     gaussian_stats: list[dict] = []
-    usd = UsdSceneWriter(out_dir / "scene.usdc", fps=request.fps) if "usd" in request.outputs else None
+    usd = UsdSceneWriter(out_dir / "scene.usdc", fps=request.fps, start_frame=request.start_frame) if "usd" in request.outputs else None
     try:
         with clock.stage("gaussians") as stage_progress:
             for frame in _gaussian_frames(request, fused, done, dev, stage_progress, cancel, usd, out_dir):
@@ -187,7 +187,8 @@ def run_reshoot(
 
     report = {
         "job": "reshoot",
-        "frames": request.num_frames, "width": width, "height": height, "fps": request.fps,
+        "frames": request.num_frames, "start_frame": request.start_frame, "width": width, "height": height,
+        "fps": request.fps,
         "device": str(dev),
         "engine": {"inpaint": request.engine.inpaint, "depth": request.engine.depth,
                    "steps": request.engine.steps, "guidance": request.engine.guidance, "seed": request.engine.seed,

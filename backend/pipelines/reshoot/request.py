@@ -4,6 +4,7 @@ Wire/job-file form (``params`` is msgpack/JSON, ``inputs`` are arrays)::
 
     params = {
       "fps": 24.0,
+      "start_frame": 1,                 # timeline frame of the first video frame (USD time code)
       "cameras": [{"K": 3x3, "world_to_camera": 4x4, "width": W, "height": H}, ...],  # 1 (static) or F
       "fov_deg": 60.0,                  # used only when "cameras" is absent (a guess, with a warning)
       "depth_kind": "z" | "ray",        # what the supplied depth measures (planar z or distance along the ray)
@@ -96,6 +97,7 @@ class ReshootRequest:
     fps: float
     cameras: list[Camera]
     trajectories: list[Trajectory]
+    start_frame: int = 1
     depth: np.ndarray | None = None
     depth_kind: str = "z"
     foreground: np.ndarray | None = None
@@ -125,6 +127,9 @@ class ReshootRequest:
         n, h, w = frames.shape[:3]
         warnings: list[str] = []
         fps = _positive_float(params.get("fps", 24.0), "fps")
+        start_frame = params.get("start_frame", 1)
+        if isinstance(start_frame, bool) or not isinstance(start_frame, int) or abs(start_frame) > 1_000_000:
+            raise ValidationError(f"start_frame must be a whole frame number, got {start_frame!r}")
         cameras = _source_cameras(params, n, w, h, warnings)
         depth_kind = params.get("depth_kind", "z")
         if depth_kind not in ("z", "ray"):
@@ -159,7 +164,7 @@ class ReshootRequest:
         if gaussians.max_points < 1:
             raise ValidationError(f"gaussians.max_points must be >= 1, got {gaussians.max_points}")
         return cls(
-            frames=frames, fps=fps, cameras=cameras, trajectories=trajectories, depth=depth,
+            frames=frames, fps=fps, start_frame=start_frame, cameras=cameras, trajectories=trajectories, depth=depth,
             depth_kind=depth_kind, foreground=foreground, edit_frame=edit_frame, edit_masks=edit_masks,
             prompt=prompt, engine=engine, gaussians=gaussians,
             outputs=frozenset(outputs), warnings=warnings,

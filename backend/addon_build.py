@@ -18,7 +18,7 @@ Wheels are fetched with ``pip download --only-binary=:all: --platform ... --pyth
 
 Usage::
 
-    python tools/build_addon.py [--out dist] [--offline] [--no-wheels]
+    python -m backend.addon_build [--out dist] [--offline] [--no-wheels]   (what `make addon` runs)
 """
 
 from __future__ import annotations
