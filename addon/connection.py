@@ -59,16 +59,25 @@ def connection_info(prefs: PreferenceValues):
     return _connection.ConnectionInfo.read(path)
 
 
+def _unfinished_job_ids() -> list[str]:
+    """Jobs of every open scene that had not finished when the .blend was saved (to resume on connect)."""
+    return sorted({job.job_id for scene in bpy.data.scenes if hasattr(scene, "recast4d")
+                   for job in scene.recast4d.jobs if job.job_id and job.is_active})
+
+
 def connect_backend(prefs: PreferenceValues | None = None, *, start_timer: bool = True):
     """Create, start and attach a ``ThreadedClient`` (returns it). Raises a typed error if unusable."""
     prefs = prefs or get_preferences()
     client_module = protocol_module("client")
+    resume = _unfinished_job_ids()
     if prefs.use_manual_address:
-        client = client_module.ThreadedClient(connection_info(prefs), client_name="recast4d-blender")
+        client = client_module.ThreadedClient(connection_info(prefs), client_name="recast4d-blender",
+                                              resume_jobs=resume)
     else:
         path = connection_file_path(prefs)
         connection_info(prefs)  # fail now, with a clear message, if the file is missing or bad
-        client = client_module.ThreadedClient(connection_file=path, client_name="recast4d-blender")
+        client = client_module.ThreadedClient(connection_file=path, client_name="recast4d-blender",
+                                              resume_jobs=resume)
     session.attach_client(client, start_timer=start_timer)
     client.start()
     session.state().status.update(connected=False, connecting=True, endpoint=_describe(prefs))

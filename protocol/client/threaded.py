@@ -17,6 +17,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,10 @@ class ThreadedClient:
     def __init__(self, info: ConnectionInfo | None = None, *,
                  connection_file: str | os.PathLike[str] | None = None, client_name: str = "recast4d-blender",
                  auto_ack: bool = False, heartbeat_s: float = 1.0, liveness: int = 10,
-                 max_backoff_s: float = 32.0, window: int | None = None) -> None:
+                 max_backoff_s: float = 32.0, window: int | None = None,
+                 resume_jobs: Sequence[str] = ()) -> None:
+        """``resume_jobs``: jobs this client started in an earlier life (e.g. listed in a saved .blend);
+        the first ``hello`` names them so the server replies with their state and streams."""
         if info is None and connection_file is None:
             raise ValueError("give a ConnectionInfo or a connection file path")
         self.connection_file = Path(connection_file) if connection_file else None
@@ -49,6 +53,7 @@ class ThreadedClient:
         self.liveness = liveness
         self.max_backoff_s = max_backoff_s
         self.window = window
+        self.resume_jobs = list(resume_jobs)
         self.state = "idle"
         self.server_session: str | None = None
         self._events: queue.Queue[Event] = queue.Queue()
@@ -164,7 +169,7 @@ class ThreadedClient:
             try:
                 info = self._read_info()
                 conn = Connection(info, client_name=self.client_name, context=self._ctx, window=self.window)
-                conn.send_hello()
+                conn.send_hello(resume_jobs=self.resume_jobs)
                 return conn
             except Recast4DError as exc:
                 self.state = "reconnecting"

@@ -124,3 +124,25 @@ def test_threaded_client_reconnects_to_a_restarted_server_and_resumes(tmp_path):
         assert sorted(got) == list(range(8))
         for chunk, xyz in got.items():
             np.testing.assert_array_equal(xyz, frame_arrays(4, chunk, 300)["xyz"])
+
+
+def test_a_new_client_resumes_jobs_named_at_start(tmp_path):
+    """After a Blender restart the add-on names the .blend's jobs; the server replies with their streams."""
+    with running_server(tmp_path):
+        first = ThreadedClient(connection_file=tmp_path / "server.json", auto_ack=True)
+        first.start()
+        try:
+            _drain(first, lambda ev: any(e.type == "client.connected" for e in ev))
+            first.submit("kept", KIND, {"frames": 3, "points": 50}, {})
+            _drain(first, lambda ev: any(isinstance(e.message, JobStatus) and e.message.state == "done" for e in ev))
+        finally:
+            first.stop()
+        second = ThreadedClient(connection_file=tmp_path / "server.json", resume_jobs=["kept"])
+        second.start()
+        try:
+            events = _drain(second, lambda ev: any(isinstance(e.message, JobStatus) for e in ev))
+        finally:
+            second.stop()
+    status = next(e.message for e in events if isinstance(e.message, JobStatus))
+    assert status.job_id == "kept" and status.state == "done"
+    assert status.streams and all(chunks >= 1 for chunks in status.streams.values())
