@@ -56,13 +56,18 @@ def _depth_step(z: torch.Tensor, valid: torch.Tensor, dim: int, threshold: float
     return torch.where(forward.abs() >= backward.abs(), forward, backward)
 
 
-def _per_frame_matmul(vectors: torch.Tensor, matrices: torch.Tensor, counts: list[int]) -> torch.Tensor:
-    """``matrices[f] @ v`` for rows of ``vectors (N,3)`` grouped frame after frame (``counts`` rows each)."""
+def _per_frame_matmul(vectors: torch.Tensor, matrices: torch.Tensor, counts: list[int],
+                      offsets: torch.Tensor | None = None) -> torch.Tensor:
+    """``matrices[f] @ v (+ offsets[f])`` for rows of ``vectors (N,3)`` grouped frame after frame."""
     out = torch.empty_like(vectors)
     start = 0
     for frame, count in enumerate(counts):
         if count:
-            torch.mm(vectors[start:start + count], matrices[frame].T, out=out[start:start + count])
+            rows = slice(start, start + count)
+            if offsets is None:
+                torch.mm(vectors[rows], matrices[frame].T, out=out[rows])
+            else:
+                torch.addmm(offsets[frame], vectors[rows], matrices[frame].T, out=out[rows])
             start += count
     return out
 
@@ -149,24 +154,32 @@ def lift_frames(
     counts = torch.bincount(frame_id, minlength=num_frames).cpu()
     zs = z.reshape(-1)[flat]
     dzu, dzv = dz_u.reshape(-1)[flat], dz_v.reshape(-1)[flat]
-    Kp = K_t[frame_id]
-    fx, fy, skew = Kp[:, 0, 0], Kp[:, 1, 1], Kp[:, 0, 1]
-    yn = ((pixel // width).to(torch.float32) + 0.5 - Kp[:, 1, 2]) / fy
-    xn = ((pixel % width).to(torch.float32) + 0.5 - Kp[:, 0, 2] - skew * yn) / fx
+    fx, fy, skew = K_t[:, 0, 0, None, None], K_t[:, 1, 1, None, None], K_t[:, 0, 1, None, None]
+    rows = torch.arange(height, device=device, dtype=torch.float32)[None, :, None] + 0.5
+    cols = torch.arange(width, device=device, dtype=torch.float32)[None, None, :] + 0.5
+    yn_grid = ((rows - K_t[:, 1, 2, None, None]) / fy).expand(num_frames, height, width)
+    xn_grid = (cols - K_t[:, 0, 2, None, None] - skew * yn_grid) / fx
+    yn = yn_grid.reshape(-1)[flat]
+    xn = xn_grid.reshape(-1)[flat]
+    inv_fx, inv_fy = (1.0 / K_t[:, 0, 0])[frame_id], (1.0 / K_t[:, 1, 1])[frame_id]
+    skew_term = (-K_t[:, 0, 1] / (K_t[:, 0, 0] * K_t[:, 1, 1]))[frame_id]
     ray = torch.stack([xn, yn, torch.ones_like(xn)], dim=-1)  # camera ray with unit z
-    # pixel patch in camera space: X(u+1) - X(u) = dz * ray + (z + dz) * d(ray)/du, halved
-    ray_du = torch.stack([1.0 / fx, torch.zeros_like(fx), torch.zeros_like(fx)], dim=-1)
-    ray_dv = torch.stack([-skew / (fx * fy), 1.0 / fy, torch.zeros_like(fy)], dim=-1)
+    # pixel patch in camera space: X(u+1) - X(u) = dz * ray + (z + dz) * d(ray)/du, halved;
+    # d(ray)/du = (1/fx, 0, 0) and d(ray)/dv = (-skew/(fx fy), 1/fy, 0)
+    half_u, half_v = 0.5 * dzu, 0.5 * dzv
+    far_u, far_v = 0.5 * (zs + dzu), 0.5 * (zs + dzv)
+    tangent_cam_u = torch.stack([half_u * xn + far_u * inv_fx, half_u * yn, half_u], dim=-1)
+    tangent_cam_v = torch.stack([half_v * xn + far_v * skew_term, half_v * yn + far_v * inv_fy, half_v], dim=-1)
     tangents = []
-    for dz, ray_step, focal in ((dzu, ray_du, fx), (dzv, ray_dv, fy)):
-        tangent = 0.5 * (dz[:, None] * ray + (zs + dz)[:, None] * ray_step)
-        cap = (max_footprint_stretch * 0.5 * zs / focal)[:, None]
-        length = tangent.norm(dim=-1, keepdim=True)
-        tangents.append(torch.where(length > cap, tangent * (cap / length.clamp(min=1e-30)), tangent))
+    for tangent, inv_focal in ((tangent_cam_u, inv_fx), (tangent_cam_v, inv_fy)):
+        cap = max_footprint_stretch * 0.5 * zs * inv_focal
+        length = tangent.norm(dim=-1)
+        shrink = torch.where(length > cap, cap / length.clamp(min=1e-30), 1.0)
+        tangents.append(tangent * shrink[:, None])
     c2w = rigid_inverse(w2c)
     per_frame = counts.tolist()
     rotation = c2w[:, :3, :3].contiguous()
-    xyz = _per_frame_matmul(ray * zs[:, None], rotation, per_frame) + c2w[frame_id, :3, 3]
+    xyz = _per_frame_matmul(ray * zs[:, None], rotation, per_frame, c2w[:, :3, 3])
     tangent_u = _per_frame_matmul(tangents[0], rotation, per_frame)
     tangent_v = _per_frame_matmul(tangents[1], rotation, per_frame)
     offsets = torch.zeros(num_frames + 1, dtype=torch.int64)

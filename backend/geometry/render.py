@@ -90,7 +90,7 @@ def _project(xyz: torch.Tensor, cam_idx: torch.Tensor, P: torch.Tensor, counts: 
 
 
 def _footprint_halfwidths(
-    hom: torch.Tensor, u: torch.Tensor, v: torch.Tensor, z: torch.Tensor, tangents: tuple[torch.Tensor, ...],
+    u: torch.Tensor, v: torch.Tensor, z: torch.Tensor, tangents: tuple[torch.Tensor, ...],
     cam_idx: torch.Tensor, P: torch.Tensor, counts: list[int] | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel half-widths along x and y of the projected patch spanned by the two world tangents.
@@ -126,7 +126,7 @@ def _expand_splats(
     u = hom[:, 0] / z_safe
     v = hom[:, 1] / z_safe
     if tangents:
-        rx, ry = _footprint_halfwidths(hom, u, v, z_safe, tangents, cam_idx, P, counts)
+        rx, ry = _footprint_halfwidths(u, v, z_safe, tangents, cam_idx, P, counts)
     else:
         scale = radius / z_safe
         rx, ry = scale * focal[cam_idx, 0], scale * focal[cam_idx, 1]
