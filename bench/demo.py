@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default="orbit:left:20", help="camera path spec (default orbit:left:20)")
     parser.add_argument("--width", type=int, default=192)
     parser.add_argument("--height", type=int, default=108)
-    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--frames", type=int, default=25, help="source frames (4k + 1 suits wan-vace)")
     parser.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for Cycles and torch")
     parser.add_argument("--gaussians", action="store_true", help="also fit Gaussians (slow without a GPU)")

@@ -38,7 +38,7 @@ class SceneConfig:
 
     width: int = 192
     height: int = 108
-    frames: int = 24
+    frames: int = 25
     fps: int = 24
     samples: int = 8
     threads: int = 2
