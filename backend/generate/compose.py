@@ -7,8 +7,11 @@ depth seen from the reference camera of frame ``t`` is ``D_bg,t`` (a render of t
 Both are compared on a band ``B_t`` of background pixels just around the foreground mask (within
 ``band_px`` pixels of it, both depths valid): that is where the object meets its surroundings.
 
-- Eq. 8, scale: ``s_t = median_{B_t} D_bg,t / median_{B_t} D_ref,t``;
-- Eq. 9, shift: ``delta_t = median_{B_t} (D_bg,t - s_t * D_ref,t)``;
+- Eq. 8-9, scale and shift: ``(s_t, delta_t) = argmin sum_{B_t} (s * D_ref,t + delta - D_bg,t)^2``, the
+  least-squares affine map of reference depth onto background depth (closed form). When ``D_ref`` barely
+  varies over the band (relative spread below ``min_spread``, e.g. a fronto-parallel wall), scale and
+  shift cannot be told apart; we then keep the monocular ambiguity a pure scale:
+  ``s_t = median_{B_t} D_bg,t / median_{B_t} D_ref,t``, ``delta_t = 0``;
 - Eq. 10, placement: every foreground point of frame ``t`` with reference depth ``z`` gets depth
   ``z' = s_t * z + delta_t`` and moves along its camera ray, ``X' = C_t + (z' / z) (X - C_t)``
   (``C_t`` the camera centre), with its footprint radius scaled by ``z' / z``.
@@ -50,7 +53,7 @@ def contact_band(mask: np.ndarray, band_px: int) -> np.ndarray:
 
 
 def fit_depth_placement(reference_depth: np.ndarray | torch.Tensor, background_depth: np.ndarray | torch.Tensor,
-                        foreground: np.ndarray, *, band_px: int = 4) -> DepthPlacement:
+                        foreground: np.ndarray, *, band_px: int = 4, min_spread: float = 0.02) -> DepthPlacement:
     """Eq. 8-9 per frame: ``reference_depth`` and ``background_depth`` ``(F,H,W)`` planar z (0 = unknown),
     ``foreground (F,H,W)`` bool."""
     ref = _numpy(reference_depth)
@@ -69,12 +72,23 @@ def fit_depth_placement(reference_depth: np.ndarray | torch.Tensor, background_d
         counts[t] = int(band.sum())
         if counts[t] == 0:
             continue
-        scale[t] = float(np.median(bg[t][band]) / np.median(ref[t][band]))
-        shift[t] = float(np.median(bg[t][band] - scale[t] * ref[t][band]))
+        scale[t], shift[t] = _affine_fit(ref[t][band], bg[t][band], min_spread)
     known = np.isfinite(scale)
     fallback = (float(np.median(scale[known])), float(np.median(shift[known]))) if known.any() else (1.0, 0.0)
     scale[~known], shift[~known] = fallback
     return DepthPlacement(scale, shift, counts)
+
+
+def _affine_fit(reference: np.ndarray, background: np.ndarray, min_spread: float) -> tuple[float, float]:
+    """Least-squares ``background ~ s * reference + delta``; pure median scale when ``reference`` is ~constant."""
+    centre = float(np.median(reference))
+    if float(np.std(reference)) <= min_spread * centre:
+        return float(np.median(background) / centre), 0.0
+    design = np.stack([reference, np.ones_like(reference)], axis=1)
+    (scale, shift), *_ = np.linalg.lstsq(design, background, rcond=None)
+    if not scale > 0:  # an inverted fit is noise, not geometry: fall back to the pure scale
+        return float(np.median(background) / centre), 0.0
+    return float(scale), float(shift)
 
 
 def place_foreground(points: PointFrames, cameras: list[Camera], placement: DepthPlacement) -> PointFrames:

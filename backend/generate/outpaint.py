@@ -227,4 +227,7 @@ def _lift_fill(filled: np.ndarray, holes: np.ndarray, render_depth: torch.Tensor
         depth = torch.where(holes_t, torch.as_tensor(estimate, dtype=torch.float32, device=render_depth.device),
                             render_depth[None])
     K, w2c = stack_cameras([camera])
-    return lift_frames(filled[None], depth, K, w2c, keep_mask=holes_t, device=render_depth.device)
+    # no flying-pixel filter: the fill meets the seen surface at a depth step by construction, and every
+    # filled pixel must become a point or the hole stays open
+    return lift_frames(filled[None], depth, K, w2c, keep_mask=holes_t, edge_threshold=None,
+                       device=render_depth.device)
