@@ -219,10 +219,9 @@ def _round_samples(pipe: Any, source: TuneSource, config: TuneConfig, r: int, fr
             path = sample_target_path(clip, config.angle_range(r), config.directions, generator)
             meta["clip_start"] = start
             pair = double_reprojection_pair(clip, path, generator, config.mask_probabilities, device, meta)
-        sample = encode_pair(pipe, pair, device)
         name = f"sample_{i:04d}.pt"
-        sample.save(data_dir / name)
-        samples.append(sample)
+        encode_pair(pipe, pair, device).save(data_dir / name)
+        samples.append(CachedSample.load(data_dir / name))  # the stored precision, as a resumed run sees it
         entries.append({"file": name, **pair.meta})
         if len(pairs) < 3:
             pairs.append(pair)

@@ -32,7 +32,9 @@ def tuned(tune_models_dir: Path, tiny_source, tmp_path_factory):
     fills: list[np.ndarray] = []
 
     def spy_factory(lora_dir: Path, round_index: int):
-        engine = default_engine_factory(pipe, folder, config, config.prompt, spy_factory.embeddings, CPU,
+        cache = torch.load(out / "cache" / "prompt_embeds.pt", weights_only=True)
+        embeddings = (cache["positive"], cache["negative"])
+        engine = default_engine_factory(pipe, folder, config, config.prompt, embeddings, CPU,
                                         torch.float32, 5)(lora_dir, round_index)
         real_fill = engine.fill
 
@@ -45,9 +47,6 @@ def tuned(tune_models_dir: Path, tiny_source, tmp_path_factory):
         built.append((lora_dir, round_index))
         return engine
 
-    from backend.tune.model import encode_prompts
-
-    spy_factory.embeddings = encode_prompts(load_base_pipeline(folder, CPU, torch.float32), config.prompt, CPU)
     out = tmp_path_factory.mktemp("tune_run")
     result = run_tuning(tiny_source, config, folder, out, pipe=pipe, engine_factory=spy_factory)
     return result, config, built, fills
@@ -121,3 +120,25 @@ def test_saved_lora_loads_into_the_engine_by_id_and_changes_its_output(tuned, tu
     b = tuned_engine.fill(tiny_source.frames, holes, "a street")
     assert np.array_equal(a[~holes], b[~holes])  # known pixels come back untouched either way
     assert np.abs(a.astype(int) - b.astype(int))[holes].max() > 0
+
+
+def test_cancelled_run_resumes_with_the_same_losses(tune_models_dir, tiny_source, tmp_path):
+    from protocol.errors import Cancelled
+
+    config = TuneConfig(rank=4, learning_rate=2e-2, width=32, height=32, num_frames=5, steps=4, angles=[20.0],
+                        samples_per_round=2, generation_steps=1, checkpoint_every=2)
+    folder = tune_models_dir / VACE
+    straight = run_tuning(tiny_source, config, folder, tmp_path / "straight")
+
+    seen: list[str] = []
+
+    def progress(stage: str, step: int, total: int, message: str) -> None:
+        seen.append(message)
+
+    with pytest.raises(Cancelled):
+        run_tuning(tiny_source, config, folder, tmp_path / "cut", progress=progress,
+                   cancel=lambda: any("step 3/" in m for m in seen))
+    assert not (tmp_path / "cut" / "lora").exists()
+    resumed = run_tuning(tiny_source, config, folder, tmp_path / "cut")
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+    assert [h["sample"] for h in resumed.history] == [h["sample"] for h in straight.history]
