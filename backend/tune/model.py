@@ -49,8 +49,8 @@ def load_base_pipeline(folder: str | os.PathLike[str], device: torch.device, dty
     (the text encoder stays on the CPU until prompts are encoded)."""
     from diffusers import AutoencoderKLWan, WanVACEPipeline
 
-    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32, local_files_only=True)
-    pipe = WanVACEPipeline.from_pretrained(folder, vae=vae, torch_dtype=dtype, local_files_only=True)
+    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=torch.float32, local_files_only=True)
+    pipe = WanVACEPipeline.from_pretrained(folder, vae=vae, dtype=dtype, local_files_only=True)
     pipe.transformer.to(device)
     pipe.vae.to(device)
     return pipe

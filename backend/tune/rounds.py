@@ -93,7 +93,7 @@ def default_engine_factory(pipe: Any, base_folder: Path, config: TuneConfig, pro
         from backend.engines.wan_vace import WanVaceEngine
 
         transformer = WanVACETransformer3DModel.from_pretrained(base_folder, subfolder="transformer",
-                                                                torch_dtype=dtype, local_files_only=True)
+                                                                dtype=dtype, local_files_only=True)
         engine_pipe = WanVACEPipeline(tokenizer=None, text_encoder=None, vae=pipe.vae, scheduler=pipe.scheduler,
                                       transformer=transformer)
         engine = WanVaceEngine.from_pipeline(
