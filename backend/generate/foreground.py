@@ -15,13 +15,14 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from backend.gaussians import FitConfig, FitView, SequenceFrame, fit_sequence, gaussians_from_points
+from backend.gaussians import FitConfig, SequenceFrame, fit_sequence, gaussians_from_points
 from backend.gaussians.sequence import FittedFrame
 from backend.geometry import PointFrames, lift_frames, splat_points
 from backend.progress import CancelFn, ProgressFn, check_cancel
 from protocol.camera import Camera, stack_cameras
 
 from .compose import DepthPlacement, fit_depth_placement, place_foreground
+from .outpaint import scaled_view
 
 
 def lift_foreground(frames: np.ndarray, depth: torch.Tensor, foreground: np.ndarray,
@@ -53,11 +54,12 @@ def compose_foreground(points: PointFrames, reference_depth: torch.Tensor, backg
 
 
 def fit_foreground(points: PointFrames, frames: np.ndarray, foreground: np.ndarray, cameras: list[Camera], *,
-                   iterations: int, seed: int = 0, device: torch.device | str = "cpu",
+                   iterations: int, seed: int = 0, fit_scale: float = 1.0, device: torch.device | str = "cpu",
                    progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Iterator[FittedFrame]:
     """Fitted Gaussians per frame (warm start); ``iterations = 0`` yields the initial Gaussians unfitted.
 
-    Frames without any foreground point yield an empty Gaussian set.
+    Frames without any foreground point yield an empty Gaussian set. ``fit_scale`` renders the
+    supervising views at that fraction of the frame size (pixel-centre-exact intrinsics scaling).
     """
     if iterations <= 0:
         for index in range(points.num_frames):
@@ -68,14 +70,24 @@ def fit_foreground(points: PointFrames, frames: np.ndarray, foreground: np.ndarr
     inputs = []
     for index in range(points.num_frames):
         part = points.frame(index)
-        view = FitView(frames[index].astype(np.float32) / 255.0, cameras[index],
-                       foreground[index].astype(np.float32))
+        view = scaled_view(frames[index], cameras[index], fit_scale)
+        view.weight = _scaled_weight(foreground[index], view.camera)
         inputs.append(SequenceFrame(part.xyz, part.rgb, part.radius, views=[view]))
     if any(frame.points.shape[0] == 0 for frame in inputs):
         yield from _fit_with_gaps(inputs, iterations, seed, device, progress, cancel)
         return
     yield from fit_sequence(inputs, FitConfig(iterations=iterations, seed=seed), device=device, progress=progress,
                             cancel=cancel)
+
+
+def _scaled_weight(mask: np.ndarray, camera: Camera) -> np.ndarray:
+    """The foreground mask as a per-pixel loss weight at the (possibly reduced) view size."""
+    import cv2
+
+    weight = mask.astype(np.float32)
+    if weight.shape != (camera.height, camera.width):
+        weight = cv2.resize(weight, (camera.width, camera.height), interpolation=cv2.INTER_AREA)
+    return weight
 
 
 def _fit_with_gaps(inputs: list[SequenceFrame], iterations: int, seed: int, device: torch.device | str,

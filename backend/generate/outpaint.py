@@ -27,6 +27,9 @@ and after it ends, so a test can check that each loop covers the views it asked 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +93,7 @@ class BackgroundScene:
     pivot_depth: float
     fit_psnr: list[float] = field(default_factory=list)  # per supervising view after the last fit
     fit_steps: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per sub-step (render, fill, ...)
 
     @property
     def num_points(self) -> int:
@@ -150,14 +154,25 @@ def _render_video(frame_points: PointFrames, extra: tuple[torch.Tensor, torch.Te
     return rgb_u8, (~render.mask).cpu().numpy(), render.depth
 
 
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
 def progressive_outpaint(background: BackgroundVideo, cameras: list[Camera], engine: Any, prompt: str = "",
                          settings: OutpaintSettings | None = None, *, depth_engine: Any = None,
                          progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> BackgroundScene:
     """Run the loop of the module docstring; ``cameras`` are the reference video's (frame 0 = reference)."""
     settings = settings or OutpaintSettings()
     device = background.depth.device
+    timings: dict[str, float] = {}
     K, w2c = stack_cameras(cameras)
-    frame_points = lift_frames(background.frames, background.depth, K, w2c, device=device)
+    with _timed(timings, "lift"):
+        frame_points = lift_frames(background.frames, background.depth, K, w2c, device=device)
     first = frame_points.frame(0)
     if first.num_points == 0:
         raise ValidationError("the background's first frame has no usable depth: nothing to lift")
@@ -168,51 +183,61 @@ def progressive_outpaint(background: BackgroundVideo, cameras: list[Camera], eng
     config = FitConfig(iterations=settings.fit_iterations, views_per_step=settings.views_per_step,
                        seed=settings.seed)
     views = [scaled_view(background.frames[0], reference, settings.fit_scale)]
-    gaussians = gaussians_from_points(xyz, rgb, radius, device=device)
     initial = settings.fit_iterations if settings.initial_iterations is None else settings.initial_iterations
-    fit = fit_frame(gaussians, views, config, iterations=initial, cancel=cancel)
+    with _timed(timings, "optimise"):
+        fit = fit_frame(gaussians_from_points(xyz, rgb, radius, device=device), views, config, iterations=initial,
+                        cancel=cancel)
     gaussians, steps = fit.gaussians, initial
     total_views = sum(len(loop) for loop in settings.rings)
     done: list[RingView] = []
     for loop_index, loop in enumerate(settings.rings):
         loop_cameras = [orbit_camera(reference, pivot, e, a) for e, a in loop]
-        before = [hole_ratio(xyz, rgb, radius, cam) for cam in loop_cameras]
+        with _timed(timings, "hole_measure"):
+            before = [hole_ratio(xyz, rgb, radius, cam) for cam in loop_cameras]
         loop_views: list[RingView] = []
         for (elevation, azimuth), camera in zip(loop, loop_cameras, strict=True):
             check_cancel(cancel)
             label = f"loop {loop_index + 1} view ({elevation:+g}, {azimuth:+g})"
-            render, holes, render_depth = _render_video(frame_points, generated, camera)
+            with _timed(timings, "render"):
+                render, holes, render_depth = _render_video(frame_points, generated, camera)
             if progress is not None:
                 progress(len(done), total_views, f"{label}: {holes[0].mean():.1%} to fill")
-            first_fill = engine.fill(render[:1], holes[:1], prompt, cancel=cancel)[0]
-            pseudo = np.where(holes[..., None], first_fill[None], render)
-            refined = refine_video(engine, pseudo, holes, prompt, strength=settings.strength, cancel=cancel)
-            refined[0] = np.where(holes[0, ..., None], refined[0], render[0])
-            new = _lift_fill(refined[0], holes[0], render_depth[0], camera, depth_engine, cancel)
+            with _timed(timings, "inpaint_first_frame"):
+                first_fill = engine.fill(render[:1], holes[:1], prompt, cancel=cancel)[0]
+            with _timed(timings, "refine"):
+                pseudo = np.where(holes[..., None], first_fill[None], render)
+                refined = refine_video(engine, pseudo, holes, prompt, strength=settings.strength, cancel=cancel)
+                refined[0] = np.where(holes[0, ..., None], refined[0], render[0])
+            with _timed(timings, "align_and_lift"):
+                new = _lift_fill(refined[0], holes[0], render_depth[0], camera, depth_engine, cancel)
             if new.num_points:
                 xyz, rgb, radius = (torch.cat([xyz, new.xyz]), torch.cat([rgb, new.rgb]),
                                     torch.cat([radius, new.radius]))
                 generated = (torch.cat([generated[0], new.xyz]), torch.cat([generated[1], new.rgb]),
                              torch.cat([generated[2], new.radius]))
             views.append(scaled_view(refined[0], camera, settings.fit_scale))
-            if settings.warm_start:
-                start = GaussianSet.concatenate([gaussians, gaussians_from_points(new.xyz, new.rgb, new.radius,
-                                                                                  device=device)]) \
-                    if new.num_points else gaussians
-            else:
-                start = gaussians_from_points(xyz, rgb, radius, device=device)
-            fit = fit_frame(start, views, config, cancel=cancel)
+            with _timed(timings, "optimise"):
+                if not settings.warm_start:
+                    start = gaussians_from_points(xyz, rgb, radius, device=device)
+                elif new.num_points:
+                    start = GaussianSet.concatenate([gaussians, gaussians_from_points(new.xyz, new.rgb, new.radius,
+                                                                                      device=device)])
+                else:
+                    start = gaussians
+                fit = fit_frame(start, views, config, cancel=cancel)
             gaussians, steps = fit.gaussians, steps + settings.fit_iterations
             view = RingView(loop_index, elevation, azimuth, camera, render[0], holes[0], refined[0], refined,
                             new.num_points)
             loop_views.append(view)
             done.append(view)
-        for view, ratio in zip(loop_views, before, strict=True):
-            view.hole_ratio_before_loop = ratio
-            view.hole_ratio_after_loop = hole_ratio(xyz, rgb, radius, view.camera)
+        with _timed(timings, "hole_measure"):
+            for view, ratio in zip(loop_views, before, strict=True):
+                view.hole_ratio_before_loop = ratio
+                view.hole_ratio_after_loop = hole_ratio(xyz, rgb, radius, view.camera)
         if progress is not None:
             progress(len(done), total_views, f"loop {loop_index + 1} done: {xyz.shape[0]} background points")
-    return BackgroundScene(xyz, rgb, radius, gaussians, done, pivot, fit.psnr_per_view, steps)
+    return BackgroundScene(xyz, rgb, radius, gaussians, done, pivot, fit.psnr_per_view, steps,
+                           {k: round(v, 4) for k, v in timings.items()})
 
 
 def _lift_fill(filled: np.ndarray, holes: np.ndarray, render_depth: torch.Tensor, camera: Camera,

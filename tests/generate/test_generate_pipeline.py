@@ -128,3 +128,25 @@ def test_job_kind_is_registered() -> None:
     kind = get_job_kind("generate")
     with pytest.raises(ValidationError):
         kind.validate({}, {})
+
+
+@pytest.mark.blender
+def test_blender_imports_the_generated_scene(generated) -> None:
+    import bpy
+
+    _, out, result, _, _ = generated
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    assert bpy.ops.wm.usd_import(filepath=str(out / "scene.usdc")) == {"FINISHED"}
+    scene = bpy.context.scene
+    assert (scene.frame_start, scene.frame_end) == (1, 4)
+    for name in ("background", "foreground", "point_cloud"):
+        assert bpy.data.objects[name].type == "POINTCLOUD"
+    foreground = bpy.data.objects["foreground"]
+    for i, count in enumerate(result.foreground_counts):
+        scene.frame_set(1 + i)
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        assert len(foreground.evaluated_get(depsgraph).data.points) == count
+    scene.frame_set(3)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    background = bpy.data.objects["background"].evaluated_get(depsgraph).data
+    assert len(background.points) == len(result.background.gaussians)  # static, held over every frame

@@ -152,7 +152,8 @@ def run_generate(
                 write_gaussian_ply(ply_dir / "background.ply", scene.gaussians)
             fitted = fit_foreground(placed, frames, foreground, cameras,
                                     iterations=request.gaussians.iterations if request.gaussians.enabled else 0,
-                                    seed=request.engine.seed, device=dev, progress=stage_progress, cancel=cancel)
+                                    seed=request.engine.seed, fit_scale=request.outpaint.fit_scale, device=dev,
+                                    progress=stage_progress, cancel=cancel)
             enabled = request.gaussians.enabled
             for frame in export_gaussian_frames(fitted, usd_writer=usd if enabled else None,
                                                 ply_dir=ply_dir if enabled else None, name="foreground"):
@@ -182,7 +183,7 @@ def run_generate(
             "strength": request.outpaint.strength, "fit_iterations": request.outpaint.fit_iterations,
             "fit_scale": request.outpaint.fit_scale, "pivot_depth": round(scene.pivot_depth, 5),
             "background_points": scene.num_points, "background_gaussians": len(scene.gaussians),
-            "fit_psnr_per_view": [round(v, 2) for v in scene.fit_psnr],
+            "fit_psnr_per_view": [round(v, 2) for v in scene.fit_psnr], "seconds": scene.timings,
             "views": [{"loop": v.loop, "elevation": v.elevation, "azimuth": v.azimuth, "new_points": v.new_points,
                        "hole_ratio_before_loop": round(v.hole_ratio_before_loop, 5),
                        "hole_ratio_after_loop": round(v.hole_ratio_after_loop, 5)} for v in scene.views],
