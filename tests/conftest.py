@@ -1,4 +1,4 @@
-"""Shared pytest set-up: offline hub, marker skips (gpu without CUDA, blender without bpy)."""
+"""Shared pytest set-up: offline hub, one torch thread, marker skips (gpu without CUDA, blender without bpy)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Test tensors are tiny: one intra-op thread avoids OpenMP spin-waiting when the cores are shared
+# with the server and Blender subprocesses the tests start (measured: a 2.7 s fit took 38 s with 2).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _has_cuda() -> bool:
