@@ -53,6 +53,7 @@ class DemoConfig:
     path_spec: str = "orbit:left:20"
     engine: str = "classical"
     models_dir: str | None = None
+    engine_options: dict = field(default_factory=dict)  # engine-specific extras, e.g. {"offload": "model"}
     fit_gaussians: bool = False
     job_timeout_s: float = 540.0
     keep_work: bool = False
@@ -127,6 +128,7 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
     started = time.perf_counter()
     work_dir = Path(tempfile.mkdtemp(prefix="recast4d_demo_work_"))
     addon = backend = None
+    failed = False
     try:
         with timer.stage("build_scene", log):
             scene = demo_scene.build_scene(config.scene)
@@ -140,6 +142,7 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
             demo_addon.connect(backend.connection_file)
         with timer.stage("render_source_and_submit", log):
             job, request = demo_addon.submit(config.engine, models_dir=config.models_dir,
+                                             engine_options=config.engine_options,
                                              fit_gaussians=config.fit_gaussians)
             source = request.inputs["frames"]
             depth = request.inputs["depth"]
@@ -167,12 +170,17 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
             truth = demo_scene.render_animation(scene, target, demo_scene.scene_objects())
         if config.keep_work:
             shutil.copytree(job_dir, out_dir / "job", dirs_exist_ok=True)
+    except BaseException:
+        failed = True  # keep the server log and the job folder (its log.txt) to see why
+        log(f"[demo] failed; the backend log and job folders are kept in {work_dir}")
+        raise
     finally:
         if addon is not None:
             demo_addon.disable_addon(addon)
         if backend is not None:
             backend.stop()
-        shutil.rmtree(work_dir, ignore_errors=True)
+        if not failed:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
     with timer.stage("score_and_write", log):
         seen = ~holes
@@ -236,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="classical", choices=["classical", "wan-vace"],
                         help="hole-filling engine (wan-vace needs weights and a GPU)")
     parser.add_argument("--models", default=None, help="folder with local model folders (default $RECAST4D_MODELS)")
+    parser.add_argument("--engine-options", type=json.loads, default={}, metavar="JSON",
+                        help='engine extras as JSON, e.g. \'{"offload": "model"}\' for wan-vace')
     parser.add_argument("--path", default="orbit:left:20", help="camera path spec (default orbit:left:20)")
     parser.add_argument("--width", type=int, default=192)
     parser.add_argument("--height", type=int, default=108)
@@ -250,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     config = DemoConfig(
         scene=demo_scene.SceneConfig(width=args.width, height=args.height, frames=args.frames,
                                      samples=args.samples, threads=args.threads),
-        path_spec=args.path, engine=args.engine, models_dir=args.models, fit_gaussians=args.gaussians,
+        path_spec=args.path, engine=args.engine, models_dir=args.models, engine_options=args.engine_options,
+        fit_gaussians=args.gaussians,
         keep_work=args.keep_work, point_radius_scale=args.point_radius_scale,
     )
     run = run_demo(args.out, config, log=lambda line: print(line, flush=True))

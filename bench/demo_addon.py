@@ -73,11 +73,13 @@ def connect(connection_file: Path):
     return connection.connect_backend(PreferenceValues(connection_file=str(connection_file)), start_timer=False)
 
 
-def submit(engine: str, *, models_dir: str | None = None, fit_gaussians: bool = False):
+def submit(engine: str, *, models_dir: str | None = None, engine_options: dict | None = None,
+           fit_gaussians: bool = False):
     """Generation settings + Re-film: renders the source (colour + depth), sends the job.
 
     Returns ``(job, request)``: the add-on's job entry and the request it sent (source frames in
-    ``request.inputs["frames"]``).
+    ``request.inputs["frames"]``). ``models_dir`` and ``engine_options`` (engine-specific extras)
+    go into the request's ``engine`` options, which the add-on's panel does not expose.
     """
     from addon import submit as addon_submit
 
@@ -88,6 +90,8 @@ def submit(engine: str, *, models_dir: str | None = None, fit_gaussians: bool = 
     request.params["outputs"] = sorted(set(request.params["outputs"]) | {"masks", "png"})
     if models_dir:
         request.params["engine"]["models_dir"] = str(Path(models_dir).resolve())
+    if engine_options:
+        request.params["engine"]["options"] = dict(engine_options)
     job = addon_submit.submit_request(bpy.context, request)
     return job, request
 
