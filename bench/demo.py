@@ -38,6 +38,12 @@ for _path in (HERE, HERE.parent):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+try:
+    import bpy  # noqa: F401  (the bpy wheel: the demo drives Blender in this process)
+except ImportError:
+    sys.exit("the demo needs the bpy wheel (bpy==5.0.1 on Python 3.11): run `make venv`, "
+             "or `.venv/bin/pip install bpy==5.0.1`")
+
 import demo_addon  # noqa: E402
 import demo_backend  # noqa: E402
 import demo_metrics  # noqa: E402
