@@ -106,9 +106,11 @@ def encode_video_latents(pipe: Any, frames: np.ndarray, device: torch.device) ->
     return ((latents - mean) / std).cpu()
 
 
-def encode_pair(pipe: Any, pair: TrainingPair, device: torch.device) -> CachedSample:
-    """VAE-encode a pixel pair once: ground-truth latents and the VACE control of the degraded input."""
-    latents = encode_video_latents(pipe, pair.clean, device)
+def encode_pair(pipe: Any, pair: TrainingPair, device: torch.device,
+                clean_latents: torch.Tensor | None = None) -> CachedSample:
+    """VAE-encode a pixel pair once: ground-truth latents (or ``clean_latents`` when this clip's are
+    already known) and the VACE control of the degraded input."""
+    latents = encode_video_latents(pipe, pair.clean, device) if clean_latents is None else clean_latents
     control = encode_control(pipe, pair.degraded, pair.hole, device).float().cpu()
     return CachedSample(latents, control, dict(pair.meta))
 

@@ -205,6 +205,7 @@ def _round_samples(pipe: Any, source: TuneSource, config: TuneConfig, r: int, fr
     n_cycle = round(config.samples_per_round * config.cycle_fraction) if generations else 0
     data_dir.mkdir(parents=True, exist_ok=True)
     samples, entries, pairs = [], [], []
+    clean_latents: dict[int, torch.Tensor] = {}
     loaded = [_load_generation(path) for path in generations]
     for i in range(config.samples_per_round):
         check_cancel(cancel)
@@ -220,7 +221,9 @@ def _round_samples(pipe: Any, source: TuneSource, config: TuneConfig, r: int, fr
             meta["clip_start"] = start
             pair = double_reprojection_pair(clip, path, generator, config.mask_probabilities, device, meta)
         name = f"sample_{i:04d}.pt"
-        encode_pair(pipe, pair, device).save(data_dir / name)
+        sample = encode_pair(pipe, pair, device, clean_latents.get(meta["clip_start"]))
+        clean_latents[meta["clip_start"]] = sample.latents  # one clean encode per clip start
+        sample.save(data_dir / name)
         samples.append(CachedSample.load(data_dir / name))  # the stored precision, as a resumed run sees it
         entries.append({"file": name, **pair.meta})
         if len(pairs) < 3:
