@@ -441,7 +441,11 @@ def serve_forever(config: ServerConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    while not server._stop.is_set():
-        server._stop.wait(0.5)
+    while not server._stop.is_set() and not server.wait(0.5):
+        pass
+    crashed = not server._stop.is_set()  # the I/O loop died on its own: exit instead of hanging deaf
     server.stop()
+    if crashed:
+        print("error (internal): the server's I/O loop stopped unexpectedly; see the log above", file=sys.stderr)
+        return 1
     return 0

@@ -8,15 +8,18 @@ client's credit allows (read from the job folder as a memory map and sent zero-c
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from backend.jobs import CANCELLED, DONE
-from protocol.messages import ResultBegin, ResultChunk, ResultEnd
+from protocol.messages import ErrorMessage, ResultBegin, ResultChunk, ResultEnd
 
 from .flow import ClientState, StreamSender
 
 if TYPE_CHECKING:
     from .app import Server
+
+log = logging.getLogger("recast4d.server")
 
 #: Manifest keys that map to ``result.begin`` fields; every other key goes into its ``meta``.
 MANIFEST_FIELDS = frozenset({"chunks", "frames", "total_bytes", "layout", "meta"})
@@ -31,7 +34,21 @@ class ResultStreaming:
                 if client.identity not in self.clients or client.outbox:
                     break
                 if not sender.ended:
-                    self._pump_one(client, sender)
+                    self._pump_guarded(client, sender)
+
+    def _pump_guarded(self: Server, client: ClientState, sender: StreamSender) -> None:
+        """:meth:`_pump_one`, but a stream that cannot be read or encoded (a damaged chunk file, meta a
+        job emitted that the wire cannot carry) ends that stream with ``error{result_unreadable}``
+        for its job instead of taking the I/O loop (and with it the whole server) down."""
+        try:
+            self._pump_one(client, sender)
+        except Exception as exc:
+            log.exception("result stream %s of job %s cannot be sent", sender.stream, sender.job_id)
+            sender.ended = True
+            self.send(client, ErrorMessage(
+                code="result_unreadable", job_id=sender.job_id,
+                msg=f"result stream {sender.stream!r} of job {sender.job_id!r} cannot be sent (chunk "
+                    f"{sender.next_chunk}): {type(exc).__name__}: {str(exc)[:300]}; see the server log"))
 
     def _pump_one(self: Server, client: ClientState, sender: StreamSender) -> None:
         record = self.store.get(sender.job_id)
@@ -88,4 +105,4 @@ class ResultStreaming:
                 if sender is None:
                     sender = client.senders[(job_id, stream)] = StreamSender(job_id, stream, self.limits.window)
                 if not client.outbox:
-                    self._pump_one(client, sender)
+                    self._pump_guarded(client, sender)
