@@ -193,6 +193,9 @@ class Server(RequestHandlers, ResultStreaming):
     # ------------------------------------------------------------------ worker events (worker thread)
     def job_progress(self, job_id: str, stage: str, step: int, total: int, message: str) -> None:
         with self._progress_lock:
+            record = self.store.get(job_id)
+            if record is None or record.terminal:  # cancelled on the I/O side; the job has not noticed yet
+                return
             previous = self._progress.get(job_id)
             started = previous["started"] if previous and previous["stage"] == stage else time.monotonic()
             self._progress[job_id] = {"stage": stage, "step": step, "total": total, "msg": message,
@@ -358,6 +361,9 @@ class Server(RequestHandlers, ResultStreaming):
                         client.senders[(job_id, stream)] = StreamSender(job_id, stream, self.limits.window)
             elif event[0] == "state":
                 _, job_id, state, error = event
+                record = self.store.get(job_id)
+                if record is not None and record.state != state:
+                    continue  # stale: e.g. "running" of a job cancelled since (cancelled was the last word)
                 if state != RUNNING:
                     self._flush_progress(force_job=job_id)
                 self.announce_state(job_id, state, error)

@@ -36,3 +36,40 @@ def test_unreadable_result_chunk_fails_the_job_and_the_server_keeps_answering(tm
             assert server.wait(0.01) is False
         finally:
             client.close()
+
+
+@pytest.fixture
+def idle_server(tmp_path):
+    """A server that is built but not started: tests drive its I/O-side methods by hand."""
+    from backend.server import Server, ServerConfig
+
+    server = Server(ServerConfig(jobs_dir=tmp_path / "jobs", write_connection_file=False))
+    sent: list = []
+    server.send = lambda client, message, **kwargs: sent.append(message) or True  # type: ignore[method-assign]
+    yield server, sent
+    server.stop()
+    for sock in (server.socket, server._wake_rx, server._wake_tx):
+        sock.close(linger=0)
+    server._ctx.term()
+
+
+def test_cancel_right_after_the_worker_started_the_job_is_the_last_word(idle_server):
+    from backend.jobs import QUEUED, RUNNING
+    from backend.server.flow import ClientState
+    from protocol.messages import Cancel
+    from protocol.wire import Message
+
+    server, sent = idle_server
+    client = server.clients[b"c1"] = ClientState(identity=b"c1")
+    server.store.create("j1", "test.points", {}, {})
+    server.subscribe(client, "j1")
+    # the worker commits "running"; its event is still queued for the I/O loop ...
+    assert server.store.transition("j1", RUNNING, from_states={QUEUED})
+    server.job_state("j1", RUNNING, None)
+    # ... when the I/O loop handles a cancel, and the job reports progress before it sees its flag
+    server.on_cancel(client, Message(type="cancel", job_id="j1"), Cancel(job_id="j1"))
+    server.job_progress("j1", "points", 1, 3, "late")
+    server._drain_events()
+    server._flush_progress()
+    assert [message.TYPE for message in sent] == ["cancelled"]
+    assert server._progress == {}
