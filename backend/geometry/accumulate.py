@@ -17,6 +17,7 @@ Conventions as in :mod:`backend.geometry.render`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +97,34 @@ def static_point_mask(
     return ~dynamic
 
 
+def _rows_per_view(group_offsets: torch.Tensor, sources: torch.Tensor, views: torch.Tensor,
+                   group_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of group ``sources[k]`` drawn into view ``views[k]``, for every k, one group after another.
+
+    Group ``s`` is ``group_rows[group_offsets[s]:group_offsets[s + 1]]`` (the row numbers themselves
+    when ``group_rows`` is None). Returns ``(rows (M,), view (M,))`` int64 on the device of
+    ``sources``; sorted by view when ``views`` is.
+    """
+    offsets = group_offsets.to(sources.device)
+    counts = (offsets[1:] - offsets[:-1])[sources]
+    starts = offsets[:-1][sources]
+    first = torch.cumsum(counts, 0) - counts
+    index = torch.repeat_interleave(starts - first, counts)
+    index += torch.arange(index.numel(), device=sources.device)
+    rows = index if group_rows is None else group_rows[index]
+    return rows, torch.repeat_interleave(views, counts)
+
+
+def _check_time_map(time_map: Sequence[int] | np.ndarray | torch.Tensor, num_frames: int,
+                    device: torch.device) -> torch.Tensor:
+    tm = to_tensor(np.asarray(time_map) if not isinstance(time_map, torch.Tensor) else time_map)
+    if tm.ndim != 1 or tm.numel() == 0 or tm.is_floating_point() or tm.dtype == torch.bool:
+        raise ValidationError("time_map must list one integer source frame per target camera")
+    if int(tm.min()) < 0 or int(tm.max()) >= num_frames:
+        raise ValidationError(f"time_map refers to frames outside 0..{num_frames - 1}")
+    return tm.to(device=device, dtype=torch.int64)
+
+
 def accumulate_static(
     points: PointFrames,
     static: torch.Tensor,
@@ -106,32 +135,51 @@ def accumulate_static(
     *,
     window: int | None = 12,
     stride: int = 1,
+    time_map: Sequence[int] | np.ndarray | torch.Tensor | None = None,
     **render_options,
 ) -> AccumulationResult:
-    """Render frame ``t`` of ``points`` into target camera ``t`` and fill its holes with the static
-    points (``static (N,)`` bool) of frames ``s != t`` with ``|s - t| <= window`` (every ``stride``-th
-    offset; ``window=None`` = all frames). Target cameras: OpenCV ``K``/``world_to_camera``, one per frame.
+    """Render source frame ``s = time_map[t]`` of ``points`` into target camera ``t`` and fill its holes
+    with the static points (``static (N,)`` bool) of source frames ``s' != s`` with ``|s' - s| <= window``
+    (every ``stride``-th offset; ``window=None`` = all frames). ``time_map`` defaults to ``t -> t``
+    (one camera per source frame); with it, e.g. bullet time (every ``t`` shows one frame), the window
+    is taken around the frame each camera shows, not around the camera's position in the path.
+    Target cameras: OpenCV ``K``/``world_to_camera``, one per target frame.
     """
     if static.shape != (points.num_points,) or static.dtype != torch.bool:
         raise ValidationError(f"static must be a bool tensor of shape ({points.num_points},)")
     if stride < 1:
         raise ValidationError(f"stride must be >= 1, got {stride}")
-    num_frames = points.num_frames
-    K_t, w2c = as_camera_tensors(K, world_to_camera, num_frames, points.device)
-    base = render_points(points, K_t, w2c, width, height, **render_options)
+    num_frames, device = points.num_frames, points.device
+    if time_map is None:
+        shown = torch.arange(num_frames, device=device)
+        K_t, w2c = as_camera_tensors(K, world_to_camera, num_frames, device)
+        base = render_points(points, K_t, w2c, width, height, **render_options)
+    else:
+        shown = _check_time_map(time_map, num_frames, device)
+        K_t, w2c = as_camera_tensors(K, world_to_camera, shown.numel(), device)
+        rows, view = _rows_per_view(points.offsets, shown, torch.arange(shown.numel(), device=device))
+        tangents = None if points.tangent_u is None else (points.tangent_u[rows], points.tangent_v[rows])
+        base = splat_points(points.xyz[rows], points.rgb[rows], points.radius[rows], view, K_t, w2c,
+                            width, height, tangents=tangents, **render_options)
+        base.point_index = torch.where(base.mask, rows[base.point_index.clamp(min=0)], -1)
+    num_views = shown.numel()
     reach = num_frames - 1 if window is None else min(window, num_frames - 1)
-    static_rows = torch.nonzero(static).squeeze(1)
-    source_rows, targets = [], []
-    for shift in [d for d in range(-reach, reach + 1, 1) if d != 0 and d % stride == 0]:
-        target = points.frame_index[static_rows] + shift
-        ok = (target >= 0) & (target < num_frames)
-        source_rows.append(static_rows[ok])
-        targets.append(target[ok])
-    rows = torch.cat(source_rows) if source_rows else static_rows
+    shifts = torch.tensor([d for d in range(-reach, reach + 1) if d != 0 and d % stride == 0],
+                          dtype=torch.int64, device=device)
+    static_rows = torch.nonzero(static).squeeze(1)  # frame after frame, like the points
+    if shifts.numel() == 0 or static_rows.numel() == 0:
+        return AccumulationResult(base, base, torch.zeros_like(base.mask))
+    static_offsets = torch.zeros(num_frames + 1, dtype=torch.int64)
+    static_offsets[1:] = torch.cumsum(torch.bincount(points.frame_index[static_rows], minlength=num_frames).cpu(), 0)
+    # (source frame, target view) pairs, sorted by view so splatting takes its per-camera path
+    views = torch.arange(num_views, device=device).repeat_interleave(shifts.numel())
+    sources = shown[views] + shifts.repeat(num_views)
+    inside = (sources >= 0) & (sources < num_frames)
+    rows, view = _rows_per_view(static_offsets, sources[inside], views[inside], static_rows)
     if rows.numel() == 0:
         return AccumulationResult(base, base, torch.zeros_like(base.mask))
     tangents = None if points.tangent_u is None else (points.tangent_u[rows], points.tangent_v[rows])
-    extra = splat_points(points.xyz[rows], points.rgb[rows], points.radius[rows], torch.cat(targets),
+    extra = splat_points(points.xyz[rows], points.rgb[rows], points.radius[rows], view,
                          K_t, w2c, width, height, tangents=tangents, **render_options)
     filled = ~base.mask & extra.mask
     extra_index = torch.where(extra.mask, rows[extra.point_index.clamp(min=0)], extra.point_index)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from backend.geometry import accumulate_static, lift_frames, static_point_mask
+from protocol.errors import ValidationError
 
 F, H, W, FOCAL = 7, 24, 48, 100.0
 K = torch.tensor([[FOCAL, 0.0, W / 2], [0.0, FOCAL, H / 2], [0.0, 0.0, 1.0]])
@@ -107,3 +108,25 @@ def test_a_panning_source_camera_also_fills_the_border() -> None:
 def pan_start(t: int) -> int:
     """First wall column the target camera of frame t sees (4 px wall parallax + 1 px per frame)."""
     return 4 + t
+
+
+def test_time_map_takes_the_window_around_the_frame_each_camera_shows() -> None:
+    """Bullet time: every target camera shows source frame 3, so its holes are filled from the static
+    points of the *source* frames around 3, exactly as frame 3's own render would be."""
+    frames, depth, foreground, _ = moving_box_scene()
+    points = lift_frames(frames, depth, K, torch.eye(4))
+    static = static_point_mask(points, foreground_mask=foreground)
+    per_frame = accumulate_static(points, static, K, TARGET, W, H, window=None)
+    frozen = accumulate_static(points, static, K, TARGET, W, H, window=None, time_map=[3] * 4)
+    assert frozen.render.rgb.shape == (4, H, W, 3)
+    assert int(frozen.filled.sum()) > 0
+    for t in range(4):
+        assert torch.equal(frozen.base.mask[t], per_frame.base.mask[3])
+        assert torch.equal(frozen.render.mask[t], per_frame.render.mask[3])
+        assert torch.equal(frozen.render.rgb[t], per_frame.render.rgb[3])
+    rows = frozen.render.point_index[frozen.render.mask]  # rows of the input points
+    assert torch.equal(points.rgb[rows], frozen.render.rgb[frozen.render.mask])
+    seen_by_frame_3 = frozen.base.point_index[frozen.base.mask]
+    assert bool((points.frame_index[seen_by_frame_3] == 3).all())
+    with pytest.raises(ValidationError):
+        accumulate_static(points, static, K, TARGET, W, H, time_map=[0, F])

@@ -97,6 +97,9 @@ def test_bullet_time_and_explicit_cameras(tmp_path):
     assert (stage.GetStartTimeCode(), stage.GetEndTimeCode()) == (101, 104)
     bullet = result.trajectories[0]
     assert bullet.source_frames == [1, 1, 1, 1]
+    # static accumulation looks at the source frames around the frozen one (the square has moved
+    # off the wall it hid), not at the path's neighbouring cameras, which all show frame 1 again
+    assert bullet.hole_ratio < bullet.hole_ratio_render
     assert (tmp_path / "scene.usdc").exists() and not (tmp_path / "ply").exists()
 
 

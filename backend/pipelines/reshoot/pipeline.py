@@ -123,12 +123,13 @@ def run_reshoot(
         tm = traj.time_map if traj.time_map is not None else np.arange(len(traj.cameras))
         K_t, w2c_t = stack_cameras(traj.cameras)
         with clock.stage("render") as stage_progress:
-            shown = _points_for_time_map(points, static, tm)
             if request.engine.static_accumulation:
-                acc = accumulate_static(shown[0], shown[1], K_t, w2c_t, width, height, window=STATIC_WINDOW)
+                # the window runs over *source* frames around tm[t] (bullet time: around the frozen frame)
+                acc = accumulate_static(points, static, K_t, w2c_t, width, height, window=STATIC_WINDOW,
+                                        time_map=tm)
                 render, base_mask = acc.render, acc.base.mask
             else:
-                render = render_points(shown[0], K_t, w2c_t, width, height)
+                render = render_points(_points_for_time_map(points, tm), K_t, w2c_t, width, height)
                 base_mask = render.mask
             render_rgb = _to_uint8(render.rgb)
             holes = (~render.mask).cpu().numpy()
@@ -298,15 +299,11 @@ def _static_points(request: ReshootRequest, points: PointFrames, depth_z: torch.
     return static_point_mask(points, depth=depth_z, K=K, world_to_camera=w2c, window=STATIC_WINDOW)
 
 
-def _points_for_time_map(points: PointFrames, static: torch.Tensor, tm: np.ndarray) -> tuple[PointFrames, torch.Tensor]:
-    """Points (and their static flags) with output frame ``t`` holding source frame ``tm[t]``."""
+def _points_for_time_map(points: PointFrames, tm: np.ndarray) -> PointFrames:
+    """Points with output frame ``t`` holding source frame ``tm[t]``."""
     if len(tm) == points.num_frames and np.array_equal(tm, np.arange(points.num_frames)):
-        return points, static
-    parts, flags = [], []
-    for s in (int(v) for v in tm):
-        parts.append(points.frame(s))
-        flags.append(static[int(points.offsets[s]): int(points.offsets[s + 1])])
-    return concatenate_frames(parts), torch.cat(flags)
+        return points
+    return concatenate_frames([points.frame(int(s)) for s in tm])
 
 
 def _packing_context(request: ReshootRequest, done: list[TrajectoryResult], depth_b: torch.Tensor,
