@@ -71,9 +71,12 @@ class ResultStreaming:
                 meta={**{k: v for k, v in manifest.items() if k not in MANIFEST_FIELDS},
                       **dict(manifest.get("meta", {})), "from_chunk": sender.next_chunk},
             )
-            if not self.send(client, begin):
+            sent = self.send(client, begin)
+            if client.identity not in self.clients:
                 return
-            sender.begun = True
+            sender.begun = True  # sent, or queued in the outbox: either way it must go out only once
+            if not sent:
+                return  # chunks follow once the outbox (with the begin) has drained, never before it
         while sender.may_send(persisted):
             stored = self.store.read_chunk(sender.job_id, sender.stream, sender.next_chunk)
             frame_idx = stored.meta.get("frame", sender.next_chunk)

@@ -44,9 +44,7 @@ def idle_server(tmp_path):
     from backend.server import Server, ServerConfig
 
     server = Server(ServerConfig(jobs_dir=tmp_path / "jobs", write_connection_file=False))
-    sent: list = []
-    server.send = lambda client, message, **kwargs: sent.append(message) or True  # type: ignore[method-assign]
-    yield server, sent
+    yield server
     server.stop()
     for sock in (server.socket, server._wake_rx, server._wake_tx):
         sock.close(linger=0)
@@ -59,7 +57,8 @@ def test_cancel_right_after_the_worker_started_the_job_is_the_last_word(idle_ser
     from protocol.messages import Cancel
     from protocol.wire import Message
 
-    server, sent = idle_server
+    server, sent = idle_server, []
+    server.send = lambda client, message, **kwargs: sent.append(message) or True  # type: ignore[method-assign]
     client = server.clients[b"c1"] = ClientState(identity=b"c1")
     server.store.create("j1", "test.points", {}, {})
     server.subscribe(client, "j1")
@@ -73,3 +72,33 @@ def test_cancel_right_after_the_worker_started_the_job_is_the_last_word(idle_ser
     server._flush_progress()
     assert [message.TYPE for message in sent] == ["cancelled"]
     assert server._progress == {}
+
+
+def test_result_begin_queued_behind_a_full_socket_goes_out_once_and_before_its_chunks(idle_server):
+    from backend.jobs import QUEUED, RUNNING
+    from backend.server.flow import ClientState, StreamSender
+    from protocol.wire import Codec
+
+    server = idle_server
+    peer_codec, received, socket_full = Codec(server.key), [], [True]
+
+    def fake_send_frames(client, frames):
+        if socket_full[0]:
+            return "again"
+        received.append(peer_codec.decode(frames).type)
+        return "sent"
+
+    server._send_frames = fake_send_frames  # type: ignore[method-assign]
+    client = server.clients[b"c1"] = ClientState(identity=b"c1")
+    server.store.create("j1", "test.points", {}, {})
+    server.subscribe(client, "j1")
+    assert server.store.transition("j1", RUNNING, from_states={QUEUED})
+    for frame in range(2):
+        server.store.append_chunk("j1", "points", {"xyz": np.zeros((2, 3), np.float32)}, {"frame": frame})
+    client.senders[("j1", "points")] = StreamSender("j1", "points", window=4)
+    server._pump_streams()  # the socket is full: result.begin waits in the client's outbox
+    socket_full[0] = False
+    for _ in range(3):  # later I/O loop rounds
+        server._pump_streams()
+        server._flush_outboxes()
+    assert received == ["result.begin", "result.chunk", "result.chunk"]
