@@ -136,7 +136,7 @@ def run_reshoot(
             stage_progress(1, 1, f"{traj.name}: {holes.mean():.1%} of pixels to fill")
 
         with clock.stage("fill") as stage_progress:
-            context = _packing_context(request, done, render.depth, holes, K_t, w2c_t, width, height)
+            context = _packing_context(request, done, tm, holes, K_t, w2c_t, width, height)
             edit = (FirstFrameEdit(request.edit_frame, request.edit_masks)
                     if request.edit_frame is not None and request.edit_masks is not None else None)
             filled = engine.fill(render_rgb, holes, request.prompt, context=context, edit=edit,
@@ -306,25 +306,30 @@ def _points_for_time_map(points: PointFrames, tm: np.ndarray) -> PointFrames:
     return concatenate_frames([points.frame(int(s)) for s in tm])
 
 
-def _packing_context(request: ReshootRequest, done: list[TrajectoryResult], depth_b: torch.Tensor,
+def _packing_context(request: ReshootRequest, done: list[TrajectoryResult], source_frames_b: np.ndarray,
                      holes_b: np.ndarray, K_b: np.ndarray, w2c_b: np.ndarray, width: int,
                      height: int) -> InpaintContext | None:
-    """Temporal packing: the top-K frames of earlier trajectories whose repaired area this one sees."""
+    """Temporal packing: the top-K frames of earlier trajectories whose repaired area this one sees.
+
+    Frame ``f`` of an earlier trajectory a is scored against the frame of b that shows the same
+    source frame (the nearest one when b never shows it), so paths of different lengths or time
+    maps (bullet time, retimed shots) are compared at the same moment and every frame of a counts.
+    """
     if not request.engine.temporal_packing or not done or not holes_b.any():
         return None
     frames, repaired, ids = [], [], []
+    source_b = np.asarray(source_frames_b)
     for a_index, a in enumerate(done):
         if not a.holes.any():
             continue
         K_a, w2c_a = stack_cameras(a.cameras)
-        n = min(len(a.cameras), len(K_b))
-        overlap = trajectory_overlap(a.depth[:n], torch.from_numpy(a.holes[:n]).to(a.depth.device), K_a[:n],
-                                     w2c_a[:n], K_b[:n], w2c_b[:n], width, height)
+        partner = np.abs(np.asarray(a.source_frames)[:, None] - source_b[None, :]).argmin(axis=1)
+        overlap = trajectory_overlap(a.depth, torch.from_numpy(a.holes).to(a.depth.device), K_a, w2c_a,
+                                     K_b[partner], w2c_b[partner], width, height)
         for f in select_context_frames(overlap, request.engine.packing_top_k).tolist():
-            if int(overlap.visible_in_b[f]) > 0:
-                frames.append(a.filled[f])
-                repaired.append(a.holes[f])
-                ids.append(a_index * 100_000 + f)
+            frames.append(a.filled[f])
+            repaired.append(a.holes[f])
+            ids.append(a_index * 100_000 + f)
     if not frames:
         return None
     return InpaintContext(np.stack(frames), np.stack(repaired), np.asarray(ids))

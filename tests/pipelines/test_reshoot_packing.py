@@ -1,0 +1,43 @@
+"""Temporal packing context selection across trajectories with different lengths and time maps."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from backend.pipelines.reshoot.pipeline import TrajectoryResult, _packing_context
+from protocol.camera import Camera, stack_cameras
+
+W = H = 16
+
+
+def _earlier_trajectory(num_frames: int, repaired_frame: int) -> TrajectoryResult:
+    """A finished path of fixed cameras at the origin; only ``repaired_frame`` had a hole (a 4x4 patch)."""
+    camera = Camera.from_fov(60.0, W, H)
+    holes = np.zeros((num_frames, H, W), bool)
+    holes[repaired_frame, 6:10, 6:10] = True
+    filled = np.stack([np.full((H, W, 3), 10 * f, np.uint8) for f in range(num_frames)])
+    return TrajectoryResult(
+        name="a", cameras=[camera] * num_frames, source_frames=list(range(num_frames)), render=filled,
+        filled=filled, holes=holes, depth=torch.full((num_frames, H, W), 2.0),
+        hole_ratio_render=float(holes.mean()), hole_ratio=float(holes.mean()),
+    )
+
+
+def test_context_pairs_frames_by_the_source_frame_they_show() -> None:
+    request = SimpleNamespace(engine=SimpleNamespace(temporal_packing=True, packing_top_k=4))
+    a = _earlier_trajectory(4, repaired_frame=3)
+    # b is a shorter, retimed path: its two cameras show source frames 2 and 3
+    K_b, w2c_b = stack_cameras([Camera.from_fov(60.0, W, H)] * 2)
+    holes_b = np.ones((2, H, W), bool)
+    context = _packing_context(request, [a], np.array([2, 3]), holes_b, K_b, w2c_b, W, H)
+    assert context is not None, "a's repaired frame 3 is seen by b's frame showing source frame 3"
+    assert np.array_equal(context.frames, a.filled[3:4])
+    assert np.array_equal(context.repaired, a.holes[3:4])
+    # a path that never reaches frame 3 is scored against its nearest moment, and b sees it there too
+    context_far = _packing_context(request, [a], np.array([0, 1]), holes_b, K_b, w2c_b, W, H)
+    assert context_far is not None and np.array_equal(context_far.frames, a.filled[3:4])
+    # nothing to fill in b: no context
+    assert _packing_context(request, [a], np.array([2, 3]), ~holes_b, K_b, w2c_b, W, H) is None
