@@ -418,5 +418,6 @@ class Codec:
             self._last_seq.popitem(last=False)
 
     def forget_session(self, session: str) -> None:
-        """Drop replay state for a peer session (e.g. after ``bye``)."""
+        """Drop replay state for a peer session. Its earlier signed messages become replayable, so
+        the server does not call this when a client leaves (the state is LRU-bounded anyway)."""
         self._last_seq.pop(session, None)

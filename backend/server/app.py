@@ -338,8 +338,8 @@ class Server(RequestHandlers, ResultStreaming):
             return
         for subs in self.subscribers.values():
             subs.discard(identity)
-        if client.session:
-            self.codec.forget_session(client.session)
+        # The codec keeps the session's last seq (LRU-bounded): forgetting it here would let anyone
+        # who captured that session's signed messages replay them once it has left.
         log.info("client %s dropped: %s", identity.hex()[:8], reason)
 
     def subscribe(self, client: ClientState, job_id: str) -> None:

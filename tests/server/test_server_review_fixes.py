@@ -102,3 +102,33 @@ def test_result_begin_queued_behind_a_full_socket_goes_out_once_and_before_its_c
         server._pump_streams()
         server._flush_outboxes()
     assert received == ["result.begin", "result.chunk", "result.chunk"]
+
+
+def test_a_message_captured_before_bye_cannot_be_replayed_after_it(tmp_path):
+    import zmq
+
+    from protocol.messages import ErrorMessage, Hello, Pong, Welcome, parse
+    from protocol.wire import Codec, Message
+
+    with running_server(tmp_path) as server:
+        context = zmq.Context()
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(server.connection.endpoint)
+        codec = Codec(server.key)
+
+        def exchange(frames: list) -> object:
+            sock.send_multipart(frames)
+            assert sock.poll(5000), "server did not answer"
+            return parse(codec.decode(sock.recv_multipart()))
+
+        try:
+            assert isinstance(exchange(codec.encode(Hello(client="replay-test").to_message())), Welcome)
+            ping = [bytes(f) for f in codec.encode(Message(type="ping"))]
+            assert isinstance(exchange(ping), Pong)
+            sock.send_multipart(codec.encode(Message(type="bye")))
+            reply = exchange(ping)  # the same signed frames again, after the session said bye
+            assert isinstance(reply, ErrorMessage) and reply.code == "replayed"
+        finally:
+            sock.close(0)
+            context.term()
