@@ -275,6 +275,8 @@ class Server(RequestHandlers, ResultStreaming):
                       parent_id=msg.msg_id if msg is not None else None)
             log.info("rejected %s from %s: %s (%s)", msg.type if msg else "message", identity.hex()[:8],
                      exc.code, exc.message if job_id is None else f"job {job_id}: {exc.message}")
+            if exc.code == "version_unsupported":  # protocol.md §10: refused, then forgotten
+                self.drop_client(identity, "speaks another protocol major version")
         except Exception as exc:  # a bug must not take the server down
             log.exception("internal error handling a message")
             self.send(client, ErrorMessage(code="internal", msg=f"internal server error: {type(exc).__name__}"),

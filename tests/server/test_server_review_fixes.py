@@ -132,3 +132,32 @@ def test_a_message_captured_before_bye_cannot_be_replayed_after_it(tmp_path):
         finally:
             sock.close(0)
             context.term()
+
+
+def test_a_peer_of_another_major_version_is_refused_and_forgotten(tmp_path):
+    import time
+
+    import zmq
+
+    from protocol.messages import ErrorMessage, parse
+    from protocol.wire import Codec, Message
+
+    with running_server(tmp_path) as server:
+        context = zmq.Context()
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(server.connection.endpoint)
+        codec = Codec(server.key)
+        try:
+            frames = codec.encode(Message(type="hello"))
+            sock.send_multipart([b"B4D2", *frames[1:]])
+            assert sock.poll(5000), "server did not answer"
+            reply = parse(codec.decode(sock.recv_multipart()))
+            assert isinstance(reply, ErrorMessage) and reply.code == "version_unsupported"
+            deadline = time.monotonic() + 2
+            while server.clients and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert server.clients == {}
+        finally:
+            sock.close(0)
+            context.term()
