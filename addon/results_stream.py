@@ -26,6 +26,7 @@ from typing import Any
 import bpy
 import numpy as np
 
+from .deps import protocol_module
 from .jobs import find_job
 
 JOB_STATE_FROM_WIRE = {"queued": "QUEUED", "running": "RUNNING", "streaming": "STREAMING",
@@ -228,6 +229,7 @@ def update_preview(scene: bpy.types.Scene, job, xyz: np.ndarray, rgb: np.ndarray
     if rgb is not None:
         colors = np.asarray(rgb).reshape(-1, 3)[::stride]
         colors = colors.astype(np.float32) / 255.0 if colors.dtype == np.uint8 else colors.astype(np.float32)
+        colors = protocol_module("color").srgb_to_linear(colors)  # frames are sRGB, colour attributes linear
         rgba = np.ones((len(points), 4), np.float32)
         rgba[:, :3] = colors
         attribute = mesh.color_attributes.get("displayColor") or mesh.color_attributes.new(

@@ -7,7 +7,7 @@ the job's world frame; the default prim is ``/Recast4D``)::
       /<name>                         UsdGeom.Points   (point-cloud sequence)
           points, widths, primvars:displayColor              time-sampled, vertex interpolation
       /<name>                         UsdGeom.Points   (Gaussian sequence)
-          points, widths (= 2 x largest std-dev), primvars:displayColor (SH DC colour),
+          points, widths (= 2 x largest std-dev), primvars:displayColor (SH DC colour converted to linear),
           primvars:opacity (float, activated), primvars:scale (float3, std-devs in metres),
           primvars:orient (quatf, unit, USD real-first)      time-sampled, vertex interpolation
       /<name>_splats                  UsdVol.ParticleField3DGaussianSplat (usd-core >= 25.11 schema)
@@ -35,6 +35,7 @@ import torch
 from pxr import Gf, Sdf, Usd, UsdGeom, Vt
 
 from backend.gaussians.gaussian_set import SH_C0, GaussianSet
+from protocol.color import srgb_to_linear
 from protocol.errors import ValidationError
 
 try:  # the splat schema arrived in usd-core 25.11
@@ -191,7 +192,8 @@ class UsdSceneWriter:
         rot_wxyz = quats / np.maximum(np.linalg.norm(quats, axis=1, keepdims=True), 1e-12)
         rot_xyzw = np.ascontiguousarray(rot_wxyz[:, [1, 2, 3, 0]])  # Vt quat memory order: i j k real
         sh = g.sh.float().numpy()
-        colors = np.ascontiguousarray(np.clip(sh[:, 0] * SH_C0 + 0.5, 0.0, 1.0), dtype=np.float32)
+        # SH DC is an sRGB-encoded colour (3DGS fits sRGB images); displayColor is linear.
+        colors = np.ascontiguousarray(srgb_to_linear(sh[:, 0] * SH_C0 + 0.5), dtype=np.float32)
         widths = np.ascontiguousarray(2.0 * scales.max(axis=1), dtype=np.float32)
 
         geom = self._points_prim(name)

@@ -19,6 +19,7 @@ import torch
 
 from backend.export import UsdSceneWriter
 from backend.gaussians import SH_C0, GaussianSet
+from protocol.color import srgb_to_linear
 
 COUNTS = (25, 40, 33)
 
@@ -83,6 +84,6 @@ def test_blender_imports_animated_point_clouds_with_attributes(tmp_path: Path) -
         np.testing.assert_allclose(_attribute(gauss, "scale", 3), g.scales.numpy(), rtol=1e-5)
         np.testing.assert_allclose(_attribute(gauss, "orient", 4), g.rotations.numpy(), atol=1e-6)
         np.testing.assert_allclose(_attribute(gauss, "displayColor", 4)[:, :3],
-                                   np.clip(g.sh[:, 0].numpy() * SH_C0 + 0.5, 0, 1), atol=1e-6)
+                                   srgb_to_linear(g.sh[:, 0].numpy() * SH_C0 + 0.5), atol=1e-6)
         np.testing.assert_allclose(_attribute(gauss, "radius", 1), g.scales.max(dim=1).values.numpy(),
                                    rtol=1e-5)

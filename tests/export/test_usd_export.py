@@ -15,6 +15,7 @@ from pxr import Usd, UsdGeom
 
 from backend.export import HAS_SPLAT_SCHEMA, UsdSceneWriter, gf_quat_wxyz
 from backend.gaussians import SH_C0, GaussianSet
+from protocol.color import srgb_to_linear
 from protocol.errors import ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +75,7 @@ def test_point_cloud_and_gaussian_sequences_round_trip(tmp_path: Path) -> None:
         np.testing.assert_allclose(np.asarray(gauss.GetWidthsAttr().Get(t)),
                                    2 * g.scales.max(dim=1).values.numpy(), rtol=1e-6)
         np.testing.assert_allclose(np.asarray(gauss.GetDisplayColorPrimvar().Get(t)),
-                                   np.clip(g.sh[:, 0].numpy() * SH_C0 + 0.5, 0, 1), rtol=1e-6)
+                                   srgb_to_linear(g.sh[:, 0].numpy() * SH_C0 + 0.5), rtol=1e-6)
         np.testing.assert_allclose(np.asarray(primvars.GetPrimvar("opacity").Get(t)), g.opacities.numpy(),
                                    rtol=1e-6)
         np.testing.assert_allclose(np.asarray(primvars.GetPrimvar("scale").Get(t)), g.scales.numpy(),
