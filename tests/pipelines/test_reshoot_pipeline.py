@@ -73,10 +73,25 @@ def test_holes_are_filled_and_seen_pixels_kept(finished):
     assert (orbit.filled[orbit.holes].max(axis=-1) > 0).mean() > 0.99
 
 
-def test_static_accumulation_shrinks_holes(finished):
+def test_static_accumulation_shrinks_holes_and_its_points_reach_the_result(finished):
     _, _, result, _, _ = finished
     orbit = result.trajectories[0]
     assert orbit.hole_ratio < orbit.hole_ratio_render
+    points = result.report["points"]
+    assert points["accumulated"] > 0
+    assert points["fused"] == points["source"] + points["accumulated"] + points["generated"]
+
+
+def test_usd_colours_are_linear(finished):
+    from pxr import Usd, UsdGeom
+
+    from protocol.color import srgb_to_linear
+
+    _, out, result, _, _ = finished
+    stage = Usd.Stage.Open(str(out / "scene.usdc"))
+    colours = np.asarray(UsdGeom.Points(stage.GetPrimAtPath("/Recast4D/point_cloud")).GetDisplayColorAttr().Get(1))
+    srgb = result.points.frame(0).rgb.numpy()
+    np.testing.assert_allclose(colours, srgb_to_linear(np.round(srgb * 255) / 255), atol=1e-6)
 
 
 def test_progress_and_frames_are_reported_as_produced(finished):

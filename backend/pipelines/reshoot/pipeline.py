@@ -33,6 +33,7 @@ from backend.export.stream import export_gaussian_frames
 from backend.gaussians import FitConfig, FitView, SequenceFrame, fit_sequence, gaussians_from_points
 from backend.gaussians.sequence import FittedFrame
 from backend.geometry import (
+    AccumulationResult,
     PointFrames,
     accumulate_static,
     concatenate_frames,
@@ -45,6 +46,7 @@ from backend.geometry import (
 )
 from backend.progress import CancelFn, check_cancel
 from protocol.camera import Camera, stack_cameras
+from protocol.color import srgb_to_linear
 from protocol.errors import ValidationError
 from protocol.paths import build_path
 
@@ -118,7 +120,8 @@ def run_reshoot(
                          else get_depth_engine(request.engine.depth, request.engine.models_dir))
 
     done: list[TrajectoryResult] = []
-    generated: list[PointFrames] = []
+    generated: list[PointFrames] = []  # lifted from filled pixels, per source frame
+    borrowed: list[PointFrames] = []  # static points of other frames that filled holes, per source frame
     for traj in trajectories:
         tm = traj.time_map if traj.time_map is not None else np.arange(len(traj.cameras))
         K_t, w2c_t = stack_cameras(traj.cameras)
@@ -128,6 +131,9 @@ def run_reshoot(
                 acc = accumulate_static(points, static, K_t, w2c_t, width, height, window=STATIC_WINDOW,
                                         time_map=tm)
                 render, base_mask = acc.render, acc.base.mask
+                generated.append(_borrowed_points(points, acc.render.point_index, acc.filled, tm))
+                # Static points of other frames now seen in this view belong to the frames it shows too.
+                borrowed.append(accumulated_points(points, acc, tm))
             else:
                 render = render_points(_points_for_time_map(points, tm), K_t, w2c_t, width, height)
                 base_mask = render.mask
@@ -166,7 +172,7 @@ def run_reshoot(
         done.append(result)
 
     with clock.stage("fuse") as stage_progress:
-        fused = merge_by_frame([points, *generated], request.num_frames, request.gaussians.max_points,
+        fused = merge_by_frame([points, *borrowed, *generated], request.num_frames, request.gaussians.max_points,
                                seed=request.engine.seed)
         stage_progress(1, 1, f"{fused.num_points} points in {fused.num_frames} frames")
 
@@ -177,7 +183,8 @@ def run_reshoot(
             for frame in _gaussian_frames(request, fused, done, dev, stage_progress, cancel, usd, out_dir):
                 xyz, rgb, radius = _frame_arrays(fused, frame.index)
                 if usd is not None:
-                    usd.add_point_cloud_frame(frame.index, xyz, rgb.astype(np.float32) / 255.0, widths=2.0 * radius)
+                    usd.add_point_cloud_frame(frame.index, xyz, srgb_to_linear(rgb.astype(np.float32) / 255.0),
+                                              widths=2.0 * radius)
                 gaussian_stats.append({"frame": frame.index, "gaussians": len(frame.gaussians),
                                        "psnr_per_view": [round(v, 2) for v in frame.psnr_per_view]})
                 if on_frame is not None:
@@ -203,7 +210,8 @@ def run_reshoot(
                           "hole_ratio_render": round(t.hole_ratio_render, 5),
                           "hole_ratio_after_accumulation": round(t.hole_ratio, 5), "files": t.files}
                          for t in done],
-        "points": {"source": points.num_points, "generated": sum(g.num_points for g in generated),
+        "points": {"source": points.num_points, "accumulated": sum(b.num_points for b in borrowed),
+                   "generated": sum(g.num_points for g in generated),
                    "fused": fused.num_points},
         "stages": clock.summary(),
         "wall_seconds": round(time.time() - started, 3),
@@ -252,6 +260,22 @@ def default_pivot_depth(depth_z: torch.Tensor) -> float:
     if valid.numel() == 0:
         raise ValidationError("the first frame has no valid depth to place the camera-path pivot")
     return float(valid.median())
+
+
+def accumulated_points(points: PointFrames, acc: AccumulationResult, time_map: np.ndarray) -> PointFrames:
+    """The static points that filled holes of view ``t`` (``acc.filled``), re-homed to source frame
+    ``time_map[t]`` so the 4D result shows what the view showed. Each (frame, point) pair once."""
+    view, ys, xs = torch.nonzero(acc.filled, as_tuple=True)
+    rows = acc.render.point_index[view, ys, xs]
+    frame = torch.as_tensor(np.asarray(time_map), device=rows.device)[view]
+    pairs = torch.unique(frame * points.num_points + rows)
+    frame, rows = pairs // points.num_points, pairs % points.num_points
+    counts = torch.bincount(frame, minlength=points.num_frames).cpu()
+    offsets = torch.zeros(points.num_frames + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(counts, 0)
+    return PointFrames(xyz=points.xyz[rows], rgb=points.rgb[rows], radius=points.radius[rows], frame_index=frame,
+                       pixel_index=points.pixel_index[rows], offsets=offsets, source_height=points.source_height,
+                       source_width=points.source_width)
 
 
 def merge_by_frame(parts: list[PointFrames], num_frames: int, max_points: int, *, seed: int = 0) -> PointFrames:
@@ -304,6 +328,24 @@ def _points_for_time_map(points: PointFrames, tm: np.ndarray) -> PointFrames:
     if len(tm) == points.num_frames and np.array_equal(tm, np.arange(points.num_frames)):
         return points
     return concatenate_frames([points.frame(int(s)) for s in tm])
+
+
+def _borrowed_points(points: PointFrames, point_index: torch.Tensor, borrowed: torch.Tensor,
+                     tm: np.ndarray) -> PointFrames:
+    """The static points of other frames that a shot shows at ``borrowed (T,H,W)`` pixels, copied into
+    the source frame ``tm[t]`` each shot frame shows (``frame_index`` in source-frame space, each
+    point once per source frame), so that frame's fused points hold everything its shots show."""
+    t_index = torch.nonzero(borrowed)[:, 0]
+    source = torch.as_tensor(tm, device=points.device)[t_index]
+    key = torch.unique(source * points.num_points + point_index[borrowed])  # sorted by source frame
+    rows, frame = key % points.num_points, key // points.num_points
+    offsets = torch.zeros(points.num_frames + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(torch.bincount(frame, minlength=points.num_frames).cpu(), 0)
+    return PointFrames(
+        points.xyz[rows], points.rgb[rows], points.radius[rows], frame, points.pixel_index[rows], offsets,
+        points.source_height, points.source_width,
+        *((points.tangent_u[rows], points.tangent_v[rows]) if points.tangent_u is not None else (None, None)),
+    )
 
 
 def _packing_context(request: ReshootRequest, done: list[TrajectoryResult], source_frames_b: np.ndarray,
