@@ -31,7 +31,7 @@ test-fast: venv
 # The main job end to end on the embedded default (no weights, no GPU): a Blender scene, the backend
 # server, the add-on driven headless, a Cycles render of the result and a quality report in demo_out/.
 demo: venv
-	$(PY) bench/demo.py --out demo_out --engine $(ENGINE) $(DEMO_ARGS)
+	$(PY) bench/demo.py --out demo_out --engine $(ENGINE) $(if $(MODELS),--models $(MODELS)) $(DEMO_ARGS)
 
 # The installable Blender extension: dist/recast4d-<version>.zip (add-on + protocol + pyzmq/msgpack wheels).
 addon: venv
