@@ -131,7 +131,6 @@ def run_reshoot(
                 acc = accumulate_static(points, static, K_t, w2c_t, width, height, window=STATIC_WINDOW,
                                         time_map=tm)
                 render, base_mask = acc.render, acc.base.mask
-                generated.append(_borrowed_points(points, acc.render.point_index, acc.filled, tm))
                 # Static points of other frames now seen in this view belong to the frames it shows too.
                 borrowed.append(accumulated_points(points, acc, tm))
             else:
@@ -328,24 +327,6 @@ def _points_for_time_map(points: PointFrames, tm: np.ndarray) -> PointFrames:
     if len(tm) == points.num_frames and np.array_equal(tm, np.arange(points.num_frames)):
         return points
     return concatenate_frames([points.frame(int(s)) for s in tm])
-
-
-def _borrowed_points(points: PointFrames, point_index: torch.Tensor, borrowed: torch.Tensor,
-                     tm: np.ndarray) -> PointFrames:
-    """The static points of other frames that a shot shows at ``borrowed (T,H,W)`` pixels, copied into
-    the source frame ``tm[t]`` each shot frame shows (``frame_index`` in source-frame space, each
-    point once per source frame), so that frame's fused points hold everything its shots show."""
-    t_index = torch.nonzero(borrowed)[:, 0]
-    source = torch.as_tensor(tm, device=points.device)[t_index]
-    key = torch.unique(source * points.num_points + point_index[borrowed])  # sorted by source frame
-    rows, frame = key % points.num_points, key // points.num_points
-    offsets = torch.zeros(points.num_frames + 1, dtype=torch.int64)
-    offsets[1:] = torch.cumsum(torch.bincount(frame, minlength=points.num_frames).cpu(), 0)
-    return PointFrames(
-        points.xyz[rows], points.rgb[rows], points.radius[rows], frame, points.pixel_index[rows], offsets,
-        points.source_height, points.source_width,
-        *((points.tangent_u[rows], points.tangent_v[rows]) if points.tangent_u is not None else (None, None)),
-    )
 
 
 def _packing_context(request: ReshootRequest, done: list[TrajectoryResult], source_frames_b: np.ndarray,
