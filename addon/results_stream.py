@@ -37,9 +37,11 @@ PREVIEW_SUFFIX = " Preview"
 #: always has every point.
 PREVIEW_MAX_POINTS = 40_000
 
-# (job_id, stream) -> stream meta from result.begin; open result files. Runtime only.
+# (job_id, stream) -> stream meta from result.begin; open result files; streams whose file could
+# not be written (their later chunks are skipped, their .part file is never renamed). Runtime only.
 _stream_meta: dict[tuple[str, str], dict[str, Any]] = {}
 _open_files: dict[tuple[str, str], Any] = {}
+_failed_streams: set[tuple[str, str]] = set()
 
 
 def message_of(event: Any) -> Any:
@@ -99,6 +101,9 @@ def apply_event(kind: str, event: Any, status: dict[str, Any]) -> None:
         elif kind == "client.error":
             status["error"] = f"{detail.get('code', 'error')}: {detail.get('message', '')}"
         return
+    if kind == "result.end":  # closes the stream's file even if its job left the job list meanwhile
+        _end_stream(event.job_id, event.stream)
+        return
     _, job = find_job_anywhere(getattr(event, "job_id", None))
     if kind == "error" and job is None:
         status["error"] = f"{event.code}: {event.msg}"
@@ -127,8 +132,6 @@ def apply_event(kind: str, event: Any, status: dict[str, Any]) -> None:
             job.state = "RUNNING"
     elif kind == "result.begin":
         _begin_stream(job, event)
-    elif kind == "result.end":
-        _end_stream(job, event)
     elif kind == "cancelled":
         job.state = "CANCELLED"
     elif kind == "error":
@@ -137,7 +140,10 @@ def apply_event(kind: str, event: Any, status: dict[str, Any]) -> None:
 
 def _begin_stream(job, event) -> None:
     meta = dict(event.meta or {})
-    _stream_meta[(job.job_id, event.stream)] = meta
+    key = (job.job_id, event.stream)
+    if not meta.get("from_chunk"):  # the stream starts over (Fetch Results, resume after a restart):
+        _discard_file(key)  # a half-written file must not get the same bytes appended again
+    _stream_meta[key] = meta
     known = [name for name in job.streams.split(",") if name]
     if event.stream not in known:
         job.streams = ",".join([*known, event.stream])
@@ -150,14 +156,39 @@ def _begin_stream(job, event) -> None:
         job.result_dir = str(default_result_dir(job.job_id))
 
 
-def _end_stream(job, event) -> None:
-    key = (job.job_id, event.stream)
+def _discard_file(key: tuple[str, str]) -> None:
+    """Forget a stream's half-written file (it stays a ``.part`` file) and any earlier failure."""
     handle = _open_files.pop(key, None)
     if handle is not None:
         handle.close()
-        part = Path(handle.name)
-        os.replace(part, part.with_name(part.name[: -len(".part")]))
+    _failed_streams.discard(key)
+
+
+def _end_stream(job_id: str, stream: str) -> None:
+    key = (job_id, stream)
+    handle = _open_files.pop(key, None)
+    if handle is not None:
+        handle.close()
+        if key not in _failed_streams:
+            part = Path(handle.name)
+            os.replace(part, part.with_name(part.name[: -len(".part")]))
+    _failed_streams.discard(key)
     _stream_meta.pop(key, None)
+
+
+def chunk_failed(chunk: Any, exc: Exception) -> None:
+    """A chunk could not be applied (unusable file name, disk full...): the job shows why, the
+    stream's file is abandoned as ``.part`` and its remaining chunks are skipped (Fetch Results
+    starts it over)."""
+    key = (chunk.job_id, chunk.stream)
+    handle = _open_files.pop(key, None)
+    if handle is not None:
+        handle.close()
+    _failed_streams.add(key)
+    _, job = find_job_anywhere(chunk.job_id)
+    if job is not None:
+        job.state, job.error_code = "FAILED", "result_write_failed"
+        job.error = f"could not store result stream {chunk.stream!r}: {exc}"
 
 
 def safe_relative_path(name: str) -> Path:
@@ -182,6 +213,8 @@ def apply_chunk(chunk: Any, chunk_meta: dict[str, Any] | None = None) -> None:
     if job is None:
         return
     key = (chunk.job_id, chunk.stream)
+    if key in _failed_streams:
+        return
     meta = {**_stream_meta.get(key, {}), **(chunk_meta or {})}
     if "filename" in meta:
         _stream_meta.setdefault(key, {})["filename"] = meta["filename"]
@@ -264,3 +297,4 @@ def close_all_streams() -> None:
         handle.close()
     _open_files.clear()
     _stream_meta.clear()
+    _failed_streams.clear()

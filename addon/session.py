@@ -14,6 +14,7 @@ Nothing here is stored in the .blend: the job list (properties) is; the client i
 from __future__ import annotations
 
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,7 +117,10 @@ def apply_one_chunk() -> bool:
         return False
     event = queue.popleft()
     chunk = results_stream.message_of(event)
-    results_stream.apply_chunk(chunk, getattr(event, "meta", None) or {})
+    try:
+        results_stream.apply_chunk(chunk, getattr(event, "meta", None) or {})
+    except (OSError, ValueError) as exc:  # bad file name from the wire, disk full: the job says so
+        results_stream.chunk_failed(chunk, exc)
     client = _STATE.client
     if client is not None:
         client.consumed(chunk.job_id, chunk.stream, chunk.chunk)  # credit only once consumed
@@ -156,6 +160,10 @@ def tick() -> float | None:
             _redraw_sidebar()
     except ReferenceError:  # the scene was freed by a file load; jobs are looked up again next tick
         pass
+    except Exception as exc:  # Blender drops a timer that raises: that would end all event handling
+        traceback.print_exc()
+        _STATE.status["error"] = f"internal: {type(exc).__name__}: {exc}"
+        busy = True
     elapsed = time.perf_counter() - started
     _STATE.last_tick_s = elapsed
     _STATE.max_tick_s = max(_STATE.max_tick_s, elapsed)

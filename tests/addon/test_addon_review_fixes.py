@@ -1,0 +1,126 @@
+"""Regression tests for add-on bugs found in review (each failed before its fix)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.blender
+
+
+class ListClient:
+    """The main thread's view of a client: hands out queued events, records credit."""
+
+    def __init__(self, events: list | None = None) -> None:
+        self.events = list(events or [])
+        self.credits: list[tuple[str, str, int]] = []
+        self.fail_next_poll = False
+
+    def poll_events(self, max_items: int, time_budget_s: float) -> list:
+        if self.fail_next_poll:
+            self.fail_next_poll = False
+            raise RuntimeError("boom")
+        out, self.events = self.events[:max_items], self.events[max_items:]
+        return out
+
+    def consumed(self, job_id: str, stream: str, chunk: int) -> None:
+        self.credits.append((job_id, stream, chunk + 1))
+
+    def close(self) -> None:
+        pass
+
+
+def _file_stream(job_id: str, stream: str, filename: str, pieces: list[bytes], from_chunk: int = 0,
+                 end: bool = True) -> list:
+    from protocol import messages as m
+
+    events = [m.ResultBegin(job_id=job_id, stream=stream, chunks=len(pieces),
+                            meta={"filename": filename, "from_chunk": from_chunk})]
+    for index, piece in enumerate(pieces):
+        events.append(m.ResultChunk(job_id=job_id, stream=stream, chunk=from_chunk + index,
+                                    arrays={"data": np.frombuffer(piece, dtype=np.uint8)}))
+    if end:
+        events.append(m.ResultEnd(job_id=job_id, stream=stream, chunks=from_chunk + len(pieces)))
+    return events
+
+
+def _job(job_id: str, result_dir):
+    import bpy
+
+    job = bpy.context.scene.recast4d.jobs.add()
+    job.name, job.job_id, job.state, job.result_dir = job_id, job_id, "RUNNING", str(result_dir)
+    return job
+
+
+def _run_ticks(session, client: ListClient, limit: int = 200) -> None:
+    for _ in range(limit):
+        if not client.events and not session.state().pending_chunks:
+            return
+        session.tick()
+    raise AssertionError("events were not drained")
+
+
+def test_a_stream_that_starts_over_rewrites_its_file_instead_of_appending(registered_addon, tmp_path):
+    from addon import session
+
+    _job("job-refetch", tmp_path)
+    # the stream is interrupted after two pieces (e.g. Fetch Results pressed mid-stream) ...
+    first = _file_stream("job-refetch", "usd", "scene.usdc", [b"AAAA", b"BBBB"], end=False)
+    # ... and the backend sends it again from chunk 0
+    again = _file_stream("job-refetch", "usd", "scene.usdc", [b"AAAA", b"BBBB", b"CC"])
+    client = ListClient(first + again)
+    session.attach_client(client, start_timer=False)
+    try:
+        _run_ticks(session, client)
+    finally:
+        session.detach_client()
+    assert (tmp_path / "scene.usdc").read_bytes() == b"AAAABBBBCC"
+
+
+def test_a_resumed_stream_keeps_appending(registered_addon, tmp_path):
+    from addon import session
+
+    _job("job-resume", tmp_path)
+    first = _file_stream("job-resume", "usd", "scene.usdc", [b"AAAA", b"BBBB"], end=False)
+    resumed = _file_stream("job-resume", "usd", "scene.usdc", [b"CC"], from_chunk=2)
+    client = ListClient(first + resumed)
+    session.attach_client(client, start_timer=False)
+    try:
+        _run_ticks(session, client)
+    finally:
+        session.detach_client()
+    assert (tmp_path / "scene.usdc").read_bytes() == b"AAAABBBBCC"
+
+
+def test_an_unusable_file_name_fails_the_job_and_the_tick_goes_on(registered_addon, tmp_path):
+    from addon import session
+
+    job = _job("job-evil", tmp_path / "results")
+    _job("job-good", tmp_path / "good")
+    events = (_file_stream("job-evil", "usd", "../../evil.usdc", [b"AAAA", b"BBBB"])
+              + _file_stream("job-good", "usd", "scene.usdc", [b"OK"]))
+    client = ListClient(events)
+    session.attach_client(client, start_timer=False)
+    try:
+        _run_ticks(session, client)
+    finally:
+        session.detach_client()
+    assert (job.state, job.error_code) == ("FAILED", "result_write_failed")
+    assert "evil.usdc" in job.error
+    assert not list(tmp_path.rglob("evil.usdc*"))
+    assert ("job-evil", "usd", 2) in client.credits  # its chunks still count as consumed: no stall
+    assert (tmp_path / "good" / "scene.usdc").read_bytes() == b"OK"  # later streams still apply
+
+
+def test_an_unexpected_error_in_a_tick_does_not_stop_the_timer(registered_addon):
+    from addon import session
+
+    client = ListClient()
+    client.fail_next_poll = True
+    session.attach_client(client, start_timer=False)
+    try:
+        delay = session.tick()  # Blender unregisters a timer whose callback raises
+        assert isinstance(delay, float) and delay > 0
+        assert "boom" in session.state().status["error"]
+    finally:
+        session.detach_client()
