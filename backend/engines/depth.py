@@ -28,6 +28,8 @@ from backend.progress import CancelFn, ProgressFn, check_cancel  # noqa: E402
 from protocol.errors import ValidationError  # noqa: E402
 
 DEPTH_FILE_SUFFIXES = (".exr", ".png", ".npy")
+#: a frame needs this many pixels with a known reference depth for its own scale/shift fit
+MIN_REFERENCE_PIXELS = 16
 
 
 def read_depth_image(path: Path, *, png_scale: float = 0.001) -> np.ndarray:
@@ -204,7 +206,8 @@ class DepthAnythingEngine:
         """z-depth (F, H, W) float32: consistent-scale, or aligned to ``reference`` where ``reference_mask``.
 
         With a reference, each frame's (scale, shift) is fitted in inverse-depth space on its masked
-        pixels; the fits are smoothed over ``smooth_sigma`` frames (:func:`smooth_affine_alignment`).
+        pixels (a frame with fewer than ``MIN_REFERENCE_PIXELS`` known ones takes the nearest frame's
+        fit); the fits are smoothed over ``smooth_sigma`` frames (:func:`smooth_affine_alignment`).
         """
         disparity = self.predict_disparity(frames, progress=progress, cancel=cancel)
         if reference is None:
@@ -218,9 +221,19 @@ class DepthAnythingEngine:
             raise ValidationError(f"reference mask {mask.shape} must match the reference depth {reference.shape}")
         num_frames = disparity.shape[0]
         scales, shifts = np.empty(num_frames), np.empty(num_frames)
-        for index in range(num_frames):
+        known = mask & np.isfinite(reference) & (reference > 0)
+        fitted = known.reshape(num_frames, -1).sum(axis=1) >= MIN_REFERENCE_PIXELS
+        if not fitted.any():
+            raise ValidationError(f"cannot align estimated depth: no frame has {MIN_REFERENCE_PIXELS} pixels with a "
+                                  "known reference depth (the render along this path saw almost nothing)")
+        for index in np.flatnonzero(fitted):
+            check_cancel(cancel)
             _, scales[index], shifts[index] = align_depth(disparity[index], reference[index], mask[index],
                                                           space="inverse")
+        # frames whose render saw (almost) nothing take the fit of the nearest frame that has one
+        with_fit = np.flatnonzero(fitted)
+        nearest = with_fit[np.abs(np.arange(num_frames)[:, None] - with_fit[None, :]).argmin(axis=1)]
+        scales, shifts = scales[nearest], shifts[nearest]
         inverse = smooth_affine_alignment(disparity, scales, shifts, self.smooth_sigma)
         aligned = (1.0 / np.maximum(inverse, MIN_INVERSE_DEPTH)).astype(np.float32)
         return aligned

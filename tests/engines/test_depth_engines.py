@@ -81,6 +81,22 @@ def test_reference_alignment_with_drifting_network_output(tiny_models_dir: Path)
     assert np.allclose(aligned, depth, rtol=1e-3)  # also where the reference is unknown
 
 
+def test_reference_alignment_survives_frames_whose_render_saw_nothing(tiny_models_dir: Path) -> None:
+    """A generated frame with no seen pixels (the path looked away) borrows its neighbour's fit
+    instead of failing the job after the expensive fill; with no reference at all, a clear error."""
+    engine = get_depth_engine("depth-anything", tiny_models_dir, input_size=28, device="cpu", smooth_sigma=1.0)
+    depth = np.repeat(scene_depth(1), 4, axis=0)
+    engine.predict_disparity = lambda frames, **kwargs: (1.0 / depth).astype(np.float32)
+    mask = np.ones(depth.shape, bool)
+    mask[2] = False
+    aligned = engine.predict(np.zeros(depth.shape + (3,), np.uint8), reference=np.where(mask, depth, 0),
+                             reference_mask=mask)
+    assert np.allclose(aligned, depth, rtol=1e-3)
+    with pytest.raises(ValidationError, match="no frame has"):
+        engine.predict(np.zeros(depth.shape + (3,), np.uint8), reference=np.zeros(depth.shape),
+                       reference_mask=np.zeros(depth.shape, bool))
+
+
 def test_given_depth_from_npy_png16_and_exr(tmp_path: Path) -> None:
     depth = scene_depth(3)
     npy_dir, png_dir, exr_dir = tmp_path / "npy", tmp_path / "png", tmp_path / "exr"
