@@ -152,13 +152,31 @@ def start_local_backend(prefs: PreferenceValues) -> subprocess.Popen:
         log_dir = Path(bpy.utils.extension_path_user(__package__, path="logs", create=True))
     except (ValueError, KeyError):  # development checkout, not an installed extension
         log_dir = Path(bpy.app.tempdir or "/tmp")
-    log = open(log_dir / "backend.log", "ab")  # noqa: SIM115 - owned by the child process
+    stale_session = _server_session_in(conn_file)  # a file left by an earlier server is not ours
     cmd = [python, "-m", "backend.cli", "serve", "--connection-file", str(conn_file)]
     creation = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32" else {}
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **creation)
-    log.close()
-    _started_process.update(process=process, log=str(log_dir / "backend.log"), conn_file=str(conn_file))
+    with open(log_dir / "backend.log", "ab") as log:  # the child keeps its own handle
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **creation)
+    _started_process.update(process=process, log=str(log_dir / "backend.log"), conn_file=str(conn_file),
+                            stale_session=stale_session)
     return process
+
+
+def _server_session_in(path: Path) -> str | None:
+    """The ``server_session`` named by a readable connection file, else ``None``."""
+    try:
+        return _connection.ConnectionInfo.read(path).server_session
+    except _errors.Recast4DError:
+        return None
+
+
+def started_backend_ready() -> bool:
+    """True once the backend started by :func:`start_local_backend` has written its connection file
+    (a file that was already there, from an earlier server, does not count)."""
+    if "conn_file" not in _started_process:
+        return False
+    session_now = _server_session_in(Path(str(_started_process["conn_file"])))
+    return session_now is not None and session_now != _started_process.get("stale_session")
 
 
 def stop_started_backend() -> None:
@@ -220,7 +238,7 @@ class RECAST4D_OT_start_backend(bpy.types.Operator):
             self._finish(context)
             self.report({"ERROR"}, f"the backend exited (code {process.returncode}); see {_started_process.get('log')}")
             return {"CANCELLED"}
-        if Path(str(_started_process.get("conn_file", ""))).is_file():
+        if started_backend_ready():
             self._finish(context)
             try:
                 connect_backend(get_preferences(context))

@@ -124,3 +124,28 @@ def test_an_unexpected_error_in_a_tick_does_not_stop_the_timer(registered_addon)
         assert "boom" in session.state().status["error"]
     finally:
         session.detach_client()
+
+
+def test_start_local_backend_is_not_fooled_by_a_stale_connection_file(registered_addon, tmp_path):
+    import stat
+    import sys
+
+    from addon import connection
+    from addon.prefs import PreferenceValues
+    from protocol.connection import ConnectionInfo
+
+    conn_file = tmp_path / "server.json"
+    ConnectionInfo(transport="tcp", host="127.0.0.1", port=5999, key="00" * 32, pid=999_999,
+                   server_session="old-server").write(conn_file)
+    fake_python = tmp_path / "python"  # stands in for the backend's python: starts, writes nothing yet
+    fake_python.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(30)\n")
+    fake_python.chmod(fake_python.stat().st_mode | stat.S_IXUSR)
+    prefs = PreferenceValues(python_path=str(fake_python), connection_file=str(conn_file))
+    try:
+        connection.start_local_backend(prefs)
+        assert not connection.started_backend_ready()  # the old server's file is still there
+        ConnectionInfo(transport="tcp", host="127.0.0.1", port=6000, key="11" * 32, pid=1234,
+                       server_session="new-server").write(conn_file)
+        assert connection.started_backend_ready()
+    finally:
+        connection.stop_started_backend()
