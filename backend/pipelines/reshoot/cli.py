@@ -21,6 +21,8 @@ import numpy as np
 
 from protocol.errors import ValidationError
 
+from ..cli_support import ProgressBars, read_camera_file, safe_name
+
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("run", help="re-film a video along new camera paths (no server needed)",
@@ -63,7 +65,7 @@ def run_command(args: argparse.Namespace) -> int:
     request = ReshootRequest.from_params(params, inputs)
     for warning in request.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    with _ProgressBars() as bars:
+    with ProgressBars() as bars:
         result = run_reshoot(request, out, progress=bars.update, device=args.device)
     summary = {s["stage"]: s["seconds"] for s in result.report["stages"]}
     print(f"wrote {out} ({result.points.num_points} points over {request.num_frames} frames) in "
@@ -87,7 +89,7 @@ def _from_arguments(args: argparse.Namespace) -> tuple[dict, dict, Path | None]:
     params: dict[str, Any] = {"fps": video.fps, "depth_kind": args.depth_kind,
                               "trajectories": [_trajectory(spec, i) for i, spec in enumerate(args.camera_path)]}
     if args.camera is not None:
-        params["cameras"] = [c.to_dict() for c in _read_cameras(args.camera).cameras]
+        params["cameras"] = [c.to_dict() for c in read_camera_file(args.camera).cameras]
     if args.depth is None:
         params.setdefault("engine", {})["depth"] = args.depth_engine or "depth-anything"
     return params, inputs, None
@@ -96,25 +98,12 @@ def _from_arguments(args: argparse.Namespace) -> tuple[dict, dict, Path | None]:
 def _trajectory(spec: str, index: int) -> dict:
     path = Path(spec)
     if path.suffix.lower() in (".json", ".txt", ".npz") or path.exists():
-        data = _read_cameras(path)
-        traj: dict[str, Any] = {"name": _safe_name(path.stem, index), "cameras": [c.to_dict() for c in data.cameras]}
+        data = read_camera_file(path)
+        traj: dict[str, Any] = {"name": safe_name(path.stem, index), "cameras": [c.to_dict() for c in data.cameras]}
         if data.source_frames is not None:
             traj["time_map"] = list(data.source_frames)
         return traj
-    return {"name": _safe_name(spec.split(":")[0] + str(index), index), "preset": spec}
-
-
-def _read_cameras(path: Path):
-    from protocol.paths.formats import read_camera_path
-
-    if not path.exists():
-        raise ValidationError(f"camera path file not found: {path}")
-    return read_camera_path(path)
-
-
-def _safe_name(text: str, index: int) -> str:
-    clean = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text).strip("_")
-    return clean or f"path{index}"
+    return {"name": safe_name(spec.split(":")[0] + str(index), index), "preset": spec}
 
 
 def _from_job_file(args: argparse.Namespace) -> tuple[dict, dict, Path | None]:
@@ -161,41 +150,3 @@ def _apply_overrides(params: dict, args: argparse.Namespace) -> None:
         params["fov_deg"] = args.fov
     if args.gaussian_iterations is not None:
         params.setdefault("gaussians", {})["iterations"] = args.gaussian_iterations
-
-
-class _ProgressBars:
-    """One tqdm bar per stage on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self) -> None:
-        self._bar = None
-        self._stage = None
-
-    def update(self, stage: str, step: int, total: int, message: str = "") -> None:
-        from tqdm import tqdm
-
-        if stage != self._stage:
-            self.close_bar()
-            self._stage = stage
-            self._bar = tqdm(total=max(total, 1), desc=f"{stage:>11}", unit="step", file=sys.stderr,
-                             leave=True, dynamic_ncols=True, disable=None)
-        bar = self._bar
-        if bar is not None and not bar.disable:
-            bar.total = max(total, 1)
-            bar.n = min(step, bar.total)
-            if message:
-                bar.set_postfix_str(message[:60], refresh=False)
-            bar.refresh()
-        elif message and step in (0, total):
-            print(f"[{stage}] {message}", file=sys.stderr)
-
-    def close_bar(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-    def __enter__(self) -> _ProgressBars:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close_bar()
-

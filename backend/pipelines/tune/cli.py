@@ -84,7 +84,7 @@ def run_command(args: argparse.Namespace) -> int:
     from backend.engines.depth import load_depth_sequence
     from backend.media import read_frames
 
-    from ..reshoot.cli import _ProgressBars, _read_cameras, _safe_name
+    from ..cli_support import ProgressBars, read_camera_file, safe_name
     from .pipeline import run_tune
     from .request import TuneRequest
 
@@ -93,7 +93,7 @@ def run_command(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"fps": video.fps, "depth_kind": args.depth_kind, "tune": tune_options(args),
                               "resume": not args.restart}
     if args.camera is not None:
-        params["cameras"] = [c.to_dict() for c in _read_cameras(args.camera).cameras]
+        params["cameras"] = [c.to_dict() for c in read_camera_file(args.camera).cameras]
     elif args.fov is not None:
         params["fov_deg"] = args.fov
     if args.prompt is not None:
@@ -101,11 +101,11 @@ def run_command(args: argparse.Namespace) -> int:
     if args.models is not None:
         params["models_dir"] = args.models
     if not args.no_register:
-        params["lora_id"] = args.lora_id or _safe_name(args.out.resolve().name, 0)
+        params["lora_id"] = args.lora_id or safe_name(args.out.resolve().name, 0)
     request = TuneRequest.from_params(params, inputs)
     for warning in request.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    with _ProgressBars() as bars:
+    with ProgressBars() as bars:
         result = run_tune(request, args.out, progress=bars.update)
     print(f"wrote {result.lora_dir} after {len(result.history)} steps "
           f"(final loss {result.report['final_loss'] or float('nan'):.4f}) in {result.report['wall_seconds']:.1f} s")
