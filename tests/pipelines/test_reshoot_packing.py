@@ -41,3 +41,24 @@ def test_context_pairs_frames_by_the_source_frame_they_show() -> None:
     assert context_far is not None and np.array_equal(context_far.frames, a.filled[3:4])
     # nothing to fill in b: no context
     assert _packing_context(request, [a], np.array([2, 3]), ~holes_b, K_b, w2c_b, W, H) is None
+
+
+def test_fit_views_are_built_frame_by_frame(tmp_path, monkeypatch) -> None:
+    """The Gaussian fit builds a frame's views (float32 copies of whole frames) when it reaches that
+    frame, not all frames' views before the first one is fitted."""
+    import backend.pipelines.reshoot.pipeline as pipeline
+    from backend.pipelines.reshoot import ReshootRequest, run_reshoot
+    from backend.pipelines.reshoot.synthetic import sliding_square_scene
+
+    built: list[int] = []
+    real_views = pipeline._views
+    monkeypatch.setattr(pipeline, "_views", lambda request, done, index: built.append(index)
+                        or real_views(request, done, index))
+    scene = sliding_square_scene(num_frames=3, width=24, height=16)
+    request = ReshootRequest.from_params(
+        {"fps": 8, "cameras": [scene.camera.to_dict()], "gaussians": {"iterations": 1}, "outputs": ["usd"],
+         "trajectories": [{"name": "orbit", "preset": "orbit:left:10"}]},
+        {"frames": scene.frames, "depth": scene.depth})
+    built_when_reported = []
+    run_reshoot(request, tmp_path, device="cpu", on_frame=lambda i, xyz, rgb: built_when_reported.append(list(built)))
+    assert built_when_reported == [[0], [0, 1], [0, 1, 2]]

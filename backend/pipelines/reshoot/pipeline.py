@@ -20,7 +20,7 @@ Cameras are OpenCV (``protocol.camera``); depth is planar z in metres inside the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -376,13 +376,27 @@ def _gaussian_frames(request: ReshootRequest, fused: PointFrames, done: list[Tra
     if not request.gaussians.enabled or iterations <= 0:
         frames = (_initial_frame(fused, i, device, cancel) for i in range(fused.num_frames))
     else:
-        inputs = [SequenceFrame(*_frame_tensors(fused, i), views=_views(request, done, i))
-                  for i in range(fused.num_frames)]
-        frames = fit_sequence(inputs, FitConfig(iterations=iterations, seed=request.engine.seed),
+        frames = fit_sequence(_FitInputs(request, fused, done), FitConfig(iterations=iterations, seed=request.engine.seed),
                               device=device, progress=progress, cancel=cancel)
     if not request.gaussians.enabled:
         usd, ply_dir = None, None
     yield from export_gaussian_frames(frames, usd_writer=usd, ply_dir=ply_dir)
+
+
+class _FitInputs(Sequence[SequenceFrame]):
+    """Frame ``i``'s fitting input, built only when the fit reaches frame ``i``: its views are float32
+    copies of whole frames (81 frames x 3 views at 512x512 would hold 0.75 GB if built up front)."""
+
+    def __init__(self, request: ReshootRequest, fused: PointFrames, done: list[TrajectoryResult]) -> None:
+        self.request, self.fused, self.done = request, fused, done
+
+    def __len__(self) -> int:
+        return self.fused.num_frames
+
+    def __getitem__(self, index: int) -> SequenceFrame:  # type: ignore[override]
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return SequenceFrame(*_frame_tensors(self.fused, index), views=_views(self.request, self.done, index))
 
 
 def _frame_tensors(points: PointFrames, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
