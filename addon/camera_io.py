@@ -16,7 +16,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import cameras, source
 from .deps import protocol_module
-from .panel import scene_settings
+from .panel import poll_active_camera, scene_settings
 
 _errors = protocol_module("errors")
 _formats = protocol_module("paths.formats")
@@ -114,11 +114,7 @@ class RECAST4D_OT_export_camera_path(bpy.types.Operator, ExportHelper):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        obj = context.active_object
-        if obj is None or obj.type != "CAMERA":
-            cls.poll_message_set("Select the camera whose path to export")
-            return False
-        return True
+        return poll_active_camera(cls, context, "Select the camera whose path to export")
 
     def check(self, context: bpy.types.Context) -> bool:
         self.filename_ext = _EXTENSIONS[self.format]

@@ -18,7 +18,7 @@ import bpy
 
 from . import session
 from .deps import protocol_module
-from .panel import SectionPanel
+from .panel import SectionPanel, report_errors
 from .prefs import PreferenceValues, get_preferences
 
 _errors = protocol_module("errors")
@@ -115,12 +115,7 @@ class RECAST4D_OT_connect(bpy.types.Operator):
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            connect_backend(get_preferences(context))
-        except _errors.Recast4DError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+        return report_errors(self, lambda: connect_backend(get_preferences(context)))
 
 
 class RECAST4D_OT_disconnect(bpy.types.Operator):
@@ -240,12 +235,7 @@ class RECAST4D_OT_start_backend(bpy.types.Operator):
             return {"CANCELLED"}
         if started_backend_ready():
             self._finish(context)
-            try:
-                connect_backend(get_preferences(context))
-            except _errors.Recast4DError as exc:
-                self.report({"ERROR"}, str(exc))
-                return {"CANCELLED"}
-            return {"FINISHED"}
+            return report_errors(self, lambda: connect_backend(get_preferences(context)))
         if self._waited > START_TIMEOUT_S:
             self._finish(context)
             self.report({"ERROR"}, f"the backend did not start within {START_TIMEOUT_S:.0f} s")

@@ -13,7 +13,7 @@ import bpy
 
 from . import results
 from .deps import protocol_module
-from .panel import SectionPanel, scene_settings
+from .panel import SectionPanel, report_errors, scene_settings
 
 _errors = protocol_module("errors")
 
@@ -123,6 +123,14 @@ def active_job(context: bpy.types.Context) -> RECAST4D_PG_job | None:
     return None
 
 
+def poll_selected_job(cls: type[bpy.types.Operator], context: bpy.types.Context) -> RECAST4D_PG_job | None:
+    """For operator polls: the selected job, or ``None`` with the poll message asking to select one."""
+    job = active_job(context)
+    if job is None:
+        cls.poll_message_set("Select a job in the list")
+    return job
+
+
 def import_job_result(context: bpy.types.Context, job: RECAST4D_PG_job, *, ellipsoids: bool = False,
                       setup_render: bool = True) -> results.ImportedResult:
     """Import a finished job's USD result (+ videos on its target cameras) and set up the render."""
@@ -159,9 +167,8 @@ class RECAST4D_OT_import_result(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        job = active_job(context)
+        job = poll_selected_job(cls, context)
         if job is None:
-            cls.poll_message_set("Select a job in the list")
             return False
         if job.result_usd is None:
             cls.poll_message_set("This job has no USD result yet; fetch it from the backend first")
@@ -169,14 +176,11 @@ class RECAST4D_OT_import_result(bpy.types.Operator):
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
+        def run() -> str:
             imported = import_job_result(context, active_job(context), ellipsoids=self.ellipsoids)
-        except _errors.Recast4DError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Imported {len(imported.objects)} object(s), frames "
-                    f"{imported.frame_start}-{imported.frame_end}")
-        return {"FINISHED"}
+            return f"Imported {len(imported.objects)} object(s), frames {imported.frame_start}-{imported.frame_end}"
+
+        return report_errors(self, run)
 
 
 class RECAST4D_OT_import_usd_file(bpy.types.Operator):
@@ -195,13 +199,11 @@ class RECAST4D_OT_import_usd_file(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
+        def run() -> str:
             imported = results.import_usd_result(context, self.filepath, ellipsoids=self.ellipsoids)
-        except _errors.Recast4DError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Imported {len(imported.objects)} object(s)")
-        return {"FINISHED"}
+            return f"Imported {len(imported.objects)} object(s)"
+
+        return report_errors(self, run)
 
 
 class RECAST4D_OT_setup_render(bpy.types.Operator):
@@ -251,9 +253,8 @@ class RECAST4D_OT_remove_job(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        job = active_job(context)
+        job = poll_selected_job(cls, context)
         if job is None:
-            cls.poll_message_set("Select a job in the list")
             return False
         if job.is_active:
             cls.poll_message_set("Cancel the job before removing it")

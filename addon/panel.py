@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import bpy
+
+from .deps import protocol_module
+
+_errors = protocol_module("errors")
 
 PANEL_CATEGORY = "Recast 4D"
 PARENT_PANEL_ID = "RECAST4D_PT_main"
@@ -33,6 +39,28 @@ class SectionPanel:
 def scene_settings(context: bpy.types.Context):
     """The scene's ``recast4d`` property group (see :mod:`.props`)."""
     return context.scene.recast4d
+
+
+def report_errors(operator: bpy.types.Operator, action: Callable[[], object]) -> set[str]:
+    """Run an operator's work: a ``Recast4DError`` becomes an error report and ``{'CANCELLED'}``;
+    otherwise a ``str`` that ``action`` returns is reported as info, and the result is ``{'FINISHED'}``."""
+    try:
+        outcome = action()
+    except _errors.Recast4DError as exc:
+        operator.report({"ERROR"}, str(exc))
+        return {"CANCELLED"}
+    if isinstance(outcome, str):
+        operator.report({"INFO"}, outcome)
+    return {"FINISHED"}
+
+
+def poll_active_camera(cls: type[bpy.types.Operator], context: bpy.types.Context, why: str) -> bool:
+    """For operator polls: True if the active object is a camera, else False with ``why`` as the message."""
+    obj = context.active_object
+    if obj is None or obj.type != "CAMERA":
+        cls.poll_message_set(why)
+        return False
+    return True
 
 
 CLASSES = (RECAST4D_PT_main,)

@@ -19,8 +19,8 @@ import numpy as np
 
 from . import cameras, capture, results_stream, session, source, targets
 from .deps import protocol_module
-from .jobs import FINAL_STATES, active_job, find_job
-from .panel import scene_settings
+from .jobs import FINAL_STATES, active_job, find_job, poll_selected_job
+from .panel import report_errors, scene_settings
 
 _errors = protocol_module("errors")
 _paths = protocol_module("paths")
@@ -265,9 +265,8 @@ class RECAST4D_OT_fetch_results(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        job = active_job(context)
+        job = poll_selected_job(cls, context)
         if job is None:
-            cls.poll_message_set("Select a job in the list")
             return False
         if session.current_client() is None:
             cls.poll_message_set("Connect to the backend first")
@@ -278,13 +277,7 @@ class RECAST4D_OT_fetch_results(bpy.types.Operator):
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            streams = fetch_results(active_job(context))
-        except _errors.Recast4DError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Fetching {', '.join(streams)}")
-        return {"FINISHED"}
+        return report_errors(self, lambda: f"Fetching {', '.join(fetch_results(active_job(context)))}")
 
 
 PROPERTY_CLASSES = ()

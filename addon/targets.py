@@ -11,7 +11,7 @@ import bpy
 
 from . import cameras, source
 from .deps import protocol_module
-from .panel import SectionPanel, scene_settings
+from .panel import SectionPanel, poll_active_camera, report_errors, scene_settings
 
 _errors = protocol_module("errors")
 
@@ -133,13 +133,11 @@ class RECAST4D_OT_add_camera_path(bpy.types.Operator):
         return context.window_manager.invoke_props_dialog(self)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
+        def run() -> str:
             obj = add_camera_path(context, self.build_spec_text(), pivot_depth=self.pivot_depth)
-        except _errors.Recast4DError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Added camera path {obj.name!r}")
-        return {"FINISHED"}
+            return f"Added camera path {obj.name!r}"
+
+        return report_errors(self, run)
 
 
 class RECAST4D_OT_add_target(bpy.types.Operator):
@@ -151,11 +149,7 @@ class RECAST4D_OT_add_target(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        obj = context.active_object
-        if obj is None or obj.type != "CAMERA":
-            cls.poll_message_set("Select a camera object first")
-            return False
-        return True
+        return poll_active_camera(cls, context, "Select a camera object first")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = scene_settings(context)

@@ -149,3 +149,18 @@ def test_start_local_backend_is_not_fooled_by_a_stale_connection_file(registered
         assert connection.started_backend_ready()
     finally:
         connection.stop_started_backend()
+
+
+def test_shared_operator_helpers_report_errors_and_poll_messages(registered_addon, tmp_path):
+    import bpy
+
+    with pytest.raises(RuntimeError, match="missing.usdc"):  # report_errors: typed error -> ERROR report
+        bpy.ops.recast4d.import_usd_file(filepath=str(tmp_path / "missing.usdc"))
+    assert not bpy.ops.recast4d.import_result.poll()  # poll_selected_job: nothing selected
+    assert not bpy.ops.recast4d.fetch_results.poll()
+    assert not bpy.ops.recast4d.remove_job.poll()
+    assert not bpy.ops.recast4d.add_target.poll()  # poll_active_camera: no active camera
+    assert not bpy.ops.recast4d.export_camera_path.poll()
+    bpy.ops.object.camera_add()
+    assert bpy.ops.recast4d.add_target.poll() and bpy.ops.recast4d.export_camera_path.poll()
+    assert bpy.ops.recast4d.add_target() == {"FINISHED"}
