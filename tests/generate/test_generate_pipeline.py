@@ -150,3 +150,15 @@ def test_blender_imports_the_generated_scene(generated) -> None:
     depsgraph = bpy.context.evaluated_depsgraph_get()
     background = bpy.data.objects["background"].evaluated_get(depsgraph).data
     assert len(background.points) == len(result.background.gaussians)  # static, held over every frame
+
+
+def test_a_still_video_gives_a_background_only_scene(tmp_path) -> None:
+    scene = sliding_square_scene(num_frames=3, width=24, height=16)
+    frames, depth = np.repeat(scene.frames[:1], 3, 0), np.repeat(scene.depth[:1], 3, 0)
+    request = GenerateRequest.from_params({"cameras": [scene.camera.to_dict()], "outputs": ["usd", "ply"],
+                                           "outpaint": {"rings": [[[0, 20]]], "fit_iterations": 0},
+                                           "gaussians": {"iterations": 1}}, {"frames": frames, "depth": depth})
+    result = run_generate(request, tmp_path)
+    assert result.foreground_counts == [0, 0, 0]
+    assert any("no foreground" in w for w in result.report["warnings"])
+    assert (tmp_path / "ply" / "background.ply").exists() and not list((tmp_path / "ply").glob("foreground_*"))

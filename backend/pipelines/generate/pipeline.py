@@ -29,7 +29,7 @@ import torch
 
 from backend.engines import get_depth_engine, get_inpaint_engine
 from backend.export import UsdSceneWriter, write_gaussian_ply
-from backend.export.stream import export_gaussian_frames
+from backend.export.stream import gaussian_ply_path
 from backend.generate import (
     BackgroundScene,
     background_depth_in_reference,
@@ -123,6 +123,9 @@ def run_generate(
                                prefix="mask_")
             files["foreground_masks"] = "foreground_masks"
         stage_progress(1, 1, f"{split_kind} split: {foreground.mean():.1%} of pixels are foreground")
+        if not foreground.any():
+            request.warnings.append("no foreground found (nothing moves and no masks were given): the scene is "
+                                    "the outpainted background only")
 
     engine = engines.inpaint or get_inpaint_engine(request.engine.inpaint, models, **_inpaint_options(request))
     with clock.stage("background") as stage_progress:
@@ -155,9 +158,12 @@ def run_generate(
                                     seed=request.engine.seed, fit_scale=request.outpaint.fit_scale, device=dev,
                                     progress=stage_progress, cancel=cancel)
             enabled = request.gaussians.enabled
-            for frame in export_gaussian_frames(fitted, usd_writer=usd if enabled else None,
-                                                ply_dir=ply_dir if enabled else None, name="foreground"):
+            for frame in fitted:
                 counts.append(len(frame.gaussians))
+                if enabled and usd is not None:
+                    usd.add_gaussian_frame(frame.index, frame.gaussians, name="foreground")
+                if enabled and ply_dir is not None and len(frame.gaussians):  # PLY has no empty form
+                    write_gaussian_ply(gaussian_ply_path(ply_dir, frame.index, "foreground"), frame.gaussians)
                 xyz, rgb = _preview_frame(scene, placed, frame.index)
                 if usd is not None:
                     usd.add_point_cloud_frame(frame.index, xyz, rgb.astype(np.float32) / 255.0,
