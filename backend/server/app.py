@@ -256,16 +256,17 @@ class Server(RequestHandlers, ResultStreaming):
 
     def _handle(self, frames: list[zmq.Frame]) -> None:
         identity = frames[0].bytes
-        client = self.clients.get(identity)
-        if client is None:
-            client = self.clients[identity] = ClientState(identity=identity)
-        client.last_seen = time.monotonic()
+        # A peer becomes a client only once one of its messages verified: unsigned noise gets its
+        # error reply from a throw-away state, and leaves nothing behind.
+        client = self.clients.get(identity) or ClientState(identity=identity)
         msg: Message | None = None
         try:
             if len(frames) - 1 > self.limits.max_frames_per_message:
                 raise ProtocolError(f"message has {len(frames) - 1} frames; limit "
                                     f"{self.limits.max_frames_per_message}", code="too_many_frames")
             msg = self.codec.decode(frames[1:])
+            client = self.clients.setdefault(identity, client)
+            client.last_seen = time.monotonic()
             request = parse_request(msg)
             handler = self.HANDLERS[request.TYPE]
             handler(self, client, msg, request)

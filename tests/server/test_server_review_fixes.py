@@ -161,3 +161,25 @@ def test_a_peer_of_another_major_version_is_refused_and_forgotten(tmp_path):
         finally:
             sock.close(0)
             context.term()
+
+
+def test_a_peer_without_the_key_gets_its_error_but_leaves_no_client_state(tmp_path):
+    import zmq
+
+    from protocol.messages import ErrorMessage, parse
+    from protocol.wire import Codec, Message
+
+    with running_server(tmp_path) as server:
+        context = zmq.Context()
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(server.connection.endpoint)
+        try:
+            sock.send_multipart(Codec(b"k" * 32).encode(Message(type="ping")))  # signed with a wrong key
+            assert sock.poll(5000), "server did not answer"
+            reply = parse(Codec(server.key).decode(sock.recv_multipart()))
+            assert isinstance(reply, ErrorMessage) and reply.code == "bad_signature"
+            assert server.clients == {}
+        finally:
+            sock.close(0)
+            context.term()
