@@ -152,9 +152,17 @@ class RequestHandlers:
         if not self.store.get(req.job_id).uploads_pending:
             self._start_job(req.job_id)
 
+    def _upload_of_ended_job(self: Server, job_id: str) -> bool:
+        """True if ``job_id`` already ended (e.g. cancelled): its upload pieces still in flight are
+        dropped quietly, not answered with errors."""
+        record = self.store.get(job_id)
+        return record is not None and record.terminal
+
     def on_upload_chunk(self: Server, client: ClientState, msg: Message, req: UploadChunk) -> None:
         upload = self.uploads.get((req.job_id, req.input))
         if upload is None:
+            if self._upload_of_ended_job(req.job_id):
+                return
             raise ValidationError(f"no upload in progress for input {req.input!r} of job {req.job_id!r}",
                                   code="unexpected_upload")
         try:
@@ -170,6 +178,8 @@ class RequestHandlers:
             record = self.store.get(req.job_id)
             if record is not None and req.input in record.inputs and req.input not in record.uploads_pending:
                 return  # duplicate end: already complete
+            if self._upload_of_ended_job(req.job_id):
+                return
             raise ValidationError(f"no upload in progress for input {req.input!r} of job {req.job_id!r}",
                                   code="unexpected_upload")
         if req.chunks != upload.received or not upload.complete:

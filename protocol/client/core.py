@@ -240,11 +240,9 @@ class Connection:
                 for name in streams:  # streams that began while we were away: fetch them from the start
                     if isinstance(name, str) and (typed.job_id, name) not in self.streams:
                         self.resend(typed.job_id, name, 0)
-        elif isinstance(typed, Cancelled):
-            self.jobs[typed.job_id] = "cancelled"
-        elif isinstance(typed, ErrorMessage) and typed.job_id:
-            self.jobs[typed.job_id] = "failed"
-            for key in [k for k in self.uploads if k[0] == typed.job_id]:
+        elif isinstance(typed, Cancelled | ErrorMessage) and typed.job_id:
+            self.jobs[typed.job_id] = "cancelled" if isinstance(typed, Cancelled) else "failed"
+            for key in [k for k in self.uploads if k[0] == typed.job_id]:  # the job ended: stop uploading
                 del self.uploads[key]
 
     # ------------------------------------------------------------------ requests

@@ -183,3 +183,42 @@ def test_a_peer_without_the_key_gets_its_error_but_leaves_no_client_state(tmp_pa
         finally:
             sock.close(0)
             context.term()
+
+
+def test_upload_pieces_in_flight_when_a_job_is_cancelled_are_dropped_quietly(idle_server):
+    from backend.jobs import InputSpec
+    from backend.server.flow import ClientState, UploadReceiver
+    from protocol.messages import Cancel, UploadChunk, UploadEnd
+    from protocol.wire import Message
+
+    server, sent = idle_server, []
+    server.send = lambda client, message, **kwargs: sent.append(message) or True  # type: ignore[method-assign]
+    client = server.clients[b"c1"] = ClientState(identity=b"c1")
+    server.store.create("j1", "test.points", {}, {"offsets": InputSpec("<f4", (4, 3))})
+    server.subscribe(client, "j1")
+    target = server.store.open_input("j1", "offsets")
+    server.uploads[("j1", "offsets")] = UploadReceiver("j1", "offsets", target, window=4)
+    server.on_cancel(client, Message(type="cancel", job_id="j1"), Cancel(job_id="j1"))
+    chunk = UploadChunk(job_id="j1", chunk=0, input="offsets", frame_range=(0, 4),
+                        arrays={"data": np.zeros((4, 3), np.float32)})
+    server.on_upload_chunk(client, chunk.to_message(), chunk)  # raised unexpected_upload before
+    end = UploadEnd(job_id="j1", input="offsets", chunks=1)
+    server.on_upload_end(client, end.to_message(), end)
+    assert [message.TYPE for message in sent] == ["cancelled"]
+
+
+def test_the_client_stops_uploading_once_its_job_is_cancelled():
+    from protocol.client.core import Connection, Event
+    from protocol.connection import ConnectionInfo
+    from protocol.messages import Cancelled
+    from protocol.wire import Message
+
+    info = ConnectionInfo(transport="tcp", host="127.0.0.1", port=9, key="", pid=0, server_session="none")
+    conn = Connection(info)
+    try:
+        conn.uploads[("j1", "frames")] = object()  # type: ignore[assignment]
+        message = Cancelled(job_id="j1")
+        conn._track(Event(type=message.TYPE, job_id="j1", message=message), Message(type=message.TYPE))
+        assert conn.uploads == {} and conn.jobs["j1"] == "cancelled"
+    finally:
+        conn.close()
