@@ -22,12 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from protocol.errors import ValidationError
 
 from .cameras import DepthKind, as_camera_tensors, depth_to_planar, project_points, to_tensor
 from .points import PointFrames
-from .render import RenderResult, render_points, splat_points
+from .render import DEFAULT_MAX_SPLAT_RADIUS, RenderResult, render_points, splat_points
 
 
 @dataclass
@@ -171,11 +172,27 @@ def accumulate_static(
         return AccumulationResult(base, base, torch.zeros_like(base.mask))
     static_offsets = torch.zeros(num_frames + 1, dtype=torch.int64)
     static_offsets[1:] = torch.cumsum(torch.bincount(points.frame_index[static_rows], minlength=num_frames).cpu(), 0)
-    # (source frame, target view) pairs, sorted by view so splatting takes its per-camera path
-    views = torch.arange(num_views, device=device).repeat_interleave(shifts.numel())
-    sources = shown[views] + shifts.repeat(num_views)
-    inside = (sources >= 0) & (sources < num_frames)
-    rows, view = _rows_per_view(static_offsets, sources[inside], views[inside], static_rows)
+    # (source frame, target view) pairs, sorted by view so splatting takes its per-camera path;
+    # only points whose footprint can reach a hole of the base render are splatted (exact: a point
+    # covers pixels at most max_splat_radius from the pixel its centre falls in)
+    reach_px = int(render_options.get("max_splat_radius", DEFAULT_MAX_SPLAT_RADIUS)) + 1
+    near_hole = F.max_pool2d(F.pad((~base.mask).float()[:, None], (reach_px,) * 4), 2 * reach_px + 1, stride=1,
+                             padding=reach_px)[:, 0] > 0  # (T, H + 2r, W + 2r)
+    P = K_t @ w2c[:, :3, :]
+    kept_rows, kept_views = [], []
+    for t in range(num_views):
+        sources = shown[t] + shifts
+        sources = sources[(sources >= 0) & (sources < num_frames)]
+        rows_t, _ = _rows_per_view(static_offsets, sources, sources, static_rows)
+        hom = torch.addmm(P[t, :, 3], points.xyz[rows_t], P[t, :, :3].T)
+        z = hom[:, 2]
+        z_safe = torch.where(z > 0, z, torch.ones_like(z))
+        x = torch.floor(hom[:, 0] / z_safe).clamp(-reach_px, width + reach_px - 1).to(torch.int64) + reach_px
+        y = torch.floor(hom[:, 1] / z_safe).clamp(-reach_px, height + reach_px - 1).to(torch.int64) + reach_px
+        keep = (z > 0) & near_hole[t, y, x]
+        kept_rows.append(rows_t[keep])
+        kept_views.append(torch.full((int(keep.sum()),), t, dtype=torch.int64, device=device))
+    rows, view = torch.cat(kept_rows), torch.cat(kept_views)
     if rows.numel() == 0:
         return AccumulationResult(base, base, torch.zeros_like(base.mask))
     tangents = None if points.tangent_u is None else (points.tangent_u[rows], points.tangent_v[rows])

@@ -130,3 +130,31 @@ def test_time_map_takes_the_window_around_the_frame_each_camera_shows() -> None:
     assert bool((points.frame_index[seen_by_frame_3] == 3).all())
     with pytest.raises(ValidationError):
         accumulate_static(points, static, K, TARGET, W, H, time_map=[0, F])
+
+
+def test_culling_far_from_holes_keeps_the_result_exact() -> None:
+    """Only static points that can reach a hole are splatted; the result equals splatting them all."""
+    from backend.geometry import splat_points
+
+    frames, depth, foreground, _ = moving_box_scene(pan=1)
+    source = torch.eye(4).repeat(F, 1, 1)
+    source[:, 0, 3] = -0.04 * torch.arange(F)
+    target = source.clone()
+    target[:, 0, 3] -= 0.16
+    points = lift_frames(frames, depth, K, source)
+    static = static_point_mask(points, foreground_mask=foreground)
+    result = accumulate_static(points, static, K, target, W, H, window=2)
+    rows, views = [], []
+    for t in range(F):
+        for s in range(max(0, t - 2), min(F, t + 3)):
+            if s != t:
+                frame_rows = torch.nonzero(static & (points.frame_index == s)).squeeze(1)
+                rows.append(frame_rows)
+                views.append(torch.full_like(frame_rows, t))
+    rows, views = torch.cat(rows), torch.cat(views)
+    everything = splat_points(points.xyz[rows], points.rgb[rows], points.radius[rows], views, K, target, W, H,
+                              tangents=(points.tangent_u[rows], points.tangent_v[rows]))
+    filled = ~result.base.mask & everything.mask
+    assert torch.equal(result.filled, filled)
+    assert torch.equal(result.render.rgb[filled], everything.rgb[filled])
+    assert torch.equal(result.render.point_index[filled], rows[everything.point_index[filled]])
