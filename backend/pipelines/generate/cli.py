@@ -50,14 +50,14 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 
 def generate_command(args: argparse.Namespace) -> int:
     params, inputs = build_params(args)
-    from ..reshoot.cli import _ProgressBars
+    from ..cli_support import ProgressBars
     from .pipeline import run_generate
     from .request import GenerateRequest
 
     request = GenerateRequest.from_params(params, inputs)
     for warning in request.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    with _ProgressBars() as bars:
+    with ProgressBars() as bars:
         result = run_generate(request, args.out, progress=bars.update, device=args.device)
     summary = ", ".join(f"{s['stage']} {s['seconds']:.2f}" for s in result.report["stages"])
     print(f"wrote {args.out} ({result.background.num_points} background points, {len(result.background.views)} "
