@@ -104,6 +104,7 @@ class _Stream:
     received: int = 0  # next chunk index expected
     consumed: int = 0  # chunks the caller has consumed (cumulative ack)
     ended: bool = False
+    restarting: bool = False  # a resend was asked: chunks before its result.begin are stale
 
 
 class Connection:
@@ -198,10 +199,12 @@ class Connection:
         job_id = msg.job_id if msg.job_id is not None else getattr(typed, "job_id", None)
         event = Event(type=msg.type, job_id=job_id, stream=msg.stream, chunk=msg.chunk, message=typed,
                       parent_id=msg.parent_id)
-        self._track(event, msg)
+        if not self._track(event, msg):
+            return None  # stale (superseded by a resend); the caller simply receives again
         return event
 
-    def _track(self, event: Event, msg: Message) -> None:
+    def _track(self, event: Event, msg: Message) -> bool:
+        """Bookkeeping for one received event; False if the event is stale and must not be delivered."""
         typed = event.message
         if isinstance(typed, Welcome):
             self.welcome = typed
@@ -219,11 +222,13 @@ class Connection:
             state = self.streams.get(key)
             if state is None or start < state.received:
                 self.streams[key] = _Stream(typed.job_id, typed.stream, received=start, consumed=start)
-            self.streams[key].ended = False
+            self.streams[key].ended = self.streams[key].restarting = False
         elif isinstance(typed, ResultChunk):
             meta = msg.content.get("meta")
             event.meta = meta if isinstance(meta, dict) else {}
             state = self.streams.setdefault((typed.job_id, typed.stream), _Stream(typed.job_id, typed.stream))
+            if state.restarting:  # sent before the server saw our resend: it sends them again after its begin
+                return False
             if typed.chunk > state.received:
                 raise ProtocolError(f"result chunk {typed.chunk} of {typed.stream!r} arrived, expected "
                                     f"{state.received} (a chunk went missing)", code="bad_message")
@@ -231,6 +236,8 @@ class Connection:
         elif isinstance(typed, ResultEnd):
             state = self.streams.get((typed.job_id, typed.stream))
             if state is not None:
+                if state.restarting:
+                    return False
                 state.ended = True
         elif isinstance(typed, JobStatus):
             self.jobs[typed.job_id] = typed.state
@@ -244,6 +251,7 @@ class Connection:
             self.jobs[typed.job_id] = "cancelled" if isinstance(typed, Cancelled) else "failed"
             for key in [k for k in self.uploads if k[0] == typed.job_id]:  # the job ended: stop uploading
                 del self.uploads[key]
+        return True
 
     # ------------------------------------------------------------------ requests
     def submit(self, job_id: str, kind: str, params: dict[str, Any] | None = None,
@@ -295,7 +303,7 @@ class Connection:
         """Ask for ``stream`` again from ``from_chunk`` (default: the first chunk not yet received)."""
         state = self.streams.get((job_id, stream))
         start = from_chunk if from_chunk is not None else (state.received if state is not None else 0)
-        self.streams[(job_id, stream)] = _Stream(job_id, stream, received=start, consumed=start)
+        self.streams[(job_id, stream)] = _Stream(job_id, stream, received=start, consumed=start, restarting=True)
         return self.send(Resend(job_id=job_id, stream=stream, from_chunk=start))
 
     def unfinished_streams(self) -> list[tuple[str, str, int]]:

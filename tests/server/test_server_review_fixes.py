@@ -222,3 +222,30 @@ def test_the_client_stops_uploading_once_its_job_is_cancelled():
         assert conn.uploads == {} and conn.jobs["j1"] == "cancelled"
     finally:
         conn.close()
+
+
+def test_chunks_still_in_flight_when_a_stream_is_resent_are_not_reported_as_missing():
+    from protocol.client.core import Connection, Event
+    from protocol.connection import ConnectionInfo
+    from protocol.messages import ResultBegin, ResultChunk, ResultEnd
+    from protocol.wire import Message
+
+    info = ConnectionInfo(transport="tcp", host="127.0.0.1", port=9, key="", pid=0, server_session="none")
+    conn = Connection(info)
+
+    def track(message) -> bool:
+        return conn._track(Event(type=message.TYPE, job_id=message.job_id, message=message),
+                           Message(type=message.TYPE, content={}))
+
+    try:
+        arrays = {"xyz": np.zeros((1, 3), np.float32)}
+        for chunk in range(3):
+            assert track(ResultChunk(job_id="j", stream="s", chunk=chunk, arrays=arrays))
+        conn.resend("j", "s", 0)  # e.g. Fetch Results mid-stream; chunks 3, 4 and the end are on the way
+        assert not track(ResultChunk(job_id="j", stream="s", chunk=3, arrays=arrays))  # raised before
+        assert not track(ResultEnd(job_id="j", stream="s", chunks=5))
+        assert track(ResultBegin(job_id="j", stream="s", chunks=5, meta={"from_chunk": 0}))
+        assert track(ResultChunk(job_id="j", stream="s", chunk=0, arrays=arrays))
+        assert conn.streams[("j", "s")].received == 1 and not conn.streams[("j", "s")].ended
+    finally:
+        conn.close()
