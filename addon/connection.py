@@ -75,7 +75,11 @@ def connect_backend(prefs: PreferenceValues | None = None, *, start_timer: bool 
                                               resume_jobs=resume)
     else:
         path = connection_file_path(prefs)
-        connection_info(prefs)  # fail now, with a clear message, if the file is missing or bad
+        info = connection_info(prefs)  # fail now, with a clear message, if the file is missing or bad
+        if not is_loopback_host(info.host) and not bpy.app.online_access:
+            raise _errors.Recast4DError(
+                f"the connection file {path} names the remote host {info.host}; allow online access "
+                "(Preferences > System > Network) to connect to it", code="online_access")
         client = client_module.ThreadedClient(connection_file=path, client_name="recast4d-blender",
                                               resume_jobs=resume)
     session.attach_client(client, start_timer=start_timer)

@@ -164,3 +164,19 @@ def test_shared_operator_helpers_report_errors_and_poll_messages(registered_addo
     bpy.ops.object.camera_add()
     assert bpy.ops.recast4d.add_target.poll() and bpy.ops.recast4d.export_camera_path.poll()
     assert bpy.ops.recast4d.add_target() == {"FINISHED"}
+
+
+def test_a_connection_file_naming_a_remote_host_needs_online_access(registered_addon, tmp_path):
+    import bpy
+
+    from addon import connection, session
+    from addon.prefs import PreferenceValues
+    from protocol.connection import ConnectionInfo
+    from protocol.errors import Recast4DError
+
+    assert not bpy.app.online_access  # the bpy wheel runs without online access
+    conn_file = ConnectionInfo(transport="tcp", host="203.0.113.7", port=5999, key="00" * 32, pid=1,
+                               server_session="remote").write(tmp_path / "server.json")
+    with pytest.raises(Recast4DError, match="online access"):
+        connection.connect_backend(PreferenceValues(connection_file=str(conn_file)), start_timer=False)
+    assert session.current_client() is None
