@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from protocol.errors import ValidationError
 
-from .cameras import DepthKind, as_camera_tensors, depth_to_planar, project_points, to_tensor
+from .cameras import DepthKind, as_camera_tensors, depth_to_planar, to_tensor
 from .points import PointFrames
 from .render import DEFAULT_MAX_SPLAT_RADIUS, RenderResult, render_points, splat_points
 
@@ -83,18 +83,23 @@ def static_point_mask(
     z_maps = depth_to_planar(depth_t, K_t, depth_kind)
     z_maps = torch.where(torch.isfinite(z_maps) & (z_maps > 0), z_maps, torch.zeros_like(z_maps))
     reach = num_frames - 1 if window is None else min(window, num_frames - 1)
+    P = K_t @ w2c[:, :3, :]  # (F,3,4) pixel projection per source camera
     dynamic = torch.zeros(points.num_points, dtype=torch.bool, device=device)
-    for shift in [d for d in range(-reach, reach + 1) if d != 0]:
-        other = points.frame_index + shift
-        inside = (other >= 0) & (other < num_frames)
-        rows = torch.nonzero(inside).squeeze(1)
-        t = other[rows]
-        u, v, z = project_points(points.xyz[rows], K_t[t], w2c[t])
-        x, y = torch.floor(u).to(torch.int64), torch.floor(v).to(torch.int64)
+    for s in range(num_frames):  # one batched projection of frame s's points into every other frame
+        a, b = int(points.offsets[s]), int(points.offsets[s + 1])
+        others = [t for t in range(max(0, s - reach), min(num_frames, s + reach + 1)) if t != s]
+        if a == b or not others:
+            continue
+        t = torch.tensor(others, device=device)
+        hom = torch.matmul(points.xyz[a:b], P[t, :, :3].transpose(1, 2)) + P[t, None, :, 3]  # (T,n,3)
+        z = hom[..., 2]
+        z_safe = torch.where(z > 0, z, torch.ones_like(z))
+        x = torch.floor(hom[..., 0] / z_safe).clamp(-1, width).to(torch.int64)
+        y = torch.floor(hom[..., 1] / z_safe).clamp(-1, height).to(torch.int64)
         on_image = (z > 0) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
-        seen_depth = z_maps[t, y.clamp(0, height - 1), x.clamp(0, width - 1)]
+        seen_depth = z_maps[t[:, None], y.clamp(0, height - 1), x.clamp(0, width - 1)]
         see_through = on_image & (seen_depth > 0) & (z < seen_depth * (1.0 - consistency_tolerance))
-        dynamic[rows[see_through]] = True
+        dynamic[a:b] = see_through.any(dim=0)
     return ~dynamic
 
 
