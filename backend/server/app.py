@@ -167,13 +167,8 @@ class Server(RequestHandlers, ResultStreaming):
             self._thread.join(timeout)
         self.worker.stop(timeout)
         self._jobs_lock.close()
-        if self.connection_path is not None:
-            try:
-                current = ConnectionInfo.read(self.connection_path, check_permissions=False)
-                if current.server_session == self.session:
-                    self.connection_path.unlink(missing_ok=True)
-            except Recast4DError:
-                pass
+        if self.connection is not None and self.connection_path is not None:
+            self.connection.remove(self.connection_path)  # only if it still names this server
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the I/O loop ends; True if it did."""
