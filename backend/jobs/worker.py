@@ -66,9 +66,16 @@ class Worker:
         return self._queue.qsize()
 
     def request_cancel(self, job_id: str) -> None:
-        """Set the job's cancel flag (seen by ``ctx.cancel()`` at its next check)."""
+        """Set the job's cancel flag (seen by ``ctx.cancel()`` at its next check).
+
+        Only jobs handed to :meth:`enqueue` have a flag; a job that never reached the worker (e.g.
+        cancelled while its inputs were uploading) is stopped by its state alone, and no flag is
+        kept for it forever.
+        """
         with self._lock:
-            self._cancel.setdefault(job_id, threading.Event()).set()
+            event = self._cancel.get(job_id)
+        if event is not None:
+            event.set()
 
     def _loop(self) -> None:
         while True:

@@ -249,3 +249,17 @@ def test_chunks_still_in_flight_when_a_stream_is_resent_are_not_reported_as_miss
         assert conn.streams[("j", "s")].received == 1 and not conn.streams[("j", "s")].ended
     finally:
         conn.close()
+
+
+def test_cancelling_a_job_that_never_reached_the_worker_keeps_no_flag(tmp_path):
+    from backend.jobs import CANCELLED, QUEUED, JobStore, Worker
+
+    store = JobStore(tmp_path / "jobs")
+    store.create("uploading", "test.points", {}, {})
+    worker = Worker(store)
+    worker.request_cancel("uploading")  # the server cancels a job whose inputs were still uploading
+    assert store.transition("uploading", CANCELLED, from_states={QUEUED})
+    assert worker._cancel == {}
+    worker.enqueue("queued")
+    worker.request_cancel("queued")
+    assert worker._cancel["queued"].is_set()
