@@ -32,6 +32,8 @@ from .jobs import find_job
 JOB_STATE_FROM_WIRE = {"queued": "QUEUED", "running": "RUNNING", "streaming": "STREAMING",
                        "done": "DONE", "failed": "FAILED", "cancelled": "CANCELLED"}
 PREVIEW_SUFFIX = " Preview"
+#: ``job.error_code`` of a job whose results arrived but could not be stored here (see :func:`chunk_failed`).
+LOCAL_FAILURE = "result_write_failed"
 #: Preview frames are thinned to at most this many points so that applying one stays well inside a
 #: timer tick (262k points cost ~50 ms of main-thread time, 20k ~5 ms); the imported USD result
 #: always has every point.
@@ -86,7 +88,8 @@ def apply_event(kind: str, event: Any, status: dict[str, Any]) -> None:
         status["connected"] = True
         for job_id, state in getattr(event, "jobs", {}).items():
             _, job = find_job_anywhere(job_id)
-            if job is not None and state in JOB_STATE_FROM_WIRE and job.state != "CANCELLING":
+            if (job is not None and state in JOB_STATE_FROM_WIRE and job.state != "CANCELLING"
+                    and job.error_code != LOCAL_FAILURE):  # the backend's "done" does not undo a local failure
                 job.state = JOB_STATE_FROM_WIRE[state]
         return
     if kind.startswith("client."):  # synthetic events of the client's I/O thread
@@ -143,6 +146,8 @@ def _begin_stream(job, event) -> None:
     key = (job.job_id, event.stream)
     if not meta.get("from_chunk"):  # the stream starts over (Fetch Results, resume after a restart):
         _discard_file(key)  # a half-written file must not get the same bytes appended again
+        if job.error_code == LOCAL_FAILURE:  # a new try: the backend's state counts again
+            job.state, job.error_code, job.error = "STREAMING", "", ""
     _stream_meta[key] = meta
     known = [name for name in job.streams.split(",") if name]
     if event.stream not in known:
@@ -187,7 +192,7 @@ def chunk_failed(chunk: Any, exc: Exception) -> None:
     _failed_streams.add(key)
     _, job = find_job_anywhere(chunk.job_id)
     if job is not None:
-        job.state, job.error_code = "FAILED", "result_write_failed"
+        job.state, job.error_code = "FAILED", LOCAL_FAILURE
         job.error = f"could not store result stream {chunk.stream!r}: {exc}"
 
 

@@ -110,6 +110,12 @@ def test_an_unusable_file_name_fails_the_job_and_the_tick_goes_on(registered_add
     assert not list(tmp_path.rglob("evil.usdc*"))
     assert ("job-evil", "usd", 2) in client.credits  # its chunks still count as consumed: no stall
     assert (tmp_path / "good" / "scene.usdc").read_bytes() == b"OK"  # later streams still apply
+    from protocol import messages as m
+
+    session.process_events([m.Pong(server_session="s", jobs={"job-evil": "done"})])
+    assert job.state == "FAILED"  # the backend's "done" does not hide that the file could not be stored
+    session.process_events(_file_stream("job-evil", "usd", "../../evil.usdc", [], end=False)[:1])
+    assert (job.state, job.error_code) == ("STREAMING", "")  # Fetch Results: a new try
 
 
 def test_an_unexpected_error_in_a_tick_does_not_stop_the_timer(registered_addon):
