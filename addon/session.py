@@ -190,6 +190,7 @@ def drain_blocking(until: Callable[[], bool], *, timeout_s: float = 60.0, poll_s
 
 
 def shutdown() -> None:
-    """For ``unregister()`` and ``load_pre``: stop the timer, close the client, drop runtime state."""
+    """For ``unregister()``: stop the timer, close the client, drop runtime state. (Opening another
+    .blend keeps the connection: jobs are looked up by id in whatever scenes are open.)"""
     detach_client()
     _STATE.on_event = None
