@@ -50,7 +50,7 @@ def write_gaussian_ply(path: str | os.PathLike, gaussians: GaussianSet) -> Path:
         g.means.float().numpy(),
         np.zeros((n, 3), dtype=np.float32),
         sh[:, 0, :],
-        sh[:, 1:, :].transpose(0, 2, 1).reshape(n, -1),
+        sh[:, 1:, :].transpose(0, 2, 1).reshape(n, 3 * (sh.shape[1] - 1)),  # explicit width: n may be 0
         g.logit_opacities.float().numpy()[:, None],
         g.log_scales.float().numpy(),
         g.quats.float().numpy(),

@@ -142,6 +142,11 @@ def fit_sequence(
             merged, kept, fresh, dropped = ws.gaussians, ws.kept, ws.initialised, ws.dropped
             steps = warm_steps
         total = config.iterations + (n_frames - 1) * warm_steps if n_frames else steps
+        if len(merged) == 0:  # nothing to fit (e.g. a frame without valid depth): an empty frame
+            done_steps += steps
+            yield FittedFrame(index=index, gaussians=merged, kept_from_previous=0, initialised=0,
+                              dropped_from_previous=dropped)
+            continue  # the next frame warm-starts from the last frame that had Gaussians
 
         def frame_progress(step: int, _total: int, message: str, _base: int = done_steps,
                            _index: int = index, _grand_total: int = total) -> None:

@@ -1,4 +1,4 @@
-"""Temporal packing context selection across trajectories with different lengths and time maps."""
+"""Reshoot review fixes: packing context across time maps, lazy fit views, frames without depth."""
 
 from __future__ import annotations
 
@@ -62,3 +62,21 @@ def test_fit_views_are_built_frame_by_frame(tmp_path, monkeypatch) -> None:
     built_when_reported = []
     run_reshoot(request, tmp_path, device="cpu", on_frame=lambda i, xyz, rgb: built_when_reported.append(list(built)))
     assert built_when_reported == [[0], [0, 1], [0, 1, 2]]
+
+
+def test_a_source_frame_without_depth_does_not_stop_the_gaussians(tmp_path) -> None:
+    from backend.pipelines.reshoot import ReshootRequest, run_reshoot
+    from backend.pipelines.reshoot.synthetic import sliding_square_scene
+
+    scene = sliding_square_scene(num_frames=3, width=24, height=16)
+    depth = scene.depth.copy()
+    depth[1] = np.nan  # e.g. a missing frame in an EXR sequence
+    request = ReshootRequest.from_params(
+        {"fps": 8, "cameras": [scene.camera.to_dict()], "gaussians": {"iterations": 1}, "outputs": ["usd", "ply"],
+         "engine": {"static_accumulation": False},
+         "trajectories": [{"name": "orbit", "preset": "orbit:left:10"}]},
+        {"frames": scene.frames, "depth": depth})
+    result = run_reshoot(request, tmp_path, device="cpu")
+    counts = [g["gaussians"] for g in result.report["gaussians"]["frames"]]
+    assert counts[0] > 0 and counts[2] > 0
+    assert sorted(p.name for p in (tmp_path / "ply").iterdir()) == [f"gaussians_{i:05d}.ply" for i in range(3)]
