@@ -17,11 +17,26 @@ from __future__ import annotations
 
 import bpy
 
-from . import camera_io, connection, generation, jobs, panel, prefs, props, session, source, submit, targets
+from . import (
+    camera_io,
+    connection,
+    generation,
+    jobs,
+    outputs,
+    panel,
+    prefs,
+    props,
+    session,
+    source,
+    submit,
+    targets,
+    text_to_4d,
+    tuning,
+)
 
 # PropertyGroups first (nested before the groups that point at them), then the scene namespace,
 # preferences, and operators/lists/panels (parent panel before its sections).
-_FEATURES = (connection, source, targets, generation, jobs, submit, camera_io)
+_FEATURES = (connection, source, targets, generation, outputs, tuning, text_to_4d, jobs, submit, camera_io)
 _PROPERTY_CLASSES = tuple(cls for module in _FEATURES for cls in module.PROPERTY_CLASSES)
 _UI_CLASSES = tuple(cls for module in _FEATURES for cls in module.CLASSES)
 
@@ -56,6 +71,7 @@ def unregister() -> None:
     if not _registered:
         return
     session.shutdown()  # timer, client thread, sockets, half-written result files
+    tuning.stop_timer()
     connection.stop_started_backend()
     for menu, draw in _MENUS:
         menu.remove(draw)

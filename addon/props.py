@@ -6,8 +6,11 @@ import bpy
 
 from .generation import RECAST4D_PG_generation
 from .jobs import RECAST4D_PG_job
+from .outputs import RECAST4D_PG_outputs
 from .source import RECAST4D_PG_source
 from .targets import RECAST4D_PG_target
+from .text_to_4d import RECAST4D_PG_text_to_4d
+from .tuning import RECAST4D_PG_tune
 
 
 class RECAST4D_PG_scene(bpy.types.PropertyGroup):
@@ -19,6 +22,9 @@ class RECAST4D_PG_scene(bpy.types.PropertyGroup):
     generation: bpy.props.PointerProperty(type=RECAST4D_PG_generation)  # type: ignore[valid-type]
     jobs: bpy.props.CollectionProperty(type=RECAST4D_PG_job)  # type: ignore[valid-type]
     active_job_index: bpy.props.IntProperty(default=0)  # type: ignore[valid-type]
+    outputs: bpy.props.PointerProperty(type=RECAST4D_PG_outputs)  # type: ignore[valid-type]
+    tune: bpy.props.PointerProperty(type=RECAST4D_PG_tune)  # type: ignore[valid-type]
+    text_to_4d: bpy.props.PointerProperty(type=RECAST4D_PG_text_to_4d)  # type: ignore[valid-type]
 
 
 def register() -> None:

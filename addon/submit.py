@@ -17,7 +17,7 @@ from datetime import datetime
 import bpy
 import numpy as np
 
-from . import cameras, capture, results_stream, session, source, targets
+from . import cameras, capture, outputs, results_stream, session, source, targets
 from .deps import protocol_module
 from .jobs import FINAL_STATES, active_job, find_job, poll_selected_job
 from .panel import report_errors, scene_settings
@@ -124,7 +124,7 @@ def build_reshoot_request(context: bpy.types.Context) -> JobRequest:
             "guidance": gen["guidance"], "seed": gen["seed"], "temporal_packing": gen["temporal_packing"],
         },
         "gaussians": {"enabled": gen["fit_gaussians"]},
-        "outputs": ["usd", "video", "cameras"],
+        "outputs": outputs.reshoot_outputs(context),
         "start_frame": frames[0],
     }
     inputs: dict[str, np.ndarray] = {"frames": rgb}

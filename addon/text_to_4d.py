@@ -1,0 +1,214 @@
+"""From Text or Image: a ``generate`` job (CoCo4D) whose 4D scene imports like any other result.
+
+Request (see ``backend/pipelines/generate/request.py``): ``params`` = ``prompt``, the generated
+reference video's ``num_frames`` / ``width`` / ``height`` / ``fps`` and ``video`` options (Wan2.1 T2V,
+or I2V when an image is given), ``engine`` (fill engine, sampler, seed, LoRA: the Generation
+section's), ``outpaint`` (camera ``rings``: loops of ``[elevation, azimuth]`` degrees, ``strength``,
+``fit_iterations``), ``gaussians`` and ``outputs``. ``inputs`` = ``image`` uint8 (H, W, 3) from a
+Blender Image, or, with "Reference From Source", the current source as the reference video:
+``frames`` uint8 (F, H, W, 3), ``depth`` float32 (F, H, W) metres (planar z, "This Scene" only) and
+per-frame source ``cameras`` (OpenCV, ``protocol.camera``); then no video is generated.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import bpy
+
+from . import capture, outputs, session, source, submit, tuning
+from .deps import protocol_module
+from .panel import SectionPanel, scene_settings
+
+_errors = protocol_module("errors")
+
+#: The paper's rings (``backend/generate/rings.py`` ``DEFAULT_RINGS``), elevation/azimuth degrees.
+PAPER_RINGS = [[[0.0, 30.0], [0.0, -30.0], [15.0, 0.0], [-15.0, 0.0]],
+               [[15.0, 30.0], [15.0, -30.0], [-15.0, 30.0], [-15.0, -30.0]]]
+RING_ITEMS = [
+    ("PAPER", "Two Loops (8 views)", "Loop 1: (0, +-30), (+-15, 0); loop 2: (+-15, +-30) degrees, as in the paper"),
+    ("FIRST", "One Loop (4 views)", "Only the first loop: faster, for small camera moves"),
+    ("CUSTOM", "Custom", "Loops typed as JSON: [[[elevation, azimuth], ...], ...] in degrees"),
+]
+MAX_RING_ANGLE_DEG = 89.0
+
+
+def _size_property(name: str, default: int, description: str):
+    return bpy.props.IntProperty(name=name, default=default, min=16, max=1280, step=16, subtype="PIXEL",
+                                 description=description)
+
+
+class RECAST4D_PG_text_to_4d(bpy.types.PropertyGroup):
+    """Per-scene settings of the "From Text or Image" section."""
+
+    prompt: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Prompt", default="", description="What to generate (<= 4 KiB); needed unless the source is the reference")
+    image: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        name="Image", type=bpy.types.Image,
+        description="Optional first frame: the video is generated from image + prompt (Wan2.1 I2V)")
+    use_source: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Reference From Source", default=False,
+        description="Use the current source (Source section) as the reference video instead of generating one; "
+                    "'This Scene' also sends its depth")
+    num_frames: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Frames", default=81, min=5, max=161, description="Frames of the generated video (rounded to 4k + 1)")
+    width: _size_property("Width", 832, "Width of the generated video (rounded down to a multiple of 16)")  # type: ignore[valid-type]
+    height: _size_property("Height", 480, "Height of the generated video (rounded down to a multiple of 16)")  # type: ignore[valid-type]
+    video_steps: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Video Steps", default=30, min=1, max=200, description="Sampling steps of the video model")
+    rings: bpy.props.EnumProperty(name="Rings", items=RING_ITEMS, default="PAPER")  # type: ignore[valid-type]
+    custom_rings: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Custom Rings", default="[[[0, 30], [0, -30]]]",
+        description="Loops of [elevation, azimuth] views in degrees (JSON), outpainted loop by loop")
+    strength: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Refine Strength", default=0.7, min=0.0, max=1.0,
+        description="How strongly the video engine re-paints each pasted ring view (0: keep the paste)")
+    fit_iterations: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Fit Iterations", default=50, min=0, max=10_000,
+        description="Background Gaussian optimisation steps after each ring view")
+    foreground_gaussians: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Foreground Gaussians", default=True, description="Fit the moving foreground as per-frame Gaussians")
+
+    def ring_loops(self) -> list[list[list[float]]]:
+        """The chosen rings as ``[[[elevation, azimuth], ...], ...]`` degrees (``ValidationError`` if unusable)."""
+        if self.rings == "PAPER":
+            return [list(map(list, loop)) for loop in PAPER_RINGS]
+        if self.rings == "FIRST":
+            return [list(map(list, PAPER_RINGS[0]))]
+        try:
+            loops = json.loads(self.custom_rings)
+            parsed = [[[float(e), float(a)] for e, a in loop] for loop in loops]
+        except (ValueError, TypeError) as exc:
+            raise _errors.ValidationError(
+                "custom rings must be JSON like [[[0, 30], [0, -30]], [[15, 30]]]: loops of [elevation, azimuth] "
+                f"degrees ({exc})") from exc
+        if not parsed or not all(parsed) or any(max(abs(e), abs(a)) > MAX_RING_ANGLE_DEG for loop in parsed
+                                                for e, a in loop):
+            raise _errors.ValidationError(f"custom rings need at least one non-empty loop, angles within "
+                                          f"+-{MAX_RING_ANGLE_DEG:g} degrees")
+        return parsed
+
+
+def build_generate_request(context: bpy.types.Context) -> submit.JobRequest:
+    """Collect the prompt, optional image or source reference and the options into a ``generate`` job."""
+    scene = context.scene
+    settings = scene_settings(context)
+    t2 = settings.text_to_4d
+    gen = settings.generation.to_params()
+    prompt = t2.prompt.strip()
+    params: dict = {
+        "prompt": prompt,
+        "fps": scene.render.fps / scene.render.fps_base,
+        "engine": {"inpaint": gen["engine"], "lora": gen["lora_path"] or None, "lora_weight": gen["lora_weight"],
+                   "steps": gen["steps"], "guidance": gen["guidance"], "seed": gen["seed"]},
+        "outpaint": {"rings": t2.ring_loops(), "strength": t2.strength, "fit_iterations": t2.fit_iterations},
+        "gaussians": {"enabled": t2.foreground_gaussians},
+        "outputs": outputs.generate_outputs(context),
+    }
+    inputs: dict = {}
+    if t2.use_source:
+        _, source_cameras, rgb, depth = tuning.capture_source(context)
+        params["cameras"] = [c.to_dict() for c in source_cameras]
+        params["depth_kind"] = "z"
+        params["engine"]["depth"] = "given" if depth is not None else "depth-anything"
+        inputs["frames"] = rgb
+        if depth is not None:
+            inputs["depth"] = depth
+    else:
+        if not prompt:
+            raise _errors.ValidationError("type a prompt: it says what to generate (an image alone is not enough)")
+        params.update(num_frames=t2.num_frames, width=t2.width, height=t2.height,
+                      video={"num_inference_steps": t2.video_steps, "seed": gen["seed"]})
+        params["engine"]["depth"] = "depth-anything"
+        if t2.image is not None:
+            inputs["image"] = capture.to_uint8_rgb(capture.image_pixels(t2.image))
+            params["video_engine"] = "wan-i2v"
+        else:
+            params["video_engine"] = "wan-t2v"
+    return submit.JobRequest(uuid.uuid4().hex, "generate", params, inputs)
+
+
+def generate_problem(context: bpy.types.Context) -> str | None:
+    """Why a generate job cannot be started now, in words, or ``None``."""
+    if session.current_client() is None:
+        return "Connect to the backend first (Backend section)"
+    settings = scene_settings(context)
+    t2 = settings.text_to_4d
+    if t2.use_source:
+        problem = source.source_problem(context.scene, settings.source)
+        if problem:
+            return problem
+    elif not t2.prompt.strip():
+        return "Type a prompt (an image alone is not enough), or use the source as the reference"
+    try:
+        t2.ring_loops()
+    except _errors.Recast4DError as exc:
+        return str(exc)[:1].upper() + str(exc)[1:]
+    return None
+
+
+class RECAST4D_OT_generate_scene(bpy.types.Operator):
+    """Generate a 4D scene from the prompt (and image, or the source video) on the backend"""
+
+    bl_idname = "recast4d.generate_scene"
+    bl_label = "Generate 4D Scene"
+
+    wait_until_done: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Wait Until Done", default=False, options={"SKIP_SAVE"},
+        description="Block until the job ends and its results arrived (for 'blender -b' scripts)")
+    timeout_s: bpy.props.FloatProperty(name="Timeout", default=7200.0, min=1.0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        problem = generate_problem(context)
+        if problem:
+            cls.poll_message_set(problem)
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        return tuning.submit_and_wait(self, context, build_generate_request, place_result)
+
+
+def place_result(context: bpy.types.Context, request: submit.JobRequest, job) -> None:
+    """A result made from the source video starts at the shot's first frame; a generated one at the
+    scene's start."""
+    scene = context.scene
+    if "frames" in request.inputs:
+        job.frame_start = source.source_frames(scene, scene_settings(context).source)[0]
+    else:
+        job.frame_start = scene.frame_start
+
+
+class RECAST4D_PT_text_to_4d(SectionPanel, bpy.types.Panel):
+    bl_idname = "RECAST4D_PT_text_to_4d"
+    bl_label = "From Text or Image"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        t2 = scene_settings(context).text_to_4d
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(t2, "prompt")
+        layout.prop(t2, "use_source")
+        col = layout.column(align=True)
+        col.active = not t2.use_source
+        col.template_ID(t2, "image", open="image.open")
+        col.prop(t2, "num_frames")
+        col.prop(t2, "width")
+        col.prop(t2, "height")
+        col.prop(t2, "video_steps")
+        col = layout.column(align=True)
+        col.prop(t2, "rings")
+        if t2.rings == "CUSTOM":
+            col.prop(t2, "custom_rings", text="")
+        col.prop(t2, "strength")
+        col.prop(t2, "fit_iterations")
+        layout.prop(t2, "foreground_gaussians")
+        layout.label(text="Fill engine, sampler, LoRA and outputs: Generation section", icon="INFO")
+        layout.operator(RECAST4D_OT_generate_scene.bl_idname, icon="SHADERFX")
+
+
+PROPERTY_CLASSES = (RECAST4D_PG_text_to_4d,)
+CLASSES = (RECAST4D_OT_generate_scene, RECAST4D_PT_text_to_4d)

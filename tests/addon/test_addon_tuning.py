@@ -1,0 +1,165 @@
+"""Generation > Tune LoRA and Generation > Outputs: the ``tune`` request the add-on builds (checked by
+the backend's own validator), the tuned LoRA offered in the LoRA field, outputs reaching ``params``."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+pytestmark = pytest.mark.blender
+
+
+class RecordingClient:
+    """Stands in for the threaded client: records what is submitted, hands out no events."""
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, str, dict, dict]] = []
+
+    def submit(self, job_id: str, kind: str, params: dict, inputs: dict) -> None:
+        self.submitted.append((job_id, kind, params, inputs))
+
+    def poll_events(self, max_items: int, time_budget_s: float) -> list:
+        return []
+
+    def consumed(self, job_id: str, stream: str, chunk: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def small_scene(bpy, frames: int = 5):
+    """A 24x16 Cycles scene (plane + cube seen by an animated camera), "This Scene" as the source."""
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.cycles.use_denoising = False
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 24, 16, 100
+    scene.frame_start, scene.frame_end = 1, frames
+    scene.world = bpy.data.worlds.new("world")
+    bpy.ops.mesh.primitive_plane_add(size=6, location=(0, 6, 0), rotation=(math.pi / 2, 0, 0))
+    bpy.ops.mesh.primitive_cube_add(size=1.0, location=(0.5, 4, 0))
+    cam = bpy.data.objects.new("source", bpy.data.cameras.new("source"))
+    scene.collection.objects.link(cam)
+    cam.rotation_euler = (math.pi / 2, 0, 0)
+    for frame, x in ((1, 0.0), (frames, 0.3)):
+        cam.location = (x, 0, 0)
+        cam.keyframe_insert("location", frame=frame)
+    scene.camera = cam
+    scene.recast4d.source.kind = "SCENE"
+    return scene
+
+
+@pytest.fixture
+def recording_client(registered_addon):
+    from addon import session
+
+    client = RecordingClient()
+    session.attach_client(client, start_timer=False)
+    yield client
+    session.detach_client()
+
+
+def test_new_operators_and_properties_register_with_backend_defaults(registered_addon):
+    import bpy
+
+    from addon import tuning
+    from backend.tune.config import TuneConfig
+    from backend.tune.model import LORA_ID_PATTERN
+
+    for op in ("tune_lora", "use_tuned_lora", "generate_scene"):
+        assert hasattr(bpy.ops.recast4d, op)
+    for panel in ("RECAST4D_PT_tune", "RECAST4D_PT_outputs", "RECAST4D_PT_text_to_4d"):
+        assert hasattr(bpy.types, panel)
+    settings = bpy.context.scene.recast4d
+    defaults = TuneConfig()
+    assert (settings.tune.steps, settings.tune.rank) == (defaults.steps, defaults.rank)
+    assert settings.tune.to_params()["angles"] == defaults.angles  # max angle 75 -> 30, 45, 60, 75
+    assert tuning.angle_schedule(60) == [30, 45, 60] and tuning.angle_schedule(50) == [30, 45, 50]
+    assert tuning.angle_schedule(20) == [20]
+    assert tuning.LORA_ID_PATTERN.pattern == LORA_ID_PATTERN.pattern
+    assert settings.outputs.to_list() == ["usd", "video", "cameras"]  # the former fixed list
+
+
+def test_polls_say_why_tuning_is_disabled(registered_addon):
+    import bpy
+
+    from addon import session
+
+    with pytest.raises(RuntimeError, match="Connect to the backend"):
+        bpy.ops.recast4d.tune_lora()
+    with pytest.raises(RuntimeError, match="No tune job has finished"):
+        bpy.ops.recast4d.use_tuned_lora(lora_id="x")
+    session.attach_client(RecordingClient(), start_timer=False)
+    try:
+        bpy.context.scene.recast4d.source.kind = "CLIP"
+        with pytest.raises(RuntimeError, match="needs depth"):
+            bpy.ops.recast4d.tune_lora()
+        small_scene(bpy, frames=3)
+        with pytest.raises(RuntimeError, match="at least 5 frames"):
+            bpy.ops.recast4d.tune_lora()
+        bpy.context.scene.frame_end = 5
+        bpy.context.scene.recast4d.tune.lora_id = "no spaces"
+        with pytest.raises(RuntimeError, match="LoRA ID"):
+            bpy.ops.recast4d.tune_lora()
+    finally:
+        session.detach_client()
+
+
+def test_tune_job_params_pass_the_backend_validator_and_the_lora_is_offered(recording_client):
+    import bpy
+
+    from addon import submit, targets, tuning
+    from backend.pipelines.tune.request import TuneRequest
+
+    scene = small_scene(bpy)
+    tune = scene.recast4d.tune
+    tune.steps, tune.rank, tune.max_angle = 8, 4, 45.0
+    scene.recast4d.generation.prompt = "a cube in front of a wall"
+    assert bpy.ops.recast4d.tune_lora() == {"FINISHED"}
+    (job_id, kind, params, inputs), = recording_client.submitted
+    assert kind == "tune" and inputs["frames"].shape == (5, 16, 24, 3) and inputs["depth"].shape == (5, 16, 24)
+    request = TuneRequest.from_params(params, inputs)  # the backend's own validation accepts it
+    assert (request.config.steps, request.config.rank, request.config.angles) == (8, 4, [30.0, 45.0])
+    assert request.config.prompt == "a cube in front of a wall" and request.depth_kind == "z"
+    assert request.lora_id == f"Scene-{job_id[:8]}" and len(request.cameras) == 5
+    assert request.cameras[0].world_to_camera[0, 3] != request.cameras[-1].world_to_camera[0, 3]  # animated
+
+    job = scene.recast4d.jobs[-1]
+    assert job.kind == "tune" and job.job_id == job_id and job.state == "UPLOADING"
+    assert tuning.offer_finished_loras(scene) == []  # still running: nothing offered
+    assert not bpy.ops.recast4d.use_tuned_lora.poll()
+    job.state = "DONE"
+    assert tuning.offer_finished_loras(scene) == [request.lora_id]
+    assert scene.recast4d.generation.lora_path == request.lora_id
+    assert tuning.offer_finished_loras(scene) == []  # offered once: a user's later choice is kept
+    scene.recast4d.generation.lora_path = ""
+    assert bpy.ops.recast4d.use_tuned_lora(lora_id=request.lora_id) == {"FINISHED"}
+    assert scene.recast4d.generation.lora_path == request.lora_id
+
+    # the re-film job then uses the LoRA by id (a plain id is no file path to make absolute)
+    targets.add_camera_path(bpy.context, "orbit:left:10", pivot_depth=5.0)
+    scene.recast4d.outputs.png, scene.recast4d.outputs.cameras, scene.recast4d.outputs.ply = True, False, True
+    reshoot = submit.build_reshoot_request(bpy.context)
+    assert reshoot.params["engine"]["lora"] == request.lora_id
+    assert reshoot.params["outputs"] == ["usd", "video", "png", "ply"]
+    from backend.pipelines.reshoot.request import ReshootRequest
+
+    assert ReshootRequest.from_params(reshoot.params, reshoot.inputs).outputs == {"usd", "video", "png", "ply"}
+
+
+def test_a_typed_lora_id_is_sent_and_the_timer_stops_when_nothing_is_pending(recording_client):
+    import bpy
+
+    from addon import tuning
+
+    scene = small_scene(bpy)
+    scene.recast4d.tune.lora_id = "my-shot_v1"
+    request = tuning.build_tune_request(bpy.context)
+    assert request.params["lora_id"] == "my-shot_v1"
+    tuning.remember_tune_job(scene, request)  # no job entry for it: it is not pending
+    assert bpy.app.timers.is_registered(tuning._offer_tick)
+    assert tuning._offer_tick() is None
+    tuning.stop_timer()
+    assert not bpy.app.timers.is_registered(tuning._offer_tick)
