@@ -102,7 +102,8 @@ def build_generate_request(context: bpy.types.Context) -> submit.JobRequest:
         "fps": scene.render.fps / scene.render.fps_base,
         "engine": {"inpaint": gen["engine"], "lora": gen["lora_path"] or None, "lora_weight": gen["lora_weight"],
                    "steps": gen["steps"], "guidance": gen["guidance"], "seed": gen["seed"]},
-        "outpaint": {"rings": t2.ring_loops(), "strength": t2.strength, "fit_iterations": t2.fit_iterations},
+        "outpaint": {"rings": t2.ring_loops(), "strength": round(t2.strength, 4),
+                     "fit_iterations": t2.fit_iterations},
         "gaussians": {"enabled": t2.foreground_gaussians},
         "outputs": outputs.generate_outputs(context),
     }
