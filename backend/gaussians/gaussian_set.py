@@ -215,7 +215,8 @@ def gaussians_from_points(
     """Isotropic Gaussians on coloured points, one per point.
 
     - ``points`` (N, 3): world positions, metres.
-    - ``colors`` (N, 3): linear RGB in [0, 1]; stored as the SH DC term (higher bands zero).
+    - ``colors`` (N, 3): RGB in [0, 1] in the encoding of the images the set is fitted to (the
+      pipelines fit sRGB-encoded frames; USD export converts to linear); stored as the SH DC term.
     - ``radius`` (N,): each point's footprint radius in world units; ``backend.geometry`` lifts
       pixels with ``radius = 0.5 * depth / focal`` (half the side of the source pixel at that depth).
       The standard deviation on all three axes is ``scale_factor * radius``: with the default 1.0 a
