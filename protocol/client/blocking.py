@@ -174,7 +174,7 @@ class BlockingClient:
                 del self.conn.uploads[key]
             raise JobRejectedError(event.message.detail or event.message.code, code=event.message.code)
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
-        while any(k[0] == job_id for k in self.conn.uploads):
+        while self.conn.uploading(job_id):
             event_or_none = self._recv(deadline)
             if event_or_none is None:
                 raise ServerTimeout(f"upload of job {job_id!r} stalled (no credit from the server)")

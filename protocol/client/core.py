@@ -151,6 +151,7 @@ class Connection:
         for upload in self.uploads.values():  # chunks in flight may be lost: resume from the last ack
             upload.next_chunk = upload.ack
             upload.window = 0  # wait for the server's credit (sent in reply to hello.resume_jobs)
+            upload.ended = False  # upload.end may have been lost too; the server ignores a second one
 
     def close(self) -> None:
         self.socket.close(linger=0)
@@ -241,6 +242,9 @@ class Connection:
                 state.ended = True
         elif isinstance(typed, JobStatus):
             self.jobs[typed.job_id] = typed.state
+            if typed.state != "queued":  # the job started, so the server has every input: forget them
+                for key in [k for k in self.uploads if k[0] == typed.job_id]:
+                    del self.uploads[key]
             streams = msg.content.get("streams")
             if typed.job_id in self.resuming and isinstance(streams, dict):
                 self.resuming.discard(typed.job_id)
@@ -273,7 +277,7 @@ class Connection:
 
     def pump_uploads(self) -> None:
         """Send every upload chunk the server's credit allows; ``upload.end`` after the last one."""
-        for key, up in list(self.uploads.items()):
+        for up in list(self.uploads.values()):
             while up.next_chunk < up.chunks and up.next_chunk < up.ack + up.window:
                 start = up.next_chunk * up.frames_per_chunk
                 stop = min(up.array.shape[0], start + up.frames_per_chunk)
@@ -282,8 +286,11 @@ class Connection:
                 up.next_chunk += 1
             if up.next_chunk >= up.chunks and not up.ended:
                 self.send(UploadEnd(job_id=up.job_id, input=up.name, chunks=up.chunks))
-                up.ended = True
-                del self.uploads[key]
+                up.ended = True  # kept until the job starts: a reconnect may have to send the tail again
+
+    def uploading(self, job_id: str) -> bool:
+        """True while some input of ``job_id`` has not been sent completely (``upload.end`` included)."""
+        return any(up.job_id == job_id and not up.ended for up in self.uploads.values())
 
     def consumed(self, job_id: str, stream: str, chunk: int) -> None:
         """The caller is done with ``chunk`` (and all before it): grant credit for more."""

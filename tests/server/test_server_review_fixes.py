@@ -263,3 +263,33 @@ def test_cancelling_a_job_that_never_reached_the_worker_keeps_no_flag(tmp_path):
     worker.enqueue("queued")
     worker.request_cancel("queued")
     assert worker._cancel["queued"].is_set()
+
+
+def test_an_upload_tail_lost_in_a_reconnect_is_sent_again():
+    from protocol.client.core import Connection, Event
+    from protocol.connection import ConnectionInfo
+    from protocol.messages import JobStatus, UploadCredit
+    from protocol.wire import Message
+
+    info = ConnectionInfo(transport="tcp", host="127.0.0.1", port=9, key="", pid=0, server_session="none")
+    conn = Connection(info)
+    sent: list[str] = []
+    real_send = conn.send
+    conn.send = lambda message: sent.append(message.TYPE) or real_send(message)  # type: ignore[method-assign]
+
+    def track(message) -> None:
+        conn._track(Event(type=message.TYPE, job_id=message.job_id, message=message),
+                    Message(type=message.TYPE, content={}))
+
+    try:
+        conn.submit("j", "test.points", {}, {"offsets": np.zeros((4, 3), np.float32)})
+        track(UploadCredit(job_id="j", input="offsets", ack=0, window=4))
+        assert sent[-2:] == ["upload.chunk", "upload.end"] and not conn.uploading("j")
+        conn.reopen()  # the connection dropped before the server got the last chunk and the end
+        sent.clear()
+        track(UploadCredit(job_id="j", input="offsets", ack=0, window=4))  # server: resume from chunk 0
+        assert sent == ["upload.chunk", "upload.end"]  # before the fix the upload was forgotten: nothing
+        track(JobStatus(job_id="j", state="running"))
+        assert conn.uploads == {}
+    finally:
+        conn.close()
