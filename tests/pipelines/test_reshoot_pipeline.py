@@ -145,3 +145,27 @@ def test_depth_holes_fall_back_to_columns_and_keep_empty_frames_zero():
     holes[1] = True
     filled = fill_depth_holes(depth, holes)
     assert torch.all(filled[0] == 3.0) and torch.all(filled[1] == 0.0)
+
+
+def test_merge_by_frame_caps_points_per_frame_and_keeps_order():
+    from backend.geometry import PointFrames
+    from backend.pipelines.reshoot.pipeline import merge_by_frame
+
+    def part(frames: list[int]) -> PointFrames:
+        n = len(frames)
+        counts = torch.bincount(torch.tensor(frames), minlength=3)
+        return PointFrames(xyz=torch.arange(n * 3, dtype=torch.float32).reshape(n, 3), rgb=torch.zeros(n, 3),
+                           radius=torch.ones(n), frame_index=torch.tensor(frames),
+                           pixel_index=torch.arange(n), offsets=torch.cat([torch.zeros(1, dtype=torch.int64),
+                                                                           torch.cumsum(counts, 0)]),
+                           source_height=4, source_width=4)
+
+    a, b = part([0] * 5 + [1] * 2 + [2] * 9), part([1, 0, 0])  # frame 2 only in a
+    fused = merge_by_frame([a, b], 3, max_points=4, seed=1)
+    assert fused.counts().tolist() == [4, 3, 4]
+    assert torch.equal(fused.frame_index, torch.tensor([0] * 4 + [1] * 3 + [2] * 4))
+    frame2 = fused.frame(2).pixel_index.tolist()
+    assert frame2 == sorted(frame2)  # original order kept inside a frame
+    again = merge_by_frame([a, b], 3, max_points=4, seed=1)
+    assert torch.equal(again.xyz, fused.xyz)  # seeded
+    assert merge_by_frame([a, b], 3, max_points=100).num_points == 19

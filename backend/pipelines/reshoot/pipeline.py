@@ -282,15 +282,16 @@ def merge_by_frame(parts: list[PointFrames], num_frames: int, max_points: int, *
     frame; frames with more than ``max_points`` are subsampled uniformly at random (seeded)."""
     xyz = torch.cat([p.xyz for p in parts])
     frame_index = torch.cat([p.frame_index for p in parts])
-    keep = torch.ones_like(frame_index, dtype=torch.bool)
-    counts = torch.bincount(frame_index, minlength=num_frames)
+    frames_cpu = frame_index.cpu()
+    n = frames_cpu.numel()
+    # One sort for every frame at once: grouped by frame, random order inside a frame; the first
+    # max_points of each group survive; survivors go back to frame order, original order inside.
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    for f in torch.nonzero(counts > max_points).flatten().tolist():
-        rows = torch.nonzero(frame_index == f).flatten()
-        drop = torch.randperm(rows.numel(), generator=generator)[max_points:].to(rows.device)
-        keep[rows[drop]] = False
-    order = torch.argsort(frame_index[keep], stable=True)
-    rows = torch.nonzero(keep).flatten()[order]
+    shuffled = torch.argsort(frames_cpu.double() + torch.rand(n, generator=generator, dtype=torch.float64))
+    per_frame = torch.bincount(frames_cpu, minlength=num_frames)
+    rank = torch.arange(n) - (torch.cumsum(per_frame, 0) - per_frame)[frames_cpu[shuffled]]
+    kept = shuffled[rank < max_points]
+    rows = kept[torch.argsort(frames_cpu[kept] * max(n, 1) + kept)].to(frame_index.device)
     counts = torch.bincount(frame_index[rows], minlength=num_frames).cpu()
     offsets = torch.zeros(num_frames + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(counts, 0)
