@@ -50,6 +50,9 @@ log = logging.getLogger("recast4d.server")
 CAPABILITIES = ["upload", "resend", "progress", "cancel"]
 _MAX_OUTBOX = 10_000
 _MAX_RECV_PER_TICK = 256
+#: Messages queued per peer and direction. Result streams are bounded by credit anyway; a small
+#: queue also bounds what one (authenticated) client can make the server hold: 64 x max_frame_bytes.
+SOCKET_HWM = 64
 
 
 def lock_jobs_dir(jobs_dir: Path) -> Any:
@@ -119,8 +122,8 @@ class Server(RequestHandlers, ResultStreaming):
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_frame_bytes)
-        sock.setsockopt(zmq.SNDHWM, 1000)
-        sock.setsockopt(zmq.RCVHWM, 1000)
+        sock.setsockopt(zmq.SNDHWM, SOCKET_HWM)
+        sock.setsockopt(zmq.RCVHWM, SOCKET_HWM)
         sock.setsockopt(zmq.LINGER, 1000)
         sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
