@@ -80,3 +80,23 @@ def test_a_source_frame_without_depth_does_not_stop_the_gaussians(tmp_path) -> N
     counts = [g["gaussians"] for g in result.report["gaussians"]["frames"]]
     assert counts[0] > 0 and counts[2] > 0
     assert sorted(p.name for p in (tmp_path / "ply").iterdir()) == [f"gaussians_{i:05d}.ply" for i in range(3)]
+
+
+def test_bullet_time_pivot_comes_from_the_frozen_frame() -> None:
+    """Bullet time orbits the camera of the frozen frame, so its default pivot is that frame's depth."""
+    from backend.pipelines.reshoot import ReshootRequest
+    from backend.pipelines.reshoot.pipeline import default_pivot_depth, resolve_trajectories
+    from backend.pipelines.reshoot.synthetic import sliding_square_scene
+
+    scene = sliding_square_scene(num_frames=3, width=24, height=16)
+    depth = scene.depth.copy()
+    depth[2] *= 3.0  # the scene is three times farther away by frame 2
+    request = ReshootRequest.from_params(
+        {"fps": 8, "cameras": [scene.camera.to_dict()],
+         "trajectories": [{"name": "bullet", "preset": "bullet:2:orbit:right:10"},
+                          {"name": "orbit", "preset": "orbit:right:10"}]},
+        {"frames": scene.frames, "depth": depth})
+    depth_z = torch.from_numpy(depth)
+    bullet, orbit = resolve_trajectories(request, depth_z)
+    assert bullet.pivot_depth == default_pivot_depth(depth_z[2])
+    assert orbit.pivot_depth == default_pivot_depth(depth_z[0])

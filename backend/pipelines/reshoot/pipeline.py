@@ -49,6 +49,7 @@ from protocol.camera import Camera, stack_cameras
 from protocol.color import srgb_to_linear
 from protocol.errors import ValidationError
 from protocol.paths import build_path
+from protocol.paths.spec import parse_path_spec
 
 from ..stages import StageClock, StageProgressFn
 from .depth_fill import fill_depth_holes
@@ -242,7 +243,11 @@ def resolve_trajectories(request: ReshootRequest, depth_z: torch.Tensor) -> list
         if traj.preset is None:
             out.append(traj)
             continue
-        pivot = traj.pivot_depth or default_pivot_depth(depth_z[0])
+        # the pivot sits in front of the camera the path starts from: frame 0, or the frozen frame
+        # for bullet time (the content *and* the source camera freeze there)
+        anchor = int(parse_path_spec(traj.preset).freeze_frame or 0)
+        anchor = anchor if anchor < depth_z.shape[0] else 0  # out of range: build_path says so clearly
+        pivot = traj.pivot_depth or default_pivot_depth(depth_z[anchor])
         path = build_path(traj.preset, request.cameras, pivot)
         out.append(Trajectory(traj.name, cameras=path.cameras, time_map=np.asarray(path.source_frames),
                               preset=traj.preset, pivot_depth=pivot))
