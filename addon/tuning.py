@@ -6,16 +6,19 @@ Request (see ``backend/pipelines/tune/request.py``): ``params`` = fps, per-frame
 float32 (F, H, W) metres. Tuning needs depth, so the source must be "This Scene" (rendered with depth).
 
 The backend registers the finished LoRA as ``<models>/loras/<lora_id>``, where ``reshoot`` jobs find
-it by id. The add-on always sends the id (typed, or ``<shot>-<job id>``) and remembers it per job;
-when the job is done the id is put into Generation > LoRA (:func:`offer_finished_loras`, run by a
-timer while tune jobs are pending, and by the blocking "wait" path).
+it by id. The add-on always sends the id (typed, or ``<scene>-<job id>``) and remembers it per job;
+when the job is done the id it registered (``lora_id`` of the streamed ``report.json``, else the id
+sent) is put into Generation > LoRA (:func:`offer_finished_loras`, run by a timer while tune jobs are
+pending and by the blocking "wait" path; the section's "Use" buttons offer it again later).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import bpy
 
@@ -175,12 +178,27 @@ def remember_tune_job(scene: bpy.types.Scene, request: submit.JobRequest) -> Non
         bpy.app.timers.register(_offer_tick, first_interval=OFFER_INTERVAL_S, persistent=True)
 
 
+def registered_lora_id(job, sent_id: str) -> str:
+    """The id a finished tune job registered: ``lora_id`` of its ``report.json`` (streamed with the
+    results) when that file is there, else ``sent_id``, the id the request named."""
+    if job.result_dir:
+        report = Path(bpy.path.abspath(job.result_dir)) / "report.json"
+        try:
+            lora_id = json.loads(report.read_text()).get("lora_id") if report.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            lora_id = None
+        if isinstance(lora_id, str) and LORA_ID_PATTERN.match(lora_id):
+            return lora_id
+    return sent_id
+
+
 def offer_finished_loras(scene: bpy.types.Scene) -> list[str]:
     """Put the LoRA of each newly finished tune job into Generation > LoRA; returns the ids offered."""
     offered = []
     for entry in scene.recast4d.tune.tuned_loras:
         if entry.offered or not _finished(scene, entry):
             continue
+        entry.name = registered_lora_id(find_job(scene, entry.job_id), entry.name)
         scene.recast4d.generation.lora_path = entry.name
         entry.offered = True
         offered.append(entry.name)

@@ -163,3 +163,112 @@ def test_a_typed_lora_id_is_sent_and_the_timer_stops_when_nothing_is_pending(rec
     assert tuning._offer_tick() is None
     tuning.stop_timer()
     assert not bpy.app.timers.is_registered(tuning._offer_tick)
+
+
+def test_the_lora_id_comes_from_the_streamed_report_when_it_arrived(registered_addon, tmp_path):
+    import json
+
+    import bpy
+
+    from addon import submit, tuning
+
+    scene = bpy.context.scene
+    job = scene.recast4d.jobs.add()
+    job.job_id, job.kind, job.state, job.result_dir = "t1", "tune", "DONE", str(tmp_path)
+    (tmp_path / "report.json").write_text(json.dumps({"lora_id": "registered-id", "rounds": []}))
+    tuning.remember_tune_job(scene, submit.JobRequest("t1", "tune", {"lora_id": "sent-id"}))
+    assert tuning.offer_finished_loras(scene) == ["registered-id"]
+    assert scene.recast4d.generation.lora_path == "registered-id"
+    assert scene.recast4d.tune.tuned_loras[0].name == "registered-id"
+    tuning.stop_timer()
+
+
+def test_new_panels_draw(registered_addon):
+    import types
+
+    import bpy
+    from test_addon_ui import CheckingLayout
+
+    from addon import outputs, text_to_4d, tuning
+
+    settings = bpy.context.scene.recast4d
+    job = settings.jobs.add()
+    job.job_id, job.state = "t1", "DONE"
+    entry = settings.tune.tuned_loras.add()
+    entry.name, entry.job_id = "shot-lora", "t1"
+    settings.text_to_4d.rings = "CUSTOM"
+    class Layout(CheckingLayout):  # operator() hands back its properties, as Blender's layout does
+        def _child(self, *args, **kwargs) -> Layout:
+            return Layout(self._bpy, self._log)
+
+        row = column = box = split = _child
+
+        def operator(self, idname: str, **kwargs):
+            super().operator(idname, **kwargs)
+            return types.SimpleNamespace()
+
+    log: list = []
+    for cls in (tuning.RECAST4D_PT_tune, outputs.RECAST4D_PT_outputs, text_to_4d.RECAST4D_PT_text_to_4d):
+        cls.draw(type("PanelStandIn", (), {"layout": Layout(bpy, log)})(), bpy.context)
+    assert ("operator", "recast4d.tune_lora") in log and ("operator", "recast4d.use_tuned_lora") in log
+    assert ("label", "shot-lora (done)") in log and ("prop", "max_angle") in log
+    assert ("prop", "ply") in log and ("prop", "custom_rings") in log
+    assert ("operator", "recast4d.generate_scene") in log
+
+
+@pytest.mark.slow
+def test_real_tune_job_registers_its_lora_and_offers_it(registered_addon, tmp_path):
+    """The real ``tune`` job kind on a tiny random Wan VACE (2 steps at 32x32): the id it registered
+    ends up in Generation > LoRA. Tune options beyond steps/rank/angles are shrunk for the CPU."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import bpy
+
+    from addon import connection, session, submit, tuning
+    from addon.prefs import PreferenceValues
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("recast4d_engine_recipes", repo / "tests" / "engines" / "conftest.py")
+    recipes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipes)
+    models = tmp_path / "models"
+    recipes.build_tiny_vace_pipeline().save_pretrained(models / "Wan2.1-VACE-1.3B-diffusers")
+
+    conn_file = tmp_path / "server.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+               RECAST4D_MODELS=str(models), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "serve", "--port", "0", "--jobs-dir", str(tmp_path / "jobs"),
+         "--connection-file", str(conn_file), "--job-kinds", "backend.pipelines.tune"],
+        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not conn_file.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "backend did not start"
+            time.sleep(0.05)
+        scene = small_scene(bpy)
+        scene.recast4d.tune.steps, scene.recast4d.tune.rank, scene.recast4d.tune.max_angle = 2, 4, 20.0
+        request = tuning.build_tune_request(bpy.context)
+        request.params["tune"].update(width=32, height=32, num_frames=5, samples_per_round=1, generation_steps=2,
+                                      checkpoint_every=1)
+        connection.connect_backend(PreferenceValues(connection_file=str(conn_file)), start_timer=False)
+        job = submit.submit_request(bpy.context, request)
+        tuning.remember_tune_job(scene, request)
+        assert session.drain_blocking(lambda: submit._job_finished(job.job_id), timeout_s=240)
+        assert job.state == "DONE", f"{job.state}: {job.error}"
+        assert tuning.offer_finished_loras(scene) == [request.params["lora_id"]]
+        assert scene.recast4d.generation.lora_path == request.params["lora_id"]
+        assert (models / "loras" / request.params["lora_id"] / "pytorch_lora_weights.safetensors").is_file()
+    finally:
+        tuning.stop_timer()
+        session.detach_client()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
