@@ -100,3 +100,24 @@ def test_bullet_time_pivot_comes_from_the_frozen_frame() -> None:
     bullet, orbit = resolve_trajectories(request, depth_z)
     assert bullet.pivot_depth == default_pivot_depth(depth_z[2])
     assert orbit.pivot_depth == default_pivot_depth(depth_z[0])
+
+
+def test_disabled_gaussians_are_not_built(tmp_path, monkeypatch) -> None:
+    import backend.pipelines.reshoot.pipeline as pipeline
+    from backend.pipelines.reshoot import ReshootRequest, run_reshoot
+    from backend.pipelines.reshoot.synthetic import sliding_square_scene
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Gaussians built although disabled")
+
+    monkeypatch.setattr(pipeline, "gaussians_from_points", refuse)
+    scene = sliding_square_scene(num_frames=3, width=24, height=16)
+    request = ReshootRequest.from_params(
+        {"fps": 8, "cameras": [scene.camera.to_dict()], "gaussians": {"enabled": False}, "outputs": ["usd", "ply"],
+         "trajectories": [{"name": "orbit", "preset": "orbit:left:10"}]},
+        {"frames": scene.frames, "depth": scene.depth})
+    reported = []
+    result = run_reshoot(request, tmp_path, device="cpu", on_frame=lambda i, xyz, rgb: reported.append(i))
+    assert reported == [0, 1, 2]
+    assert [f["gaussians"] for f in result.report["gaussians"]["frames"]] == [0, 0, 0]
+    assert (tmp_path / "scene.usdc").exists() and not (tmp_path / "ply").exists()

@@ -30,7 +30,14 @@ import torch
 from backend.engines import FirstFrameEdit, InpaintContext, get_depth_engine, get_inpaint_engine
 from backend.export import UsdSceneWriter
 from backend.export.stream import export_gaussian_frames
-from backend.gaussians import FitConfig, FitView, SequenceFrame, fit_sequence, gaussians_from_points
+from backend.gaussians import (
+    FitConfig,
+    FitView,
+    GaussianSet,
+    SequenceFrame,
+    fit_sequence,
+    gaussians_from_points,
+)
 from backend.gaussians.sequence import FittedFrame
 from backend.geometry import (
     AccumulationResult,
@@ -376,16 +383,20 @@ def _frame_arrays(points: PointFrames, index: int) -> tuple[np.ndarray, np.ndarr
 def _gaussian_frames(request: ReshootRequest, fused: PointFrames, done: list[TrajectoryResult],
                      device: torch.device, progress, cancel: CancelFn | None, usd: UsdSceneWriter | None,
                      out_dir: Path):
-    """Fitted (or, with 0 iterations / disabled, initialised) Gaussians per frame, exported as they finish."""
+    """Fitted (or, with 0 iterations, initialised) Gaussians per frame, exported as they finish; with
+    Gaussians disabled, empty frames (nothing built or exported: the caller still writes point clouds)."""
+    if not request.gaussians.enabled:
+        for index in range(fused.num_frames):
+            check_cancel(cancel)
+            yield FittedFrame(index=index, gaussians=GaussianSet.empty(device=device))
+        return
     ply_dir = out_dir / "ply" if "ply" in request.outputs else None
     iterations = request.gaussians.resolved_iterations(device.type)
-    if not request.gaussians.enabled or iterations <= 0:
+    if iterations <= 0:
         frames = (_initial_frame(fused, i, device, cancel) for i in range(fused.num_frames))
     else:
         frames = fit_sequence(_FitInputs(request, fused, done), FitConfig(iterations=iterations, seed=request.engine.seed),
                               device=device, progress=progress, cancel=cancel)
-    if not request.gaussians.enabled:
-        usd, ply_dir = None, None
     yield from export_gaussian_frames(frames, usd_writer=usd, ply_dir=ply_dir)
 
 
