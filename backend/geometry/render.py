@@ -40,8 +40,7 @@ DEFAULT_SURFACE_TOLERANCE = 0.01
 _COVER_EPS = 1e-3  # pixels: footprints that exactly touch a pixel centre cover it
 _CHUNK_POINTS = 1 << 22
 _NO_HIT = torch.iinfo(torch.int64).max
-_DIST_SCALE = 1024.0
-_FIXED_SPAN = 3  # splats up to 3x3 pixels take the gather-free path  # squared-pixel-distance quantisation for the tie-break key
+_DIST_SCALE = 1024.0  # squared-pixel-distance quantisation for the tie-break key
 
 
 @dataclass
