@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -286,6 +287,25 @@ class JobStore:
             self._jobs[job_id] = record
             self.log(job_id, f"created kind={kind} inputs={sorted(inputs)}")
             return record, True
+
+    def retry(self, job_id: str) -> JobRecord | None:
+        """Queue a job that failed with a *retryable* error (e.g. the server stopped mid-job) again.
+
+        What was uploaded stays (``uploads_pending`` still lists what was not); its outputs and
+        result streams start afresh. Returns the record, or None if the job is not retryable.
+        """
+        with self._lock:
+            record = self._require(job_id)
+            if record.state != FAILED or not (record.error or {}).get("retryable"):
+                return None
+            job_dir = self.job_dir(job_id)
+            for sub in ("outputs", "streams"):
+                shutil.rmtree(job_dir / sub, ignore_errors=True)
+                (job_dir / sub).mkdir(parents=True, exist_ok=True)
+            record.state, record.error, record.streams = QUEUED, None, {}
+            self._save_state(record)
+        self.log(job_id, "resubmitted: queued again after a retryable failure")
+        return record
 
     def set_reply(self, job_id: str, reply: dict[str, Any]) -> None:
         """Remember the reply to the first submit, returned again for duplicate submits."""

@@ -128,6 +128,8 @@ class RequestHandlers:
         except Recast4DError as exc:
             return reject(exc)
         self.subscribe(client, req.job_id)
+        if not created and self.store.retry(req.job_id) is not None:
+            created = True  # a retryable failure (e.g. the server stopped mid-job): run it again
         if not created:  # idempotent: the original reply, then where the job is now
             reply = record.reply or {"job_id": record.job_id, "queue_pos": 0}
             self.send(client, JobAccepted(**reply), parent_id=msg.msg_id)
@@ -141,7 +143,8 @@ class RequestHandlers:
         reply = {"job_id": req.job_id, "queue_pos": queue_pos}
         self.store.set_reply(req.job_id, reply)
         self.send(client, JobAccepted(**reply), parent_id=msg.msg_id)
-        for name, spec in inputs.items():
+        for name in list(record.uploads_pending):  # all inputs for a new job; what is missing for a retry
+            spec = inputs[name]
             target = self.store.open_input(req.job_id, name)
             upload = UploadReceiver(req.job_id, name, target, window=self.limits.window)
             if spec.shape[0] == 0:

@@ -305,3 +305,43 @@ def test_progress_is_coalesced_to_about_ten_per_second(tmp_path):
         assert len(progress) < 60
         steps = [p.step for p in progress if p.stage == "chatter"]
         assert steps == sorted(steps)  # latest only, in order
+
+
+def test_job_interrupted_by_a_server_kill_completes_when_resubmitted(tmp_path):
+    """Issue 6: killing the server mid-job marks it failed-retryable; the same submit runs it again
+    with the inputs already uploaded, and it completes with fresh streams."""
+    jobs, conn_file = tmp_path / "jobs", tmp_path / "server.json"
+    params = {"frames": 6, "points": 100, "seed": 3, "delay_s": 0.25}
+    offsets = np.full((4, 3), 0.25, np.float32)
+    first = ServerProcess(jobs, conn_file)
+    client = connect(conn_file)
+    try:
+        client.submit("again", KIND, params, {"offsets": offsets})
+        while True:  # the job is computing: its first chunk has been produced
+            event = client.next_event(10)
+            assert event is not None, "the job never started"
+            if isinstance(event.message, ResultChunk):
+                break
+        first.kill()
+        second = ServerProcess(jobs, conn_file)
+        try:
+            client.reconnect(resume_jobs=["again"])
+            while True:  # the restarted server reports the interrupted job as failed, retryable
+                event = client.next_event(10)
+                assert event is not None, "no status for the interrupted job"
+                if isinstance(event.message, JobStatus) and event.job_id == "again":
+                    break
+            assert event.message.state == "failed" and "submit it again" in event.message.detail
+            client.submit("again", KIND, params, {"offsets": offsets})
+            result = client.wait_job("again", timeout_s=30)
+        finally:
+            second.terminate()
+    finally:
+        client.close()
+        first.kill()
+    assert result.state == "done"
+    stream = result.streams["points"]
+    assert stream.end is not None and sorted(stream.arrays) == list(range(6))
+    expected = frame_arrays(3, 5, 100)["xyz"] + offsets.sum(axis=0)
+    np.testing.assert_array_equal(stream.arrays[5]["xyz"], expected)
+    assert (jobs / "again" / "runs.txt").read_text().count("run") == 2
