@@ -55,6 +55,10 @@ class RECAST4D_PG_text_to_4d(bpy.types.PropertyGroup):
         name="Frames", default=81, min=5, max=161, description="Frames of the generated video (rounded to 4k + 1)")
     width: _size_property("Width", 832, "Width of the generated video (rounded down to a multiple of 16)")  # type: ignore[valid-type]
     height: _size_property("Height", 480, "Height of the generated video (rounded down to a multiple of 16)")  # type: ignore[valid-type]
+    fps: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="FPS", default=16.0, min=1.0, max=120.0,
+        description="Frame rate of the generated video (Wan2.1 makes 16 fps motion); a source reference "
+                    "uses the scene's")
     video_steps: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Video Steps", default=30, min=1, max=200, description="Sampling steps of the video model")
     rings: bpy.props.EnumProperty(name="Rings", items=RING_ITEMS, default="PAPER")  # type: ignore[valid-type]
@@ -119,7 +123,7 @@ def build_generate_request(context: bpy.types.Context) -> submit.JobRequest:
     else:
         if not prompt:
             raise _errors.ValidationError("type a prompt: it says what to generate (an image alone is not enough)")
-        params.update(num_frames=t2.num_frames, width=t2.width, height=t2.height,
+        params.update(num_frames=t2.num_frames, width=t2.width, height=t2.height, fps=round(t2.fps, 3),
                       video={"num_inference_steps": t2.video_steps, "seed": gen["seed"]})
         params["engine"]["depth"] = "depth-anything"
         if t2.image is not None:
@@ -199,6 +203,7 @@ class RECAST4D_PT_text_to_4d(SectionPanel, bpy.types.Panel):
         col.prop(t2, "num_frames")
         col.prop(t2, "width")
         col.prop(t2, "height")
+        col.prop(t2, "fps")
         col.prop(t2, "video_steps")
         col = layout.column(align=True)
         col.prop(t2, "rings")

@@ -72,7 +72,7 @@ def test_prompt_only_and_image_requests_pass_the_backend_validator(recording_cli
     _, kind, params, inputs = recording_client.submitted[-1]
     request = GenerateRequest.from_params(params, inputs)
     assert kind == "generate" and inputs == {} and request.video_engine == "wan-t2v"
-    assert (request.num_frames, request.width, request.height) == (17, 64, 48)
+    assert (request.num_frames, request.width, request.height, request.fps) == (17, 64, 48, 16.0)
     assert request.video_options == {"num_inference_steps": 4, "seed": 7} and request.engine.seed == 7
     assert request.outputs == {"usd", "video", "ply"}
     assert request.outpaint.rings == [list(loop) for loop in DEFAULT_RINGS] and request.outpaint.strength == 0.7
@@ -107,7 +107,7 @@ def test_source_reference_request_passes_the_backend_validator(recording_client)
     assert set(request.inputs) == {"frames", "depth"} and request.inputs["depth"].shape == (3, 16, 24)
     validated = GenerateRequest.from_params(request.params, request.inputs)
     assert not validated.generates_video and validated.engine.depth == "given" and len(validated.cameras) == 3
-    assert validated.engine.inpaint == "classical" and validated.prompt == ""
+    assert validated.engine.inpaint == "classical" and validated.prompt == "" and validated.fps == scene.render.fps
 
 
 def _start_server(tmp_path, job_kinds: str):
