@@ -7,7 +7,8 @@ section's), ``outpaint`` (camera ``rings``: loops of ``[elevation, azimuth]`` de
 ``fit_iterations``), ``gaussians`` and ``outputs``. ``inputs`` = ``image`` uint8 (H, W, 3) from a
 Blender Image, or, with "Reference From Source", the current source as the reference video:
 ``frames`` uint8 (F, H, W, 3), ``depth`` float32 (F, H, W) metres (planar z, "This Scene" only) and
-per-frame source ``cameras`` (OpenCV, ``protocol.camera``); then no video is generated.
+per-frame source ``cameras`` (OpenCV, ``protocol.camera``), optionally ``foreground`` uint8 (F, H, W)
+masks rendered from a collection; then no video is generated.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import uuid
 
 import bpy
+import numpy as np
 
 from . import capture, outputs, session, source, submit, tuning
 from .deps import protocol_module
@@ -71,6 +73,10 @@ class RECAST4D_PG_text_to_4d(bpy.types.PropertyGroup):
     fit_iterations: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Fit Iterations", default=50, min=0, max=10_000,
         description="Background Gaussian optimisation steps after each ring view")
+    foreground: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        name="Foreground", type=bpy.types.Collection,
+        description="With 'This Scene' as the reference: the objects of this collection are the moving "
+                    "foreground (rendered masks); blank: the backend splits by motion")
     foreground_gaussians: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Foreground Gaussians", default=True, description="Fit the moving foreground as per-frame Gaussians")
 
@@ -113,13 +119,19 @@ def build_generate_request(context: bpy.types.Context) -> submit.JobRequest:
     }
     inputs: dict = {}
     if t2.use_source:
-        _, source_cameras, rgb, depth = tuning.capture_source(context)
+        frames, source_cameras, rgb, depth = tuning.capture_source(context)
         params["cameras"] = [c.to_dict() for c in source_cameras]
         params["depth_kind"] = "z"
         params["engine"]["depth"] = "given" if depth is not None else "depth-anything"
         inputs["frames"] = rgb
         if depth is not None:
             inputs["depth"] = depth
+        if t2.foreground is not None:
+            if depth is None:
+                raise _errors.ValidationError("a foreground collection needs 'This Scene' as the source "
+                                              "(the masks are rendered)")
+            camera = source.source_camera_object(scene, settings.source)
+            inputs["foreground"] = foreground_masks(scene, camera, frames, t2.foreground, depth)
     else:
         if not prompt:
             raise _errors.ValidationError("type a prompt: it says what to generate (an image alone is not enough)")
@@ -134,6 +146,29 @@ def build_generate_request(context: bpy.types.Context) -> submit.JobRequest:
     return submit.JobRequest(uuid.uuid4().hex, "generate", params, inputs)
 
 
+def foreground_masks(scene: bpy.types.Scene, camera: bpy.types.Object, frames: list[int],
+                     collection: bpy.types.Collection, depth: np.ndarray) -> np.ndarray:
+    """``(F, H, W)`` uint8 masks, 1 where an object of ``collection`` is the visible surface.
+
+    The scene is rendered again with only the collection's objects (:func:`capture.render_scene_source`);
+    a pixel is foreground where that depth is set and equals the full scene's planar depth ``depth``
+    (metres, same frames) within 0.1 % (so background objects in front of the foreground occlude it).
+    """
+    members = set(collection.all_objects)
+    if not members:
+        raise _errors.ValidationError(f"the foreground collection {collection.name!r} holds no objects")
+    others = [obj for obj in scene.objects if obj not in members and obj.type != "CAMERA" and not obj.hide_render]
+    for obj in others:
+        obj.hide_render = True
+    try:
+        _, foreground_depth = capture.render_scene_source(scene, camera, frames)
+    finally:
+        for obj in others:
+            obj.hide_render = False
+    visible = (foreground_depth > 0) & (np.abs(foreground_depth - depth) <= 1e-3 * np.maximum(depth, 1e-3))
+    return visible.astype(np.uint8)
+
+
 def generate_problem(context: bpy.types.Context) -> str | None:
     """Why a generate job cannot be started now, in words, or ``None``."""
     if session.current_client() is None:
@@ -144,6 +179,8 @@ def generate_problem(context: bpy.types.Context) -> str | None:
         problem = source.source_problem(context.scene, settings.source)
         if problem:
             return problem
+        if t2.foreground is not None and settings.source.kind != "SCENE":
+            return "A foreground collection needs 'This Scene' as the source (clear it for clips)"
     elif not t2.prompt.strip():
         return "Type a prompt (an image alone is not enough), or use the source as the reference"
     try:
@@ -211,6 +248,9 @@ class RECAST4D_PT_text_to_4d(SectionPanel, bpy.types.Panel):
             col.prop(t2, "custom_rings", text="")
         col.prop(t2, "strength")
         col.prop(t2, "fit_iterations")
+        row = layout.row()
+        row.active = t2.use_source and scene_settings(context).source.kind == "SCENE"
+        row.prop(t2, "foreground")
         layout.prop(t2, "foreground_gaussians")
         layout.label(text="Fill engine, sampler, LoRA and outputs: Generation section", icon="INFO")
         layout.operator(RECAST4D_OT_generate_scene.bl_idname, icon="SHADERFX")

@@ -108,6 +108,19 @@ def test_source_reference_request_passes_the_backend_validator(recording_client)
     validated = GenerateRequest.from_params(request.params, request.inputs)
     assert not validated.generates_video and validated.engine.depth == "given" and len(validated.cameras) == 3
     assert validated.engine.inpaint == "classical" and validated.prompt == "" and validated.fps == scene.render.fps
+    assert validated.foreground is None  # no collection: the backend splits by motion
+
+    # a foreground collection: rendered masks where the cube (in front of the wall plane) is seen
+    foreground = bpy.data.collections.new("foreground")
+    foreground.objects.link(bpy.data.objects["Cube"])
+    scene.recast4d.text_to_4d.foreground = foreground
+    request = text_to_4d.build_generate_request(bpy.context)
+    masks = request.inputs["foreground"]
+    assert masks.shape == (3, 16, 24) and masks.dtype == np.uint8
+    assert 0 < masks.sum() < masks.size / 2  # the cube covers part of the view, the plane the rest
+    assert masks[:, 8, 14].all() and not masks[:, 8, 2].any()  # cube right of centre (x = 0.5 m), wall left
+    assert not any(o.hide_render for o in scene.objects)  # the hidden objects are shown again
+    assert GenerateRequest.from_params(request.params, request.inputs).foreground.any()
 
 
 def _start_server(tmp_path, job_kinds: str):
