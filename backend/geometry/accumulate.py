@@ -30,6 +30,8 @@ from .cameras import DepthKind, as_camera_tensors, depth_to_planar, to_tensor
 from .points import PointFrames
 from .render import DEFAULT_MAX_SPLAT_RADIUS, RenderResult, render_points, splat_points
 
+_PROJECTIONS_PER_BATCH = 1 << 22  # point x frame projections per batch in static_point_mask
+
 
 @dataclass
 class AccumulationResult:
@@ -85,21 +87,21 @@ def static_point_mask(
     reach = num_frames - 1 if window is None else min(window, num_frames - 1)
     P = K_t @ w2c[:, :3, :]  # (F,3,4) pixel projection per source camera
     dynamic = torch.zeros(points.num_points, dtype=torch.bool, device=device)
-    for s in range(num_frames):  # one batched projection of frame s's points into every other frame
+    for s in range(num_frames):  # batched projections of frame s's points into the other frames
         a, b = int(points.offsets[s]), int(points.offsets[s + 1])
         others = [t for t in range(max(0, s - reach), min(num_frames, s + reach + 1)) if t != s]
-        if a == b or not others:
-            continue
-        t = torch.tensor(others, device=device)
-        hom = torch.matmul(points.xyz[a:b], P[t, :, :3].transpose(1, 2)) + P[t, None, :, 3]  # (T,n,3)
-        z = hom[..., 2]
-        z_safe = torch.where(z > 0, z, torch.ones_like(z))
-        x = torch.floor(hom[..., 0] / z_safe).clamp(-1, width).to(torch.int64)
-        y = torch.floor(hom[..., 1] / z_safe).clamp(-1, height).to(torch.int64)
-        on_image = (z > 0) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
-        seen_depth = z_maps[t[:, None], y.clamp(0, height - 1), x.clamp(0, width - 1)]
-        see_through = on_image & (seen_depth > 0) & (z < seen_depth * (1.0 - consistency_tolerance))
-        dynamic[a:b] = see_through.any(dim=0)
+        per_batch = max(1, _PROJECTIONS_PER_BATCH // max(b - a, 1))  # bounds the (T,n) temporaries
+        for first in range(0, len(others) if a < b else 0, per_batch):
+            t = torch.tensor(others[first:first + per_batch], device=device)
+            hom = torch.matmul(points.xyz[a:b], P[t, :, :3].transpose(1, 2)) + P[t, None, :, 3]  # (T,n,3)
+            z = hom[..., 2]
+            z_safe = torch.where(z > 0, z, torch.ones_like(z))
+            x = torch.floor(hom[..., 0] / z_safe).clamp(-1, width).to(torch.int64)
+            y = torch.floor(hom[..., 1] / z_safe).clamp(-1, height).to(torch.int64)
+            on_image = (z > 0) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
+            seen_depth = z_maps[t[:, None], y.clamp(0, height - 1), x.clamp(0, width - 1)]
+            see_through = on_image & (seen_depth > 0) & (z < seen_depth * (1.0 - consistency_tolerance))
+            dynamic[a:b] |= see_through.any(dim=0)
     return ~dynamic
 
 

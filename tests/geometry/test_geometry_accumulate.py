@@ -158,3 +158,14 @@ def test_culling_far_from_holes_keeps_the_result_exact() -> None:
     assert torch.equal(result.filled, filled)
     assert torch.equal(result.render.rgb[filled], everything.rgb[filled])
     assert torch.equal(result.render.point_index[filled], rows[everything.point_index[filled]])
+
+
+def test_consistency_check_in_small_batches_gives_the_same_mask(monkeypatch) -> None:
+    import backend.geometry.accumulate as accumulate
+
+    frames, depth, foreground, _ = moving_box_scene()
+    points = lift_frames(frames, depth, K, torch.eye(4))
+    whole = static_point_mask(points, depth=depth, K=K, world_to_camera=torch.eye(4))
+    monkeypatch.setattr(accumulate, "_PROJECTIONS_PER_BATCH", 1)  # one other frame per batch
+    assert torch.equal(static_point_mask(points, depth=depth, K=K, world_to_camera=torch.eye(4)), whole)
+    assert torch.equal(whole, static_point_mask(points, foreground_mask=foreground))
