@@ -174,8 +174,18 @@ def remember_tune_job(scene: bpy.types.Scene, request: submit.JobRequest) -> Non
     """Keep the LoRA id a submitted tune job registers, and start the timer that offers it when done."""
     entry = scene.recast4d.tune.tuned_loras.add()
     entry.name, entry.job_id = request.params["lora_id"], request.job_id
+    _start_timer()
+
+
+def _start_timer() -> None:
     if not bpy.app.timers.is_registered(_offer_tick):
         bpy.app.timers.register(_offer_tick, first_interval=OFFER_INTERVAL_S, persistent=True)
+
+
+def ensure_offer_timer(scene: bpy.types.Scene) -> None:
+    """Start the offer timer if ``scene`` has pending tune jobs (e.g. after reopening a .blend)."""
+    if not bpy.app.timers.is_registered(_offer_tick) and _pending(scene):
+        _start_timer()
 
 
 def registered_lora_id(job, sent_id: str) -> str:
@@ -328,6 +338,7 @@ class RECAST4D_PT_tune(SectionPanel, bpy.types.Panel):
         col.prop(tune, "rank")
         col.prop(tune, "max_angle")
         layout.operator(RECAST4D_OT_tune_lora.bl_idname, icon="MOD_NOISE")
+        ensure_offer_timer(context.scene)  # a reopened .blend's running tune jobs are watched again
         for entry in reversed(tune.tuned_loras):
             job = find_job(context.scene, entry.job_id)
             row = layout.row()

@@ -195,7 +195,7 @@ def test_new_panels_draw(registered_addon):
     job = settings.jobs.add()
     job.job_id, job.state = "t1", "DONE"
     entry = settings.tune.tuned_loras.add()
-    entry.name, entry.job_id = "shot-lora", "t1"
+    entry.name, entry.job_id, entry.offered = "shot-lora", "t1", True
     settings.text_to_4d.rings = "CUSTOM"
     class Layout(CheckingLayout):  # operator() hands back its properties, as Blender's layout does
         def _child(self, *args, **kwargs) -> Layout:
@@ -214,6 +214,11 @@ def test_new_panels_draw(registered_addon):
     assert ("label", "shot-lora (done)") in log and ("prop", "max_angle") in log
     assert ("prop", "ply") in log and ("prop", "custom_rings") in log
     assert ("operator", "recast4d.generate_scene") in log
+    assert not bpy.app.timers.is_registered(tuning._offer_tick)  # nothing pending: no timer
+    job.state, entry.offered = "RUNNING", False  # e.g. a reopened .blend whose tune job still runs: drawing starts the watch
+    tuning.RECAST4D_PT_tune.draw(type("PanelStandIn", (), {"layout": Layout(bpy, log)})(), bpy.context)
+    assert bpy.app.timers.is_registered(tuning._offer_tick)
+    tuning.stop_timer()
 
 
 @pytest.mark.slow
