@@ -119,6 +119,9 @@ def build_generate_request(context: bpy.types.Context) -> submit.JobRequest:
     }
     inputs: dict = {}
     if t2.use_source:
+        if t2.foreground is not None and settings.source.kind != "SCENE":  # checked before the capture
+            raise _errors.ValidationError("a foreground collection needs 'This Scene' as the source "
+                                          "(the masks are rendered)")
         frames, source_cameras, rgb, depth = tuning.capture_source(context)
         params["cameras"] = [c.to_dict() for c in source_cameras]
         params["depth_kind"] = "z"
@@ -126,10 +129,7 @@ def build_generate_request(context: bpy.types.Context) -> submit.JobRequest:
         inputs["frames"] = rgb
         if depth is not None:
             inputs["depth"] = depth
-        if t2.foreground is not None:
-            if depth is None:
-                raise _errors.ValidationError("a foreground collection needs 'This Scene' as the source "
-                                              "(the masks are rendered)")
+        if t2.foreground is not None and depth is not None:
             camera = source.source_camera_object(scene, settings.source)
             inputs["foreground"] = foreground_masks(scene, camera, frames, t2.foreground, depth)
     else:
