@@ -21,7 +21,7 @@ import numpy as np
 
 from . import capture, outputs, session, source, submit, tuning
 from .deps import protocol_module
-from .panel import SectionPanel, scene_settings
+from .panel import SectionPanel, report_errors, scene_settings
 
 _errors = protocol_module("errors")
 
@@ -169,6 +169,41 @@ def foreground_masks(scene: bpy.types.Scene, camera: bpy.types.Object, frames: l
     return visible.astype(np.uint8)
 
 
+#: Pixel count of Wan2.1's 480P videos (832x480): the size "Match Image" keeps.
+WAN_480P_PIXELS = 832 * 480
+
+
+def video_size_for_aspect(width: int, height: int) -> tuple[int, int]:
+    """A ``(width, height)`` with the aspect of ``width x height``, multiples of 16, about 832x480 pixels."""
+    if width <= 0 or height <= 0:
+        raise _errors.ValidationError(f"the image has no pixels ({width}x{height})")
+    scale = (WAN_480P_PIXELS / (width * height)) ** 0.5
+    return (min(1280, max(16, round(width * scale / 16) * 16)), min(1280, max(16, round(height * scale / 16) * 16)))
+
+
+class RECAST4D_OT_video_size_from_image(bpy.types.Operator):
+    """Set the generated video's width and height to the image's aspect (the image is stretched otherwise)"""
+
+    bl_idname = "recast4d.video_size_from_image"
+    bl_label = "Match Image"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if scene_settings(context).text_to_4d.image is None:
+            cls.poll_message_set("Pick an image first")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        t2 = scene_settings(context).text_to_4d
+
+        def run() -> str:
+            t2.width, t2.height = video_size_for_aspect(*t2.image.size[:])
+            return f"Video size {t2.width}x{t2.height}"
+        return report_errors(self, run)
+
+
 def generate_problem(context: bpy.types.Context) -> str | None:
     """Why a generate job cannot be started now, in words, or ``None``."""
     if session.current_client() is None:
@@ -240,6 +275,8 @@ class RECAST4D_PT_text_to_4d(SectionPanel, bpy.types.Panel):
         col.prop(t2, "num_frames")
         col.prop(t2, "width")
         col.prop(t2, "height")
+        if t2.image is not None:
+            col.operator(RECAST4D_OT_video_size_from_image.bl_idname, icon="IMAGE_DATA")
         col.prop(t2, "fps")
         col.prop(t2, "video_steps")
         col = layout.column(align=True)
@@ -257,4 +294,4 @@ class RECAST4D_PT_text_to_4d(SectionPanel, bpy.types.Panel):
 
 
 PROPERTY_CLASSES = (RECAST4D_PG_text_to_4d,)
-CLASSES = (RECAST4D_OT_generate_scene, RECAST4D_PT_text_to_4d)
+CLASSES = (RECAST4D_OT_generate_scene, RECAST4D_OT_video_size_from_image, RECAST4D_PT_text_to_4d)

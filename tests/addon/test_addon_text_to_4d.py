@@ -84,7 +84,11 @@ def test_prompt_only_and_image_requests_pass_the_backend_validator(recording_cli
     pixels[..., 3] = 1.0
     pixels[-1, :, 0] = 1.0  # Blender's last pixel row is the top of the image: red there
     image.pixels.foreach_set(pixels.ravel())
+    with pytest.raises(RuntimeError, match="Pick an image"):
+        bpy.ops.recast4d.video_size_from_image()
     t2.image = image
+    assert bpy.ops.recast4d.video_size_from_image() == {"FINISHED"}
+    assert (t2.width, t2.height) == (688, 576)  # 12:10 at about 832x480 pixels, multiples of 16
     t2.rings = "FIRST"
     assert bpy.ops.recast4d.generate_scene() == {"FINISHED"}
     _, _, params, inputs = recording_client.submitted[-1]
