@@ -12,6 +12,8 @@ Wire/job-file form (``params`` is msgpack/JSON, ``inputs`` are arrays)::
       "engine": {...reshoot EngineOptions: inpaint, depth, steps, guidance, seed, models_dir, options},
       "outpaint": {"rings": [[[0, 30], [0, -30], [15, 0], [-15, 0]], [[15, 30], ...]], "strength": 0.7,
                    "fit_iterations": 50, "fit_scale": 1.0, "views_per_step": 2, "pivot_depth": null},
+                                   # fit_scale: size of every Gaussian optimisation view (background and
+                                   # foreground) as a fraction of the frame size
                                                        # fit_scale: size of every Gaussian optimisation view
                                                        # (background and foreground), fraction of the frame
       "gaussians": {"enabled": true, "iterations": 100},          # foreground fitting per frame
