@@ -32,7 +32,7 @@ MODELS_ENV = "RECAST4D_MODELS"
 DEFAULT_MODELS_DIR = Path("~/.cache/recast4d/models")
 LORAS_SUBDIR = "loras"
 
-ENGINE_KINDS = ("inpaint", "depth")
+ENGINE_KINDS = ("inpaint", "depth", "video")  # video: reference videos for text/image -> 4D
 
 
 def resolve_models_dir(models_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -117,6 +117,9 @@ DEPTH_ANYTHING_LARGE = WeightsFolder(
     "Depth-Anything-V2-Large-hf", "config.json", "depth-anything/Depth-Anything-V2-Large-hf"
 )
 
+WAN_T2V_1_3B = WeightsFolder("Wan2.1-T2V-1.3B-Diffusers", "model_index.json", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
+WAN_I2V_14B_480P = WeightsFolder("Wan2.1-I2V-14B-480P-Diffusers", "model_index.json",
+                                 "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers")
 _DIFFUSION_PACKAGES = ("torch", "diffusers", "transformers", "ftfy")
 
 _REGISTRY: dict[tuple[str, str], EngineSpec] = {}
@@ -157,6 +160,16 @@ for _spec in (
         "depth-anything-large", "depth", "Depth Anything V2 Large (transformers; CC-BY-NC-4.0 weights)",
         "backend.engines.depth:DepthAnythingEngine.from_models_dir_large", weights=(DEPTH_ANYTHING_LARGE,),
         packages=("torch", "transformers"),
+    ),
+    EngineSpec(
+        "wan-t2v", "video", "Wan2.1 T2V 1.3B text-to-video (diffusers WanPipeline)",
+        "backend.generate.video_engines:WanVideoEngine.from_models_dir_t2v", weights=(WAN_T2V_1_3B,),
+        packages=_DIFFUSION_PACKAGES,
+    ),
+    EngineSpec(
+        "wan-i2v", "video", "Wan2.1 I2V 14B 480P image-to-video (diffusers WanImageToVideoPipeline)",
+        "backend.generate.video_engines:WanVideoEngine.from_models_dir_i2v", weights=(WAN_I2V_14B_480P,),
+        packages=_DIFFUSION_PACKAGES,
     ),
 ):
     register_engine(_spec)
@@ -245,6 +258,11 @@ def get_inpaint_engine(name: str = "classical", models_dir: str | os.PathLike[st
 def get_depth_engine(name: str = "given", models_dir: str | os.PathLike[str] | None = None, **options: Any) -> Any:
     """Build depth engine ``name`` (options go to its constructor). Raises MissingWeightsError / ValidationError."""
     return _get_engine("depth", name, models_dir, options)
+
+
+def get_video_engine(name: str = "wan-t2v", models_dir: str | os.PathLike[str] | None = None, **options: Any) -> Any:
+    """Build reference-video engine ``name`` (``wan-t2v``, ``wan-i2v``). Raises MissingWeightsError / ValidationError."""
+    return _get_engine("video", name, models_dir, options)
 
 
 def resolve_lora(lora: str | os.PathLike[str], models_dir: str | os.PathLike[str] | None = None) -> Path:

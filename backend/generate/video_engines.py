@@ -8,8 +8,8 @@ Both return ``(F, H, W, 3)`` uint8 RGB; ``F`` is rounded to ``4k + 1`` and ``H``
 16 (what the Wan VAE and patching need). The transformer runs in bf16 on CUDA (fp32 on CPU), the VAE
 always in fp32. Progress and cancel are checked after every denoising step.
 
-The engines are registered with kind ``"video"`` in :mod:`backend.engines.registry` when the registry
-accepts that kind; :func:`get_video_engine` builds them either way (same weights checks, same errors).
+The engines are registered with kind ``"video"`` in :mod:`backend.engines.registry` (so ``recast4d
+doctor`` lists them); build one with ``backend.engines.get_video_engine(name, models_dir, **options)``.
 """
 
 from __future__ import annotations
@@ -21,62 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from backend.engines.registry import (
-    ENGINE_KINDS,
-    EngineSpec,
-    WeightsFolder,
-    register_engine,
-    require_weights,
-    resolve_models_dir,
-)
+from backend.engines.registry import WAN_I2V_14B_480P, WAN_T2V_1_3B, require_weights
 from backend.progress import CancelFn, ProgressFn, check_cancel
-from protocol.errors import MissingWeightsError, ValidationError
+from protocol.errors import ValidationError
 
 VIDEO_KIND = "video"
-
-WAN_T2V_1_3B = WeightsFolder("Wan2.1-T2V-1.3B-Diffusers", "model_index.json", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
-WAN_I2V_14B_480P = WeightsFolder("Wan2.1-I2V-14B-480P-Diffusers", "model_index.json",
-                                 "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers")
 
 DEFAULT_NEGATIVE_PROMPT = (
     "blurry, low quality, distorted, deformed, flickering, artifacts, watermark, text, oversaturated, "
     "overexposed, jpeg artifacts, camera shake, camera motion"
 )
-
-VIDEO_ENGINE_SPECS: tuple[EngineSpec, ...] = (
-    EngineSpec("wan-t2v", VIDEO_KIND, "Wan2.1 T2V 1.3B text-to-video (diffusers WanPipeline)",
-               "backend.generate.video_engines:WanVideoEngine.from_models_dir_t2v", weights=(WAN_T2V_1_3B,),
-               packages=("torch", "diffusers", "transformers", "ftfy")),
-    EngineSpec("wan-i2v", VIDEO_KIND, "Wan2.1 I2V 14B 480P image-to-video (diffusers WanImageToVideoPipeline)",
-               "backend.generate.video_engines:WanVideoEngine.from_models_dir_i2v", weights=(WAN_I2V_14B_480P,),
-               packages=("torch", "diffusers", "transformers", "ftfy")),
-)
-
-if VIDEO_KIND in ENGINE_KINDS:  # doctor lists them once the shared registry knows the kind
-    for _spec in VIDEO_ENGINE_SPECS:
-        register_engine(_spec)
-
-
-def get_video_engine(name: str, models_dir: str | os.PathLike[str] | None = None, **options: Any) -> WanVideoEngine:
-    """Build reference-video engine ``name`` (``wan-t2v`` or ``wan-i2v``) from the models folder.
-
-    Raises :class:`ValidationError` for an unknown name and :class:`MissingWeightsError` (saying which
-    folder to download where) when the weights are not there.
-    """
-    specs = {spec.name: spec for spec in VIDEO_ENGINE_SPECS}
-    spec = specs.get(name)
-    if spec is None:
-        raise ValidationError(f"unknown video engine {name!r}; known video engines: {', '.join(specs)}")
-    import importlib.util
-
-    missing = [p for p in spec.packages if importlib.util.find_spec(p) is None]
-    if missing:
-        raise MissingWeightsError(f"video engine {name!r} needs the Python packages {', '.join(missing)}")
-    folder = resolve_models_dir(models_dir)
-    for weights in spec.weights:
-        require_weights(weights, folder)
-    return spec.load_factory()(models_dir=folder, **options)
-
 
 @dataclass
 class VideoEngineOptions:

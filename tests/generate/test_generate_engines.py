@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.engines import get_inpaint_engine
+from backend.engines import get_inpaint_engine, get_video_engine
 from backend.generate import refine_video
-from backend.generate.video_engines import get_video_engine, video_size
+from backend.generate.video_engines import video_size
 from protocol.errors import Cancelled, MissingWeightsError, ValidationError
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend.engines import get_depth_engine, get_inpaint_engine
+from backend.engines import get_depth_engine, get_inpaint_engine, get_video_engine
 from backend.export import UsdSceneWriter, write_gaussian_ply
 from backend.export.stream import gaussian_ply_path
 from backend.generate import (
@@ -40,7 +40,6 @@ from backend.generate import (
     motion_foreground_masks,
     progressive_outpaint,
 )
-from backend.generate.video_engines import get_video_engine
 from backend.geometry import depth_to_planar
 from backend.media import write_mp4, write_png_sequence
 from protocol.camera import Camera, stack_cameras
