@@ -39,8 +39,7 @@ import numpy as np
 import torch
 
 from backend.gaussians import FitConfig, FitView, GaussianSet, fit_frame, gaussians_from_points
-from backend.geometry import PointFrames, lift_frames, splat_points
-from backend.pipelines.reshoot.depth_fill import fill_depth_holes
+from backend.geometry import PointFrames, fill_depth_holes, lift_frames, splat_points
 from backend.progress import CancelFn, ProgressFn, check_cancel
 from protocol.camera import Camera, stack_cameras
 from protocol.errors import ValidationError

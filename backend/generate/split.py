@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend.geometry import lift_frames, static_point_mask
-from backend.pipelines.reshoot.depth_fill import fill_depth_holes
+from backend.geometry import fill_depth_holes, lift_frames, static_point_mask
 from backend.progress import CancelFn, ProgressFn
 from protocol.errors import ValidationError
 

@@ -17,6 +17,7 @@ from .cameras import (
     project_points,
     rigid_inverse,
 )
+from .holes import fill_depth_holes
 from .lift import flying_pixel_mask, frames_to_float, lift_frames
 from .masks import MASK_KINDS, TrainingMask, random_editing_masks, sample_training_mask
 from .overlap import TrajectoryOverlap, select_context_frames, trajectory_overlap
@@ -28,7 +29,7 @@ from .video import reproject_video
 __all__ = [
     "MASK_KINDS", "AccumulationResult", "DoubleReprojection", "PointFrames", "RenderResult",
     "TrainingMask", "TrajectoryOverlap", "accumulate_static", "as_camera_tensors", "cameras_to_tensors",
-    "concatenate_frames", "depth_to_planar", "double_reprojection", "flying_pixel_mask",
+    "concatenate_frames", "fill_depth_holes", "depth_to_planar", "double_reprojection", "flying_pixel_mask",
     "frames_to_float", "lift_frames", "pixel_ray_norms", "planar_to_depth", "project_points",
     "random_editing_masks", "render_points", "reproject_video", "rigid_inverse", "sample_training_mask",
     "select_context_frames", "splat_points", "static_point_mask", "trajectory_overlap",

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend.pipelines.reshoot.depth_fill import fill_depth_holes
+from backend.geometry import fill_depth_holes
 from backend.pipelines.stages import StageClock, StageProgressFn
 from backend.progress import CancelFn, check_cancel
 from protocol.errors import ValidationError

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from backend.geometry import fill_depth_holes
 from backend.pipelines.reshoot import ReshootRequest, run_reshoot
-from backend.pipelines.reshoot.depth_fill import fill_depth_holes
 from backend.pipelines.reshoot.synthetic import sliding_square_scene
 from protocol.errors import Cancelled
 

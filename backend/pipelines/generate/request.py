@@ -39,16 +39,8 @@ from backend.generate.video_engines import video_size
 from protocol.camera import Camera
 from protocol.errors import ValidationError
 
-from ..reshoot.request import (
-    MAX_PROMPT_BYTES,
-    EngineOptions,
-    GaussianOptions,
-    _frames,
-    _optional_map,
-    _options,
-    _positive_float,
-    _source_cameras,
-)
+from ..fields import optional_map, options_from, positive_float, source_cameras, video_frames
+from ..reshoot.request import MAX_PROMPT_BYTES, EngineOptions, GaussianOptions
 
 GENERATE_OUTPUTS = frozenset({"usd", "ply", "video", "png", "masks"})
 VIDEO_ENGINES = ("wan-t2v", "wan-i2v")
@@ -91,23 +83,23 @@ class GenerateRequest:
         if not isinstance(prompt, str) or len(prompt.encode()) > MAX_PROMPT_BYTES:
             raise ValidationError(f"prompt must be text of at most {MAX_PROMPT_BYTES} bytes")
         warnings: list[str] = []
-        frames = None if inputs.get("frames") is None else _frames(inputs.get("frames"))
+        frames = None if inputs.get("frames") is None else video_frames(inputs.get("frames"))
         image = inputs.get("image")
         if image is not None:
-            image = _frames(np.asarray(image)[None], name="image")[0]
+            image = video_frames(np.asarray(image)[None], name="image")[0]
         engine_raw = dict(params.get("engine", {}) or {})
         if not isinstance(params.get("engine", {}), dict):
             raise ValidationError("engine must be a map of options")
         if "depth" not in engine_raw:
             engine_raw["depth"] = "given" if inputs.get("depth") is not None else "depth-anything"
-        engine = _options(EngineOptions, engine_raw, "engine")
-        fps = _positive_float(params.get("fps", 16.0), "fps")
-        fov = _positive_float(params.get("fov_deg", 60.0), "fov_deg")
+        engine = options_from(EngineOptions, engine_raw, "engine")
+        fps = positive_float(params.get("fps", 16.0), "fps")
+        fov = positive_float(params.get("fov_deg", 60.0), "fov_deg")
         depth_kind = params.get("depth_kind", "z")
         if depth_kind not in ("z", "ray"):
             raise ValidationError(f"depth_kind must be 'z' or 'ray', got {depth_kind!r}")
         outpaint = _outpaint_settings(params.get("outpaint", {}), engine.seed)
-        gaussians = _options(GaussianOptions, params.get("gaussians", {}), "gaussians")
+        gaussians = options_from(GaussianOptions, params.get("gaussians", {}), "gaussians")
         outputs = params.get("outputs", sorted(GENERATE_OUTPUTS))
         unknown = set(outputs) - GENERATE_OUTPUTS
         if unknown:
@@ -121,14 +113,14 @@ class GenerateRequest:
             n, h, w = frames.shape[:3]
             if image is not None:
                 warnings.append("both a video and an image were sent: the video is used, the image ignored")
-            depth = _optional_map(inputs.get("depth"), "depth", (n, h, w), float)
+            depth = optional_map(inputs.get("depth"), "depth", (n, h, w), float)
             if depth is None and engine.depth == "given":
                 raise ValidationError("no depth was sent with the video and the depth engine is 'given': send depth "
                                       "maps or choose engine.depth = 'depth-anything'")
             if depth is not None and not np.any(np.isfinite(depth) & (depth > 0)):
                 raise ValidationError("depth has no positive finite value: nothing can be lifted")
-            foreground = _optional_map(inputs.get("foreground"), "foreground", (n, h, w), bool)
-            cameras = _source_cameras({**params, "fov_deg": fov}, n, w, h, warnings)
+            foreground = optional_map(inputs.get("foreground"), "foreground", (n, h, w), bool)
+            cameras = source_cameras({**params, "fov_deg": fov}, n, w, h, warnings)
             return cls(frames=frames, cameras=cameras, depth=depth, foreground=foreground, image=None,
                        num_frames=n, width=w, height=h, **common)
         if not prompt.strip():
@@ -152,7 +144,7 @@ class GenerateRequest:
                                   f"generated, asked for {num_frames} of {width}x{height}")
         cameras = None
         if params.get("cameras") is not None:
-            cameras = _source_cameras(params, num_frames, width, height, warnings)
+            cameras = source_cameras(params, num_frames, width, height, warnings)
         return cls(frames=None, cameras=cameras, image=image, video_engine=name, num_frames=num_frames,
                    width=width, height=height, **common)
 
@@ -188,5 +180,5 @@ def _outpaint_settings(raw: Any, seed: int) -> OutpaintSettings:
             raise ValidationError(f"outpaint.fit_scale must be in [0.05, 1], got {scale}")
         settings.fit_scale = scale
     if raw.get("pivot_depth") is not None:
-        settings.pivot_depth = _positive_float(raw["pivot_depth"], "outpaint.pivot_depth")
+        settings.pivot_depth = positive_float(raw["pivot_depth"], "outpaint.pivot_depth")
     return settings

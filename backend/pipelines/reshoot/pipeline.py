@@ -45,6 +45,7 @@ from backend.geometry import (
     accumulate_static,
     concatenate_frames,
     depth_to_planar,
+    fill_depth_holes,
     lift_frames,
     render_points,
     select_context_frames,
@@ -59,7 +60,6 @@ from protocol.paths import build_path
 from protocol.paths.spec import parse_path_spec
 
 from ..stages import StageClock, StageProgressFn
-from .depth_fill import fill_depth_holes
 from .outputs import versions, write_report, write_trajectory_outputs
 from .request import ReshootRequest, Trajectory
 

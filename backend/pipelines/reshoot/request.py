@@ -23,13 +23,15 @@ Every camera is in the OpenCV convention of ``protocol.camera``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from protocol.camera import Camera
-from protocol.errors import CameraError, ValidationError
+from protocol.errors import ValidationError
+
+from ..fields import camera_list, optional_map, options_from, positive_float, source_cameras, video_frames
 
 ALL_OUTPUTS = frozenset({"usd", "ply", "video", "png", "masks", "cameras"})
 MAX_PROMPT_BYTES = 4096
@@ -123,31 +125,31 @@ class ReshootRequest:
         """Validate a wire/job-file request; raises :class:`ValidationError` naming the bad field."""
         if not isinstance(params, dict):
             raise ValidationError("params must be a map")
-        frames = _frames(inputs.get("frames"))
+        frames = video_frames(inputs.get("frames"))
         n, h, w = frames.shape[:3]
         warnings: list[str] = []
-        fps = _positive_float(params.get("fps", 24.0), "fps")
+        fps = positive_float(params.get("fps", 24.0), "fps")
         start_frame = params.get("start_frame", 1)
         if isinstance(start_frame, bool) or not isinstance(start_frame, int) or abs(start_frame) > 1_000_000:
             raise ValidationError(f"start_frame must be a whole frame number, got {start_frame!r}")
-        cameras = _source_cameras(params, n, w, h, warnings)
+        cameras = source_cameras(params, n, w, h, warnings)
         depth_kind = params.get("depth_kind", "z")
         if depth_kind not in ("z", "ray"):
             raise ValidationError(f"depth_kind must be 'z' or 'ray', got {depth_kind!r}")
-        depth = _optional_map(inputs.get("depth"), "depth", (n, h, w), float)
+        depth = optional_map(inputs.get("depth"), "depth", (n, h, w), float)
         if depth is not None and not np.any(np.isfinite(depth) & (depth > 0)):
             raise ValidationError("depth has no positive finite value: nothing can be lifted")
-        foreground = _optional_map(inputs.get("foreground"), "foreground", (n, h, w), bool)
-        edit_masks = _optional_map(inputs.get("edit_masks"), "edit_masks", (n, h, w), bool)
+        foreground = optional_map(inputs.get("foreground"), "foreground", (n, h, w), bool)
+        edit_masks = optional_map(inputs.get("edit_masks"), "edit_masks", (n, h, w), bool)
         edit_frame = inputs.get("edit_frame")
         if edit_frame is not None:
-            edit_frame = _frames(np.asarray(edit_frame)[None], name="edit_frame")[0]
+            edit_frame = video_frames(np.asarray(edit_frame)[None], name="edit_frame")[0]
             if edit_frame.shape != frames.shape[1:]:
                 raise ValidationError(f"edit_frame must be {w}x{h} like the video, got {edit_frame.shape}")
         prompt = params.get("prompt", "") or ""
         if not isinstance(prompt, str) or len(prompt.encode()) > MAX_PROMPT_BYTES:
             raise ValidationError(f"prompt must be text of at most {MAX_PROMPT_BYTES} bytes")
-        engine = _options(EngineOptions, params.get("engine", {}), "engine")
+        engine = options_from(EngineOptions, params.get("engine", {}), "engine")
         if depth is None and engine.depth == "given":
             raise ValidationError(
                 "no depth was sent and the depth engine is 'given': send depth maps or choose "
@@ -158,7 +160,7 @@ class ReshootRequest:
         if unknown:
             raise ValidationError(f"unknown outputs {sorted(unknown)}; choose from {sorted(ALL_OUTPUTS)}")
         trajectories = _trajectories(params.get("trajectories"), n)
-        gaussians = _options(GaussianOptions, params.get("gaussians", {}), "gaussians")
+        gaussians = options_from(GaussianOptions, params.get("gaussians", {}), "gaussians")
         if gaussians.iterations is not None and (not isinstance(gaussians.iterations, int) or gaussians.iterations < 0):
             raise ValidationError(f"gaussians.iterations must be a whole number >= 0, got {gaussians.iterations!r}")
         if gaussians.max_points < 1:
@@ -171,91 +173,16 @@ class ReshootRequest:
         )
 
 
-def _frames(frames: Any, name: str = "frames") -> np.ndarray:
-    if frames is None:
-        raise ValidationError(f"{name} are missing: send the source video as (F, H, W, 3) uint8")
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValidationError(f"{name} must have shape (F, H, W, 3), got {frames.shape}")
-    if frames.shape[0] == 0:
-        raise ValidationError(f"{name}: the video is empty (0 frames)")
-    if min(frames.shape[1:3]) < 8:
-        raise ValidationError(f"{name}: {frames.shape[2]}x{frames.shape[1]} is too small (8 pixels minimum)")
-    if frames.dtype != np.uint8:
-        raise ValidationError(f"{name} must be uint8 RGB, got {frames.dtype}")
-    return frames
 
 
-def _positive_float(value: Any, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{name} must be a number, got {value!r}") from exc
-    if not np.isfinite(value) or value <= 0:
-        raise ValidationError(f"{name} must be positive and finite, got {value}")
-    return value
 
 
-def _camera_list(raw: Any, what: str) -> list[Camera]:
-    if not isinstance(raw, (list, tuple)) or not raw:
-        raise ValidationError(f"{what} must be a non-empty list of cameras")
-    cameras = []
-    for i, item in enumerate(raw):
-        try:
-            cameras.append(item if isinstance(item, Camera) else Camera.from_dict(item))
-        except CameraError as exc:
-            raise CameraError(f"{what}[{i}]: {exc}") from exc
-    return cameras
 
 
-def _source_cameras(params: dict, n: int, w: int, h: int, warnings: list[str]) -> list[Camera]:
-    raw = params.get("cameras")
-    if raw is None:
-        fov = _positive_float(params.get("fov_deg", 60.0), "fov_deg")
-        warnings.append(f"no source camera given: assuming a static camera with a {fov:g} degree horizontal field of view")
-        return [Camera.from_fov(fov, w, h)] * n
-    cameras = _camera_list(raw, "cameras")
-    if len(cameras) == 1:
-        cameras = cameras * n
-    if len(cameras) != n:
-        raise ValidationError(f"got {len(cameras)} source cameras for {n} frames: send one per frame, or one for a static camera")
-    for i, cam in enumerate(cameras):
-        if (cam.width, cam.height) != (w, h):
-            raise ValidationError(f"cameras[{i}] is {cam.width}x{cam.height} but the frames are {w}x{h}")
-    return cameras
 
 
-def _optional_map(value: Any, name: str, shape: tuple[int, int, int], kind: type) -> np.ndarray | None:
-    if value is None:
-        return None
-    arr = np.asarray(value)
-    if arr.shape != shape:
-        raise ValidationError(f"{name} must have shape {shape} (one map per frame), got {arr.shape}")
-    if kind is bool:
-        return arr.astype(bool)
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise ValidationError(f"{name} must be floating point metres, got {arr.dtype}")
-    return arr.astype(np.float32, copy=False)
 
 
-def _options(cls: type, raw: Any, name: str):
-    if not isinstance(raw, dict):
-        raise ValidationError(f"{name} must be a map of options")
-    known = {f.name: f for f in fields(cls)}
-    unknown = set(raw) - set(known)
-    if unknown:
-        raise ValidationError(f"unknown {name} options {sorted(unknown)}; known: {sorted(known)}")
-    defaults = cls()
-    values = {}
-    for key, value in raw.items():
-        default = getattr(defaults, key)
-        if default is not None and value is not None and not isinstance(value, type(default)):
-            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            else:
-                raise ValidationError(f"{name}.{key} must be {type(default).__name__}, got {value!r}")
-        values[key] = value
-    return cls(**values)
 
 
 def _trajectories(raw: Any, n: int) -> list[Trajectory]:
@@ -274,9 +201,9 @@ def _trajectories(raw: Any, n: int) -> list[Trajectory]:
         if "preset" in item:
             pivot = item.get("pivot_depth")
             out.append(Trajectory(name, preset=str(item["preset"]),
-                                  pivot_depth=None if pivot is None else _positive_float(pivot, "pivot_depth")))
+                                  pivot_depth=None if pivot is None else positive_float(pivot, "pivot_depth")))
             continue
-        cameras = _camera_list(item.get("cameras"), f"trajectories[{i}].cameras")
+        cameras = camera_list(item.get("cameras"), f"trajectories[{i}].cameras")
         time_map = item.get("time_map")
         if time_map is not None:
             time_map = np.asarray(time_map)

@@ -28,7 +28,9 @@ import numpy as np
 from backend.tune.config import TuneConfig
 from backend.tune.model import LORA_ID_PATTERN
 from protocol.camera import Camera
-from protocol.errors import CameraError, ValidationError
+from protocol.errors import ValidationError
+
+from ..fields import source_cameras
 
 MAX_PROMPT_BYTES = 4096
 
@@ -74,7 +76,7 @@ class TuneRequest:
         if depth_kind not in ("z", "ray"):
             raise ValidationError(f"depth_kind must be 'z' or 'ray', got {depth_kind!r}")
         warnings: list[str] = []
-        cameras = _source_cameras(params, n, w, h, warnings)
+        cameras = source_cameras(params, n, w, h, warnings)
         raw_config = dict(params.get("tune") or {})
         if not isinstance(params.get("tune", {}), dict):
             raise ValidationError("tune must be a map of tuning options")
@@ -97,29 +99,3 @@ class TuneRequest:
                    models_dir=None if models_dir is None else str(models_dir),
                    resume=bool(params.get("resume", True)), warnings=warnings)
 
-
-def _source_cameras(params: dict[str, Any], n: int, w: int, h: int, warnings: list[str]) -> list[Camera]:
-    raw = params.get("cameras")
-    if raw is None:
-        fov = params.get("fov_deg", 60.0)
-        if not isinstance(fov, (int, float)) or not 1.0 <= fov <= 179.0:
-            raise ValidationError(f"fov_deg must be a number of degrees in [1, 179], got {fov!r}")
-        warnings.append(f"no source camera given: assuming a static camera with a {fov:g} degree horizontal "
-                        "field of view")
-        return [Camera.from_fov(float(fov), w, h)] * n
-    if not isinstance(raw, (list, tuple)) or not raw:
-        raise ValidationError("cameras must be a non-empty list of cameras")
-    cameras = []
-    for i, item in enumerate(raw):
-        try:
-            cameras.append(item if isinstance(item, Camera) else Camera.from_dict(item))
-        except CameraError as exc:
-            raise CameraError(f"cameras[{i}]: {exc}") from exc
-    if len(cameras) == 1:
-        cameras = cameras * n
-    if len(cameras) != n:
-        raise ValidationError(f"got {len(cameras)} source cameras for {n} frames: send one per frame, or one")
-    for i, cam in enumerate(cameras):
-        if (cam.width, cam.height) != (w, h):
-            raise ValidationError(f"cameras[{i}] is {cam.width}x{cam.height} but the frames are {w}x{h}")
-    return cameras
