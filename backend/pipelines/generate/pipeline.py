@@ -126,7 +126,7 @@ def run_generate(
             request.warnings.append("no foreground found (nothing moves and no masks were given): the scene is "
                                     "the outpainted background only")
 
-    engine = engines.inpaint or get_inpaint_engine(request.engine.inpaint, models, **_inpaint_options(request))
+    engine = engines.inpaint or get_inpaint_engine(request.engine.inpaint, models, **request.engine.inpaint_options())
     with clock.stage("background") as stage_progress:
         background = background_video(engine, frames, depth, foreground, request.prompt,
                                       depth_engine=_aligning(depth_engine), progress=stage_progress, cancel=cancel)
@@ -224,15 +224,6 @@ def _aligning(depth_engine: Any) -> Any:
     return None if depth_engine is None or getattr(depth_engine, "name", "") == "given" else depth_engine
 
 
-def _inpaint_options(request: GenerateRequest) -> dict:
-    opts = dict(request.engine.options)
-    if request.engine.inpaint.startswith("wan-vace"):
-        opts.setdefault("num_inference_steps", request.engine.steps)
-        opts.setdefault("guidance_scale", request.engine.guidance)
-        opts.setdefault("seed", request.engine.seed)
-        opts.setdefault("lora", request.engine.lora)
-        opts.setdefault("lora_weight", request.engine.lora_weight)
-    return opts
 
 
 def _write_ring_views(out_dir: Path, scene: BackgroundScene, request: GenerateRequest) -> dict[str, str]:

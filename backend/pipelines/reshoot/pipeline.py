@@ -123,7 +123,7 @@ def run_reshoot(
         static = _static_points(request, points, depth_z, K_src, w2c_src)
         stage_progress(1, 1, f"{points.num_points} points, {int(static.sum())} static")
 
-    engine = get_inpaint_engine(request.engine.inpaint, request.engine.models_dir, **_engine_options(request))
+    engine = get_inpaint_engine(request.engine.inpaint, request.engine.models_dir, **request.engine.inpaint_options())
     fill_depth_engine = (None if request.engine.depth == "given"
                          else get_depth_engine(request.engine.depth, request.engine.models_dir))
 
@@ -314,16 +314,6 @@ def merge_by_frame(parts: list[PointFrames], num_frames: int, max_points: int, *
     )
 
 
-def _engine_options(request: ReshootRequest) -> dict:
-    opts = dict(request.engine.options)
-    if request.engine.inpaint.startswith("wan-vace"):
-        opts.setdefault("num_inference_steps", request.engine.steps)
-        opts.setdefault("guidance_scale", request.engine.guidance)
-        opts.setdefault("seed", request.engine.seed)
-        opts.setdefault("lora", request.engine.lora)
-        opts.setdefault("lora_weight", request.engine.lora_weight)
-        opts.setdefault("context_top_k", request.engine.packing_top_k)
-    return opts
 
 
 def _static_points(request: ReshootRequest, points: PointFrames, depth_z: torch.Tensor, K: np.ndarray,

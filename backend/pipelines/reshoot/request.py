@@ -55,6 +55,18 @@ class EngineOptions:
     models_dir: str | None = None
     options: dict = field(default_factory=dict)  # engine-specific extras (e.g. wan-vace offload, window_frames)
 
+    def inpaint_options(self) -> dict:
+        """Constructor options for the inpainting engine: ``options`` plus, for wan-vace, the settings above."""
+        opts = dict(self.options)
+        if self.inpaint.startswith("wan-vace"):
+            opts.setdefault("num_inference_steps", self.steps)
+            opts.setdefault("guidance_scale", self.guidance)
+            opts.setdefault("seed", self.seed)
+            opts.setdefault("lora", self.lora)
+            opts.setdefault("lora_weight", self.lora_weight)
+            opts.setdefault("context_top_k", self.packing_top_k)
+        return opts
+
 
 @dataclass
 class GaussianOptions:
