@@ -31,7 +31,7 @@ class RECAST4D_PG_generation(bpy.types.PropertyGroup):
     steps: bpy.props.IntProperty(name="Steps", default=30, min=1, max=200)  # type: ignore[valid-type]
     guidance: bpy.props.FloatProperty(name="Guidance", default=6.5, min=0.0, max=30.0)  # type: ignore[valid-type]
     lora_path: bpy.props.StringProperty(  # type: ignore[valid-type]
-        name="LoRA", description="diffusers LoRA .safetensors on the backend machine (blank: none)",
+        name="LoRA", description="a tuned LoRA id (Tune LoRA fills it in) or a diffusers LoRA .safetensors on the backend machine (blank: none)",
         subtype="FILE_PATH", default="",
     )
     lora_weight: bpy.props.FloatProperty(name="LoRA Weight", default=0.7, min=0.0, max=2.0)  # type: ignore[valid-type]

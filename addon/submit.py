@@ -200,7 +200,7 @@ class RECAST4D_OT_submit_job(bpy.types.Operator):
         self.report({"INFO"}, f"Submitted job {request.job_id[:8]}")
         if self.wait_until_done:
             job_id = request.job_id
-            done = session.drain_blocking(lambda: _job_finished(job_id), timeout_s=self.timeout_s)
+            done = session.drain_blocking(lambda: job_finished(job_id), timeout_s=self.timeout_s)
             job = find_job(context.scene, job_id) or job
             if not done:
                 self.report({"ERROR"}, f"job {job_id[:8]} still {job.state.lower()} after {self.timeout_s:.0f} s")
@@ -211,7 +211,7 @@ class RECAST4D_OT_submit_job(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _job_finished(job_id: str) -> bool:
+def job_finished(job_id: str) -> bool:
     """The job reached a final state and every received chunk was applied."""
     _, job = results_stream.find_job_anywhere(job_id)
     if job is None:

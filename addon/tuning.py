@@ -158,7 +158,7 @@ def submit_and_wait(operator: bpy.types.Operator, context: bpy.types.Context,
     if not operator.wait_until_done:
         return {"FINISHED"}
     job_id = request.job_id
-    done = session.drain_blocking(lambda: submit._job_finished(job_id), timeout_s=operator.timeout_s)
+    done = session.drain_blocking(lambda: submit.job_finished(job_id), timeout_s=operator.timeout_s)
     offer_finished_loras(context.scene)
     job = find_job(context.scene, job_id)
     if not done:

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+import backend.pipelines.tune  # noqa: F401  (registers the "tune" job kind, as the server does)
 from protocol.errors import CameraError, ValidationError
 
 TINY = {"rank": 4, "width": 32, "height": 32, "num_frames": 5, "steps": 2, "angles": [20.0],
