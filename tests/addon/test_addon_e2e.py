@@ -10,14 +10,13 @@ and renders it with Cycles.
 from __future__ import annotations
 
 import math
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from backend_process import start_backend, stop_backend
 
 pytestmark = pytest.mark.blender
 
@@ -25,35 +24,17 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 
 
-def _start_server(tmp_path, job_kinds: str):
-    conn_file = tmp_path / "server.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--port", "0", "--jobs-dir", str(tmp_path / "jobs"),
-         "--connection-file", str(conn_file), "--job-kinds", job_kinds],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while not conn_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"backend did not start: {proc.stdout.read() if proc.stdout else ''}")
-        time.sleep(0.05)
-    return proc, conn_file
 
 
-def _stop_server(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+
+
 
 
 @pytest.fixture
 def backend_server(tmp_path):
-    proc, conn_file = _start_server(tmp_path, "addon_e2e_jobkind")
+    proc, conn_file = start_backend(tmp_path, "addon_e2e_jobkind")
     yield conn_file
-    _stop_server(proc)
+    stop_backend(proc)
 
 
 def _scene_with_camera_and_target(bpy):
@@ -165,7 +146,7 @@ def test_real_reshoot_pipeline_from_the_scene(registered_addon, tmp_path):
     from addon import connection, jobs, session, targets
     from addon.prefs import PreferenceValues
 
-    proc, conn_file = _start_server(tmp_path, "backend.pipelines.reshoot")
+    proc, conn_file = start_backend(tmp_path, "backend.pipelines.reshoot")
     try:
         scene, _ = _scene_with_camera_and_target(bpy)
         target = targets.add_camera_path(bpy.context, "orbit:left:8", pivot_depth=5.0)
@@ -187,7 +168,7 @@ def test_real_reshoot_pipeline_from_the_scene(registered_addon, tmp_path):
         assert target.data.background_images[0].clip is not None  # the re-filmed video on the target
     finally:
         session.detach_client()
-        _stop_server(proc)
+        stop_backend(proc)
 
 
 @pytest.mark.slow

@@ -3,14 +3,11 @@ validator) and one real ``generate`` job (classical engine, source video as the 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from backend_process import start_backend, stop_backend
 from test_addon_tuning import RecordingClient, small_scene
 
 pytestmark = pytest.mark.blender
@@ -127,21 +124,7 @@ def test_source_reference_request_passes_the_backend_validator(recording_client)
     assert GenerateRequest.from_params(request.params, request.inputs).foreground.any()
 
 
-def _start_server(tmp_path, job_kinds: str):
-    conn_file = tmp_path / "server.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--port", "0", "--jobs-dir", str(tmp_path / "jobs"),
-         "--connection-file", str(conn_file), "--job-kinds", job_kinds],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while not conn_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"backend did not start: {proc.stdout.read() if proc.stdout else ''}")
-        time.sleep(0.05)
-    return proc, conn_file
+
 
 
 def test_real_generate_job_from_the_scene_imports_like_any_result(registered_addon, tmp_path):
@@ -151,7 +134,7 @@ def test_real_generate_job_from_the_scene_imports_like_any_result(registered_add
     from addon import connection, jobs, session
     from addon.prefs import PreferenceValues
 
-    proc, conn_file = _start_server(tmp_path, "backend.pipelines.generate")
+    proc, conn_file = start_backend(tmp_path, "backend.pipelines.generate")
     try:
         scene = small_scene(bpy, frames=3)
         t2 = scene.recast4d.text_to_4d
@@ -171,8 +154,4 @@ def test_real_generate_job_from_the_scene_imports_like_any_result(registered_add
         assert len(obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data.points) > 50
     finally:
         session.detach_client()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_backend(proc)
