@@ -264,7 +264,7 @@ def test_real_tune_job_registers_its_lora_and_offers_it(registered_addon, tmp_pa
         connection.connect_backend(PreferenceValues(connection_file=str(conn_file)), start_timer=False)
         job = submit.submit_request(bpy.context, request)
         tuning.remember_tune_job(scene, request)
-        assert session.drain_blocking(lambda: submit._job_finished(job.job_id), timeout_s=240)
+        assert session.drain_blocking(lambda: submit.job_finished(job.job_id), timeout_s=240)
         assert job.state == "DONE", f"{job.state}: {job.error}"
         assert tuning.offer_finished_loras(scene) == [request.params["lora_id"]]
         assert scene.recast4d.generation.lora_path == request.params["lora_id"]
