@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Test tensors are tiny: one intra-op thread avoids OpenMP spin-waiting when the cores are shared
 # with the server and Blender subprocesses the tests start (measured: a 2.7 s fit took 38 s with 2).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Shared test helpers (``tiny_models``: the tiny random model recipes) import from any test folder.
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
 
 
 def _has_cuda() -> bool:

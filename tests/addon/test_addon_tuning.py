@@ -225,7 +225,6 @@ def test_new_panels_draw(registered_addon):
 def test_real_tune_job_registers_its_lora_and_offers_it(registered_addon, tmp_path):
     """The real ``tune`` job kind on a tiny random Wan VACE (2 steps at 32x32): the id it registered
     ends up in Generation > LoRA. Tune options beyond steps/rank/angles are shrunk for the CPU."""
-    import importlib.util
     import os
     import subprocess
     import sys
@@ -238,11 +237,10 @@ def test_real_tune_job_registers_its_lora_and_offers_it(registered_addon, tmp_pa
     from addon.prefs import PreferenceValues
 
     repo = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("recast4d_engine_recipes", repo / "tests" / "engines" / "conftest.py")
-    recipes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipes)
+    from tiny_models import build_tiny_vace_pipeline
+
     models = tmp_path / "models"
-    recipes.build_tiny_vace_pipeline().save_pretrained(models / "Wan2.1-VACE-1.3B-diffusers")
+    build_tiny_vace_pipeline().save_pretrained(models / "Wan2.1-VACE-1.3B-diffusers")
 
     conn_file = tmp_path / "server.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),

@@ -82,12 +82,10 @@ def test_demo_with_wan_vace_engine_and_tiny_models(tmp_path, capsys):
     Filled pixels come from a random model, so only the seen pixels have a quality floor."""
     pytest.importorskip("bpy")
     pytest.importorskip("diffusers")
-    spec = importlib.util.spec_from_file_location("recast4d_engine_test_models",
-                                                  REPO_ROOT / "tests" / "engines" / "conftest.py")
-    models = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(models)
+    from tiny_models import build_tiny_vace_pipeline
+
     models_dir = tmp_path / "models"
-    models.build_tiny_vace_pipeline().save_pretrained(models_dir / "Wan2.1-VACE-1.3B-diffusers")
+    build_tiny_vace_pipeline().save_pretrained(models_dir / "Wan2.1-VACE-1.3B-diffusers")
 
     demo = _load_demo()
     out = tmp_path / "demo_out"

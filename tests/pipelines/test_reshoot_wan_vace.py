@@ -3,7 +3,6 @@ published folder and loaded through the same local-folder code users run (issue 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,16 +12,13 @@ import pytest
 from backend.pipelines.reshoot import ReshootRequest, run_reshoot
 from backend.pipelines.reshoot.synthetic import sliding_square_scene
 
-_RECIPES = Path(__file__).resolve().parents[1] / "engines" / "conftest.py"
-
 
 @pytest.fixture(scope="module")
 def vace_models_dir(tmp_path_factory) -> Path:
-    spec = importlib.util.spec_from_file_location("recast4d_engine_recipes_for_reshoot", _RECIPES)
-    recipes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipes)
+    from tiny_models import build_tiny_vace_pipeline
+
     root = tmp_path_factory.mktemp("models")
-    recipes.build_tiny_vace_pipeline().save_pretrained(root / "Wan2.1-VACE-1.3B-diffusers")
+    build_tiny_vace_pipeline().save_pretrained(root / "Wan2.1-VACE-1.3B-diffusers")
     return root
 
 

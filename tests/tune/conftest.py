@@ -1,27 +1,17 @@
 """Tiny offline models and a tiny synthetic source video for the tuning tests.
 
-The tiny Wan VACE recipe is the engines tests' own (``tests/engines/conftest.py``), loaded by path so
-both areas build exactly the same random models.
+The tiny Wan VACE recipe is the shared one in ``tests/tiny_models.py``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
+from tiny_models import build_tiny_vace_pipeline
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-_ENGINES_CONFTEST = Path(__file__).resolve().parents[1] / "engines" / "conftest.py"
-
-
-def _engine_recipes():
-    spec = importlib.util.spec_from_file_location("recast4d_engine_test_recipes", _ENGINES_CONFTEST)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +21,7 @@ def tune_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("tune_models")
-    _engine_recipes().build_tiny_vace_pipeline().save_pretrained(root / "Wan2.1-VACE-1.3B-diffusers")
+    build_tiny_vace_pipeline().save_pretrained(root / "Wan2.1-VACE-1.3B-diffusers")
     return root
 
 
