@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import jobkinds_for_tests  # noqa: F401  (registers test.points in this process)
+import msgpack
+import zmq
 
 from backend.server import Server, ServerConfig
 from protocol.client import BlockingClient
 from protocol.connection import ConnectionInfo
+from protocol.messages import Pong, parse
+from protocol.wire import PROTOCOL_TAG, Codec, Message
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -29,6 +37,54 @@ def running_server(tmp_path: Path, **config: object):
         yield server
     finally:
         server.stop()
+
+
+class RawPeer:
+    """A DEALER that sends hand-made frames and decodes the server's replies."""
+
+    def __init__(self, info, context: zmq.Context) -> None:
+        self.key = info.key_bytes
+        self.session = uuid.uuid4().hex
+        self.seq = 0
+        self.codec = Codec(self.key)  # decodes server messages
+        self.sock = context.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(info.endpoint)
+
+    def forge(self, msg_type: str, content: bytes | dict, buffers: tuple[bytes, ...] = (), *,
+              key: bytes | None = None, seq: int | None = None, buf_lens: list[int] | None = None) -> list[bytes]:
+        if isinstance(content, dict):
+            content = msgpack.packb(content, use_bin_type=True)
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        header = msgpack.packb({
+            "v": "1.0", "type": msg_type, "msg_id": uuid.uuid4().hex, "session": self.session, "seq": seq,
+            "ts": time.time(), "buf_lens": buf_lens if buf_lens is not None else [len(b) for b in buffers],
+        })
+        signature = hmac.new(self.key if key is None else key, header + content, hashlib.sha256).digest()
+        return [PROTOCOL_TAG, signature, header, content, *buffers]
+
+    def reply(self, frames: list[bytes], timeout_s: float = 5.0) -> Message:
+        self.sock.send_multipart(frames)
+        assert self.sock.poll(int(timeout_s * 1000)), "server did not answer"
+        return self.codec.decode(self.sock.recv_multipart())
+
+    def ping_ok(self) -> None:
+        reply = parse(self.reply(self.forge("ping", {})))
+        assert isinstance(reply, Pong)
+
+
+@contextmanager
+def raw_peer(server: Server) -> Iterator[RawPeer]:
+    """A :class:`RawPeer` connected to an in-process ``server``; closed afterwards."""
+    context = zmq.Context()
+    peer = RawPeer(server.connection, context)
+    try:
+        yield peer
+    finally:
+        peer.sock.close(0)
+        context.term()
 
 
 def connect(conn_file: Path, **kwargs: object) -> BlockingClient:

@@ -5,53 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 import uuid
 
 import msgpack
 import numpy as np
 import pytest
-import zmq
-from serverkit import process_rss_bytes, running_server
+from serverkit import RawPeer, process_rss_bytes, raw_peer, running_server
 
 from protocol.messages import ErrorMessage, JobRejected, JobSubmit, Pong, parse
-from protocol.wire import PROTOCOL_TAG, Codec, Message
-
-
-class RawPeer:
-    """A DEALER that sends hand-made frames and decodes the server's replies."""
-
-    def __init__(self, info, context: zmq.Context) -> None:
-        self.key = info.key_bytes
-        self.session = uuid.uuid4().hex
-        self.seq = 0
-        self.codec = Codec(self.key)  # decodes server messages
-        self.sock = context.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(info.endpoint)
-
-    def forge(self, msg_type: str, content: bytes | dict, buffers: tuple[bytes, ...] = (), *,
-              key: bytes | None = None, seq: int | None = None, buf_lens: list[int] | None = None) -> list[bytes]:
-        if isinstance(content, dict):
-            content = msgpack.packb(content, use_bin_type=True)
-        if seq is None:
-            self.seq += 1
-            seq = self.seq
-        header = msgpack.packb({
-            "v": "1.0", "type": msg_type, "msg_id": uuid.uuid4().hex, "session": self.session, "seq": seq,
-            "ts": time.time(), "buf_lens": buf_lens if buf_lens is not None else [len(b) for b in buffers],
-        })
-        signature = hmac.new(self.key if key is None else key, header + content, hashlib.sha256).digest()
-        return [PROTOCOL_TAG, signature, header, content, *buffers]
-
-    def reply(self, frames: list[bytes], timeout_s: float = 5.0) -> Message:
-        self.sock.send_multipart(frames)
-        assert self.sock.poll(int(timeout_s * 1000)), "server did not answer"
-        return self.codec.decode(self.sock.recv_multipart())
-
-    def ping_ok(self) -> None:
-        reply = parse(self.reply(self.forge("ping", {})))
-        assert isinstance(reply, Pong)
+from protocol.wire import Message
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +24,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def peer(server):
-    context = zmq.Context()
-    raw = RawPeer(server.connection, context)
-    yield raw
-    raw.sock.close(0)
-    context.term()
+    with raw_peer(server) as raw:
+        yield raw
 
 
 def _error_code(msg: Message) -> str:

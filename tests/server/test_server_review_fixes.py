@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from serverkit import connect, running_server
+from serverkit import connect, raw_peer, running_server
 
 from backend.jobs import JobContext, register_job_kind, unregister_job_kind
 
@@ -105,84 +105,43 @@ def test_result_begin_queued_behind_a_full_socket_goes_out_once_and_before_its_c
 
 
 def test_a_message_captured_before_bye_cannot_be_replayed_after_it(tmp_path):
-    import zmq
-
     from protocol.messages import ErrorMessage, Hello, Pong, Welcome, parse
-    from protocol.wire import Codec, Message
+    from protocol.wire import Message
 
-    with running_server(tmp_path) as server:
-        context = zmq.Context()
-        sock = context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(server.connection.endpoint)
-        codec = Codec(server.key)
-
-        def exchange(frames: list) -> object:
-            sock.send_multipart(frames)
-            assert sock.poll(5000), "server did not answer"
-            return parse(codec.decode(sock.recv_multipart()))
-
-        try:
-            assert isinstance(exchange(codec.encode(Hello(client="replay-test").to_message())), Welcome)
-            ping = [bytes(f) for f in codec.encode(Message(type="ping"))]
-            assert isinstance(exchange(ping), Pong)
-            sock.send_multipart(codec.encode(Message(type="bye")))
-            reply = exchange(ping)  # the same signed frames again, after the session said bye
-            assert isinstance(reply, ErrorMessage) and reply.code == "replayed"
-        finally:
-            sock.close(0)
-            context.term()
+    with running_server(tmp_path) as server, raw_peer(server) as peer:
+        codec = peer.codec
+        assert isinstance(parse(peer.reply(codec.encode(Hello(client="replay-test").to_message()))), Welcome)
+        ping = [bytes(f) for f in codec.encode(Message(type="ping"))]
+        assert isinstance(parse(peer.reply(ping)), Pong)
+        peer.sock.send_multipart(codec.encode(Message(type="bye")))
+        reply = parse(peer.reply(ping))  # the same signed frames again, after the session said bye
+        assert isinstance(reply, ErrorMessage) and reply.code == "replayed"
 
 
 def test_a_peer_of_another_major_version_is_refused_and_forgotten(tmp_path):
     import time
 
-    import zmq
-
     from protocol.messages import ErrorMessage, parse
-    from protocol.wire import Codec, Message
+    from protocol.wire import Message
 
-    with running_server(tmp_path) as server:
-        context = zmq.Context()
-        sock = context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(server.connection.endpoint)
-        codec = Codec(server.key)
-        try:
-            frames = codec.encode(Message(type="hello"))
-            sock.send_multipart([b"B4D2", *frames[1:]])
-            assert sock.poll(5000), "server did not answer"
-            reply = parse(codec.decode(sock.recv_multipart()))
-            assert isinstance(reply, ErrorMessage) and reply.code == "version_unsupported"
-            deadline = time.monotonic() + 2
-            while server.clients and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert server.clients == {}
-        finally:
-            sock.close(0)
-            context.term()
+    with running_server(tmp_path) as server, raw_peer(server) as peer:
+        frames = peer.codec.encode(Message(type="hello"))
+        reply = parse(peer.reply([b"B4D2", *frames[1:]]))
+        assert isinstance(reply, ErrorMessage) and reply.code == "version_unsupported"
+        deadline = time.monotonic() + 2
+        while server.clients and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.clients == {}
 
 
 def test_a_peer_without_the_key_gets_its_error_but_leaves_no_client_state(tmp_path):
-    import zmq
-
     from protocol.messages import ErrorMessage, parse
     from protocol.wire import Codec, Message
 
-    with running_server(tmp_path) as server:
-        context = zmq.Context()
-        sock = context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(server.connection.endpoint)
-        try:
-            sock.send_multipart(Codec(b"k" * 32).encode(Message(type="ping")))  # signed with a wrong key
-            assert sock.poll(5000), "server did not answer"
-            reply = parse(Codec(server.key).decode(sock.recv_multipart()))
-            assert isinstance(reply, ErrorMessage) and reply.code == "bad_signature"
-            assert server.clients == {}
-        finally:
-            sock.close(0)
-            context.term()
+    with running_server(tmp_path) as server, raw_peer(server) as peer:
+        reply = parse(peer.reply(Codec(b"k" * 32).encode(Message(type="ping"))))  # signed with a wrong key
+        assert isinstance(reply, ErrorMessage) and reply.code == "bad_signature"
+        assert server.clients == {}
 
 
 def test_upload_pieces_in_flight_when_a_job_is_cancelled_are_dropped_quietly(idle_server):
