@@ -8,7 +8,23 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv test test-fast lint demo addon bench clean
+# Blender 5.3 (native Gaussian splats) as the bpy 5.3.0 wheel on Python 3.13, beside the main .venv:
+# no torch there (addon/ never imports it); its tests talk to a backend run from .venv, as in real use.
+# pyenv's 3.13 first (its shim on PATH fails unless 3.13 is the selected version), then PATH; each is tried.
+ifndef PYTHON313
+PYTHON313 := $(shell for p in $$(ls -d "$$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)"/versions/3.13*/bin/python3.13 \
+               2>/dev/null) $$(command -v python3.13); do "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' \
+               2>/dev/null && { echo "$$p"; break; }; done)
+endif
+VENV53    := .venv-blender53
+PY53      := $(VENV53)/bin/python
+BLENDER53_PACKAGES := bpy==5.3.0 "numpy>=1.26" "msgpack>=1.0.7" "pyzmq>=26.0" "pytest>=8.0"
+STAMP53   := $(VENV53)/.installed-$(shell echo '$(BLENDER53_PACKAGES)' | sha1sum | cut -c1-12)
+# What runs on 5.3 as well (the rest of tests/addon runs once, on 5.0.1): the native-splat import,
+# render and bad-input tests, and the add-on against a real backend process.
+BLENDER53_TESTS ?= tests/blender53 tests/addon/test_addon_e2e.py
+
+.PHONY: venv venv-blender53 test test-blender53 test-fast lint demo addon bench clean
 
 ENGINE ?= classical
 
@@ -22,16 +38,31 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[backend,test,dev]'
 	touch $(STAMP)
 
-test: venv
+venv-blender53: $(STAMP53)
+
+$(STAMP53):
+	@test -n "$(PYTHON313)" || { echo "Blender 5.3 needs Python 3.13 (bpy 5.3 wheels are cp313 only): install it" \
+	  "(e.g. pyenv install 3.13) or pass PYTHON313=/path/to/python3.13" >&2; exit 1; }
+	test -x $(PY53) || $(PYTHON313) -m venv $(VENV53)
+	$(PY53) -m pip install --quiet --upgrade pip
+	$(PY53) -m pip install --quiet $(BLENDER53_PACKAGES)
+	touch $(STAMP53)
+
+test: venv venv-blender53
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-blender53
+
+# The add-on tests that matter on Blender 5.3, in .venv-blender53, the backend from .venv.
+test-blender53: venv venv-blender53
+	RECAST4D_BACKEND_PYTHON=$(abspath $(PY)) $(PY53) -m pytest -q -m "not slow" $(BLENDER53_TESTS)
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow and not blender" $(PYTEST_ARGS)
 
 # The main job end to end on the embedded default (no weights, no GPU): a Blender scene, the backend
 # server, the add-on driven headless, a Cycles render of the result and a quality report in demo_out/.
-demo: venv
-	$(PY) bench/demo.py --out demo_out --engine $(ENGINE) $(if $(MODELS),--models $(MODELS)) $(DEMO_ARGS)
+demo: venv venv-blender53
+	$(PY) bench/demo.py --out demo_out --blender53-python $(abspath $(PY53)) --engine $(ENGINE) $(if $(MODELS),--models $(MODELS)) $(DEMO_ARGS)
 
 # The installable Blender extension: dist/recast4d-<version>.zip (add-on + protocol + pyzmq/msgpack wheels).
 addon: venv

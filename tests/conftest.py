@@ -40,3 +40,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
         if "blender" in item.keywords and not has_bpy:
             item.add_marker(pytest.mark.skip(reason="needs the bpy wheel (pip install bpy==5.0.1)"))
+
+
+@pytest.fixture
+def bpy_clean():
+    """A fresh, empty factory scene; returns the ``bpy`` module (skips without the bpy wheel)."""
+    bpy = pytest.importorskip("bpy")
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    return bpy
+
+
+@pytest.fixture
+def registered_addon(bpy_clean):
+    """The add-on registered in-process (the checkout's ``addon`` package), unregistered afterwards."""
+    import addon
+
+    addon.register()
+    try:
+        yield addon
+    finally:
+        addon.unregister()
