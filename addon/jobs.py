@@ -132,12 +132,12 @@ def poll_selected_job(cls: type[bpy.types.Operator], context: bpy.types.Context)
 
 
 def import_job_result(context: bpy.types.Context, job: RECAST4D_PG_job, *, ellipsoids: bool = False,
-                      setup_render: bool = True) -> results.ImportedResult:
+                      setup_render: bool = True, import_points: bool = True) -> results.ImportedResult:
     """Import a finished job's USD result (+ videos on its target cameras) and set up the render."""
     path = job.result_usd
     if path is None:
         raise _errors.ValidationError(f"job {job.name!r} has no USD result yet (folder: {job.result_dir or 'none'})")
-    imported = results.import_usd_result(context, path, ellipsoids=ellipsoids,
+    imported = results.import_usd_result(context, path, ellipsoids=ellipsoids, import_points=import_points,
                                          frame_start=job.frame_start if job.frame_start > 0 else None)
     names = [n for n in job.target_cameras.split(",") if n]
     targets = [bpy.data.objects.get(n) for n in names]
@@ -164,6 +164,10 @@ class RECAST4D_OT_import_result(bpy.types.Operator):
         name="Ellipsoid Splats", default=False,
         description="Higher-quality Gaussians as instanced ellipsoids (slower; for final frames)",
     )
+    import_points: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Point Cloud Layer", default=True,
+        description="Also import the coloured point clouds (the Gaussians come in either way)",
+    )
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -177,8 +181,11 @@ class RECAST4D_OT_import_result(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         def run() -> str:
-            imported = import_job_result(context, active_job(context), ellipsoids=self.ellipsoids)
-            return f"Imported {len(imported.objects)} object(s), frames {imported.frame_start}-{imported.frame_end}"
+            imported = import_job_result(context, active_job(context), ellipsoids=self.ellipsoids,
+                                         import_points=self.import_points)
+            note = "" if imported.splat_objects or imported.gaussian_objects else " (no Gaussians in this result)"
+            return (f"Imported {len(imported.objects)} object(s), frames {imported.frame_start}-{imported.frame_end}"
+                    f"{note}")
 
         return report_errors(self, run)
 

@@ -1,10 +1,12 @@
 """Bring backend results into Blender: USD point clouds / Gaussians, generated videos, render set-up.
 
-The USD result (``scene.usdc``) holds time-sampled ``UsdGeom.Points``: Blender's own USD importer
-turns each into a POINTCLOUD object with a Mesh Sequence Cache modifier, which streams the frame's
-points from disk on every frame change (nothing is copied into the .blend). We then add the
-Cycles material (colour from ``displayColor``, radius from ``widths``) and, for Gaussians, the
-splat geometry nodes and material from :mod:`.materials`.
+The USD result (``scene.usdc``) holds time-sampled ``UsdGeom.Points`` and, for Gaussians, a
+``UsdVol.ParticleField3DGaussianSplat`` prim: Blender's own USD importer turns each into a
+POINTCLOUD object with a Mesh Sequence Cache modifier, which streams the frame's points from disk
+on every frame change (nothing is copied into the .blend). On Blender >= 5.3 the splat prim becomes
+a native ``GAUSSIAN_SPLAT`` cloud (:mod:`.splats`); elsewhere the Gaussian points get the sphere
+splat geometry nodes and material from :mod:`.materials`. Point clouds get the Cycles point
+material (colour from ``displayColor``, radius from ``widths``).
 
 Units: the backend writes metres, Z up (``metersPerUnit = 1``, ``upAxis = Z``), in the same world
 frame as the cameras it was given, so the imported objects line up with the scene's cameras.
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import bpy
 
-from . import materials
+from . import materials, splats
 from .deps import protocol_module
 
 _errors = protocol_module("errors")
@@ -29,17 +31,23 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 
 @dataclass
 class ImportedResult:
-    """Objects created by one import and the frame range / rate they cover."""
+    """Objects created by one import and the frame range / rate they cover.
+
+    ``splat_objects``: native ``GAUSSIAN_SPLAT`` clouds (Blender >= 5.3); ``gaussian_objects``: the
+    sphere-splat fallback of the same Gaussians (Blender 4.2-5.2, or a file without the splat prim);
+    ``point_objects``: the coloured point-cloud layer.
+    """
 
     point_objects: list[bpy.types.Object] = field(default_factory=list)
     gaussian_objects: list[bpy.types.Object] = field(default_factory=list)
+    splat_objects: list[bpy.types.Object] = field(default_factory=list)
     frame_start: int = 1
     frame_end: int = 1
     fps: float | None = None
 
     @property
     def objects(self) -> list[bpy.types.Object]:
-        return self.point_objects + self.gaussian_objects
+        return self.point_objects + self.gaussian_objects + self.splat_objects
 
 
 def _usd_time_range(filepath: str) -> tuple[int, int, float] | None:
@@ -60,23 +68,132 @@ def _evaluated_attribute_names(obj: bpy.types.Object, depsgraph: bpy.types.Depsg
     return {attribute.name for attribute in evaluated.data.attributes}
 
 
+def usd_importer_available() -> bool:
+    """True if this Blender build has the USD importer (``bpy.ops.wm.usd_import``); custom builds
+    may be compiled without USD."""
+    return "usd_import" in dir(bpy.ops.wm)
+
+
+class ImportTransaction:
+    """Remembers what existed before an import so that a failed import removes everything it
+    created (objects, their data, cache files, collections) and restores the scene's range and rate."""
+
+    def __init__(self, scene: bpy.types.Scene) -> None:
+        self.scene = scene
+        self.objects = set(bpy.data.objects)
+        self.collections = set(bpy.data.collections)
+        self.cache_files = set(bpy.data.cache_files)
+        self.pointclouds = set(bpy.data.pointclouds)
+        self.materials = set(bpy.data.materials)
+        self.node_groups = set(bpy.data.node_groups)
+        self.meshes = set(bpy.data.meshes)
+        self.settings = (scene.frame_start, scene.frame_end, scene.frame_current,
+                         scene.render.fps, scene.render.fps_base)
+
+    def new_objects(self) -> list[bpy.types.Object]:
+        return [obj for obj in bpy.data.objects if obj not in self.objects]
+
+    def remove_objects(self, objects: list[bpy.types.Object]) -> None:
+        """Delete ``objects`` and their point-cloud data (an import option dropped them)."""
+        for obj in objects:
+            data = obj.data
+            bpy.data.objects.remove(obj)
+            if isinstance(data, bpy.types.PointCloud) and data.users == 0:
+                bpy.data.pointclouds.remove(data)
+
+    def roll_back(self) -> None:
+        created = [obj for obj in bpy.data.objects if obj not in self.objects]
+        for collection, before in ((bpy.data.collections, self.collections), (bpy.data.cache_files, self.cache_files),
+                                   (bpy.data.node_groups, self.node_groups), (bpy.data.materials, self.materials)):
+            created += [datablock for datablock in collection if datablock not in before]
+        bpy.data.batch_remove(created)
+        orphans = [c for c in bpy.data.pointclouds if c not in self.pointclouds and c.users == 0]
+        orphans += [m for m in bpy.data.meshes if m not in self.meshes and m.users == 0]
+        bpy.data.batch_remove(orphans)
+        scene = self.scene
+        scene.frame_start, scene.frame_end = self.settings[0], self.settings[1]
+        scene.render.fps, scene.render.fps_base = self.settings[3], self.settings[4]
+        scene.frame_set(self.settings[2])
+
+
+def import_gaussian_ply(context: bpy.types.Context, filepath: str | os.PathLike[str]) -> bpy.types.Object:
+    """Import one 3DGS PLY (Inria layout, as ``backend/export/ply.py`` writes) as a native
+    ``GAUSSIAN_SPLAT`` point cloud with Blender's PLY importer, after checking its splats.
+
+    Needs Blender >= 5.3 (:func:`.splats.native_splats_supported`). Raises ``ValidationError`` (and
+    leaves nothing behind) if the file is missing, is not a Gaussian PLY, or holds NaN/negative
+    scales or zero quaternions.
+    """
+    path = Path(filepath)
+    if not path.is_file():
+        raise _errors.ValidationError(f"PLY file not found: {path}")
+    if not splats.native_splats_supported():
+        raise _errors.ValidationError(
+            f"this Blender cannot render Gaussian splats, so {path.name} cannot be imported as splats; "
+            "Blender 5.3 or later can (import the job's USD result for the sphere splats)")
+    problems = splats.ply_splat_problems(str(path))
+    if problems:
+        raise _errors.ValidationError(f"{path.name}: {'; '.join(problems)}; fix or re-export the file "
+                                      "(nothing was imported)")
+    transaction = ImportTransaction(context.scene)
+    try:
+        result = bpy.ops.wm.ply_import(filepath=str(path))
+        clouds = [obj for obj in transaction.new_objects() if splats.is_native_splat(obj)]
+        if "FINISHED" not in result or not clouds:
+            raise _errors.ValidationError(
+                f"{path.name} is not a Gaussian-splat PLY (needs x y z f_dc_0..2 opacity scale_0..2 rot_0..3)")
+        splats.check_splat_frames(context, clouds, [context.scene.frame_current], path.name)
+    except BaseException:
+        transaction.roll_back()
+        raise
+    clouds[0]["recast4d_result"] = str(path)
+    return clouds[0]
+
+
 def import_usd_result(context: bpy.types.Context, filepath: str | os.PathLike[str], *,
                       unlit: bool = True, sigma_extent: float = materials.DEFAULT_SIGMA_EXTENT,
                       ellipsoids: bool = False, set_frame_range: bool = True,
-                      frame_start: int | None = None) -> ImportedResult:
-    """Import a Recast 4D USD result and set its objects up for Cycles.
+                      frame_start: int | None = None, import_points: bool = True,
+                      native_splats: bool | None = None, check_frames: bool = True) -> ImportedResult:
+    """Import a Recast 4D USD result and set its objects up for rendering.
 
-    Point clouds with ``opacity`` and ``scale`` attributes are treated as Gaussians (splat material
-    and geometry nodes, ``ellipsoids`` for the instanced high-quality mode); others get the point
-    material (``unlit``: emit the colour). ``frame_start`` places the result's first time sample
-    at that scene frame (the cache file's ``frame_offset``), e.g. the first frame of the source
-    shot when the file starts at 1. Raises ``ValidationError`` if the file is missing or has no
-    point clouds.
+    Gaussians: where this Blender renders native splats (:func:`.splats.native_splats_supported`,
+    or ``native_splats=True``) and the file has the ``ParticleField3DGaussianSplat`` prim, they come
+    in as ONE animated ``GAUSSIAN_SPLAT`` point cloud per Gaussian sequence (Mesh Sequence Cache:
+    streamed per frame, nothing copied into the .blend) and the sphere version of the same
+    Gaussians is not kept. Otherwise the Gaussian ``UsdGeom.Points`` prim (``opacity`` and ``scale``
+    attributes) gets the sphere-splat material and geometry nodes (``ellipsoids`` for the instanced
+    mode). Other point clouds get the point material (``unlit``: emit the colour); with
+    ``import_points=False`` they are not kept. ``frame_start`` places the result's first time sample
+    at that scene frame (the cache file's ``frame_offset``). ``check_frames``: read every frame's
+    Gaussians and refuse NaN/negative scales or zero quaternions.
+
+    Raises ``ValidationError`` (and leaves nothing of the import behind, scene range and rate
+    restored) if the file is missing, Blender has no USD importer, the file has no point clouds,
+    or its Gaussians are unusable.
     """
     path = Path(filepath)
     if not path.is_file():
         raise _errors.ValidationError(f"result file not found: {path}")
-    before = set(bpy.data.objects)
+    if not usd_importer_available():
+        raise _errors.ValidationError(
+            f"this Blender build has no USD importer (bpy.ops.wm.usd_import), so {path.name} cannot be "
+            "read; use an official Blender build (4.2 or later), which includes USD")
+    native = splats.native_splats_supported() if native_splats is None else native_splats
+    transaction = ImportTransaction(context.scene)
+    try:
+        return _import_usd_objects(context, path, transaction, unlit=unlit, sigma_extent=sigma_extent,
+                                   ellipsoids=ellipsoids, set_frame_range=set_frame_range, frame_start=frame_start,
+                                   import_points=import_points, native=native, check_frames=check_frames)
+    except BaseException:
+        transaction.roll_back()
+        raise
+
+
+def _import_usd_objects(context: bpy.types.Context, path: Path, transaction: ImportTransaction, *,
+                        unlit: bool, sigma_extent: float, ellipsoids: bool, set_frame_range: bool,
+                        frame_start: int | None, import_points: bool, native: bool,
+                        check_frames: bool) -> ImportedResult:
     result = bpy.ops.wm.usd_import(
         filepath=str(path), import_points=True, import_cameras=False, import_lights=False,
         import_materials=False, set_frame_range=set_frame_range, create_collection=True,
@@ -84,29 +201,31 @@ def import_usd_result(context: bpy.types.Context, filepath: str | os.PathLike[st
     )
     if "FINISHED" not in result:
         raise _errors.ValidationError(f"Blender's USD importer could not read {path}")
-    new_objects = [obj for obj in bpy.data.objects if obj not in before]
-    clouds = [obj for obj in new_objects if obj.type == "POINTCLOUD"]
+    clouds = [obj for obj in transaction.new_objects() if obj.type == "POINTCLOUD"]
     if not clouds:
-        for obj in new_objects:
-            bpy.data.objects.remove(obj)
         raise _errors.ValidationError(f"{path.name} contains no point clouds (UsdGeom.Points)")
 
-    imported = ImportedResult()
+    # classify: native splat clouds, the Gaussians' Points prim (sphere splats), plain point clouds
     depsgraph = context.evaluated_depsgraph_get()
-    for obj in clouds:
-        obj["recast4d_result"] = str(path)
-        if set(GAUSSIAN_ATTRIBUTES) <= _evaluated_attribute_names(obj, depsgraph):
-            setup_gaussian_object(obj, sigma_extent=sigma_extent, ellipsoids=ellipsoids)
-            imported.gaussian_objects.append(obj)
-        else:
-            setup_point_object(obj, unlit=unlit)
-            imported.point_objects.append(obj)
+    splat_clouds = [obj for obj in clouds if splats.is_native_splat(obj)]
+    gaussian_points = [obj for obj in clouds if obj not in splat_clouds
+                       and set(GAUSSIAN_ATTRIBUTES) <= _evaluated_attribute_names(obj, depsgraph)]
+    plain_points = [obj for obj in clouds if obj not in splat_clouds and obj not in gaussian_points]
+    if not import_points and not (gaussian_points or (native and splat_clouds)):
+        raise _errors.ValidationError(
+            f"{path.name} has no Gaussians, only point clouds: import it with 'Point Cloud Layer' on, "
+            "or re-film with Fit Gaussians on to get splats")
+    imported = ImportedResult(point_objects=plain_points if import_points else [])
+    if native and splat_clouds:  # the native splats show the Gaussians; the sphere version is not kept
+        imported.splat_objects = splat_clouds
+    else:
+        imported.gaussian_objects = gaussian_points
 
     scene = context.scene
     time_range = _usd_time_range(str(path))
     if time_range is not None:
         imported.frame_start, imported.frame_end, imported.fps = time_range
-    else:
+    else:  # no pxr here: Blender's importer has set the scene range to the file's
         imported.frame_start, imported.frame_end = scene.frame_start, scene.frame_end
     if frame_start is not None and frame_start != imported.frame_start:
         offset = frame_start - imported.frame_start
@@ -116,6 +235,18 @@ def import_usd_result(context: bpy.types.Context, filepath: str | os.PathLike[st
                     modifier.cache_file.frame_offset = offset
         imported.frame_start += offset
         imported.frame_end += offset
+    if check_frames and (splat_clouds or gaussian_points):
+        # Blender's importer turns a zero quaternion into the identity on the splat cloud, so the
+        # Gaussians' Points prim (its ``orient`` as written) is read too
+        splats.check_splat_frames(context, splat_clouds + gaussian_points,
+                                  range(imported.frame_start, imported.frame_end + 1), path.name)
+    transaction.remove_objects([obj for obj in clouds if obj not in imported.objects])
+    for obj in imported.objects:
+        obj["recast4d_result"] = str(path)
+    for obj in imported.gaussian_objects:
+        setup_gaussian_object(obj, sigma_extent=sigma_extent, ellipsoids=ellipsoids)
+    for obj in imported.point_objects:
+        setup_point_object(obj, unlit=unlit)
     if set_frame_range:
         scene.frame_start, scene.frame_end = imported.frame_start, imported.frame_end
         if imported.fps:
@@ -207,7 +338,9 @@ def setup_render(scene: bpy.types.Scene, *, camera: bpy.types.Object | None = No
                  samples: int = 32, transparent_bounces: int = 64, film_transparent: bool = False) -> None:
     """Cycles settings that render points and splats well, plus the shot's camera, range and rate.
 
-    Splat transparency needs many transparent bounces (each overlapping splat is one bounce).
+    Sphere-splat transparency needs many transparent bounces (each overlapping splat is one bounce).
+    If the scene holds native Gaussian splats, :func:`.splats.configure_splat_render` adds what
+    they need (Cycles denoising, EEVEE samples, the Standard view transform).
     """
     scene.render.engine = "CYCLES"
     cycles = scene.cycles
@@ -217,6 +350,8 @@ def setup_render(scene: bpy.types.Scene, *, camera: bpy.types.Object | None = No
     cycles.max_bounces = max(cycles.max_bounces, 4)
     cycles.use_denoising = samples >= 16
     scene.render.film_transparent = film_transparent
+    if splats.scene_has_native_splats(scene):
+        splats.configure_splat_render(scene, samples=samples)
     if camera is not None:
         if camera.type != "CAMERA":
             raise _errors.ValidationError(f"{camera.name} is not a camera")

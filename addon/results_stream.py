@@ -9,7 +9,8 @@ Result streams the add-on understands (``result.begin`` ``meta`` / ``result.chun
   stream.
 - **point streams**: chunks with ``xyz`` (N, 3) float32 metres and optional ``rgb`` (N, 3) uint8
   or float: the partial preview. The newest frame replaces the geometry of the job's preview object
-  (a vertex-only mesh drawn and rendered as points), so artists see the result build up.
+  (a vertex-only mesh drawn and rendered as points, or as small native splats on Blender >= 5.3),
+  so artists see the result build up.
 - ``meta["output_dir"]`` (stream meta): a local backend points at its job output folder; if that
   folder exists on this machine it becomes ``job.result_dir`` and the file bytes of that stream
   are consumed without writing (never into the backend's folder).
@@ -38,6 +39,9 @@ LOCAL_FAILURE = "result_write_failed"
 #: timer tick (262k points cost ~50 ms of main-thread time, 20k ~5 ms); the imported USD result
 #: always has every point.
 PREVIEW_MAX_POINTS = 40_000
+#: Standard deviation (metres) of the preview's isotropic splats on Blender >= 5.3 (the points
+#: preview draws 1 cm spheres; a 6 mm sigma covers about the same area).
+PREVIEW_SPLAT_SIGMA = 0.006
 
 # (job_id, stream) -> stream meta from result.begin; open result files; streams whose file could
 # not be written (their later chunks are skipped, their .part file is never renamed). Runtime only.
@@ -247,8 +251,13 @@ def update_preview(scene: bpy.types.Scene, job, xyz: np.ndarray, rgb: np.ndarray
 
     The preview is a vertex-only mesh (point count can change every frame) with a ``displayColor``
     point attribute; geometry nodes turn it into a point cloud so Cycles renders it like the result.
+    Where Blender renders native splats (>= 5.3) the cloud is of type ``GAUSSIAN_SPLAT``, each point a
+    small isotropic splat (:data:`PREVIEW_SPLAT_SIGMA`) coloured by ``radiance:base``.
     Frames above :data:`PREVIEW_MAX_POINTS` are thinned with a regular stride.
     """
+    from . import splats
+
+    native = splats.native_splats_supported()
     name = f"{job.name or job.job_id[:8]}{PREVIEW_SUFFIX}"
     obj = bpy.data.objects.get(name)
     if obj is None or obj.type != "MESH":
@@ -256,7 +265,7 @@ def update_preview(scene: bpy.types.Scene, job, xyz: np.ndarray, rgb: np.ndarray
         obj = bpy.data.objects.new(name, mesh)
         scene.collection.objects.link(obj)
         obj["recast4d_job"] = job.job_id
-        _add_points_modifier(obj)
+        _add_points_modifier(obj, splat_type=native)
     mesh = obj.data
     points = np.asarray(xyz, dtype=np.float32).reshape(-1, 3)
     stride = max(1, -(-len(points) // PREVIEW_MAX_POINTS))
@@ -266,23 +275,40 @@ def update_preview(scene: bpy.types.Scene, job, xyz: np.ndarray, rgb: np.ndarray
     mesh.vertices.foreach_set("co", points.ravel())
     if rgb is not None:
         colors = np.asarray(rgb).reshape(-1, 3)[::stride]
-        colors = colors.astype(np.float32) / 255.0 if colors.dtype == np.uint8 else colors.astype(np.float32)
-        colors = protocol_module("color").srgb_to_linear(colors)  # frames are sRGB, colour attributes linear
+        srgb = colors.astype(np.float32) / 255.0 if colors.dtype == np.uint8 else colors.astype(np.float32)
+        linear = protocol_module("color").srgb_to_linear(srgb)  # frames are sRGB, colour attributes linear
         rgba = np.ones((len(points), 4), np.float32)
-        rgba[:, :3] = colors
+        rgba[:, :3] = linear
         attribute = mesh.color_attributes.get("displayColor") or mesh.color_attributes.new(
             "displayColor", "FLOAT_COLOR", "POINT")
         attribute.data.foreach_set("color", rgba.ravel())
+        if native:  # the splats' SH DC holds the sRGB colour (3DGS convention)
+            _set_point_attribute(mesh, splats.RADIANCE_ATTRIBUTE, "FLOAT4", splats.preview_radiance(srgb))
+    if native:
+        _set_point_attribute(mesh, splats.SCALE_ATTRIBUTE, "FLOAT_VECTOR",
+                             np.full((len(points), 3), PREVIEW_SPLAT_SIGMA, np.float32))
     mesh.update()
     return obj
 
 
-def _add_points_modifier(obj: bpy.types.Object) -> None:
+def _set_point_attribute(mesh: bpy.types.Mesh, name: str, data_type: str, values: np.ndarray) -> None:
+    attribute = mesh.attributes.get(name)
+    if attribute is None or attribute.data_type != data_type:
+        if attribute is not None:
+            mesh.attributes.remove(attribute)
+        attribute = mesh.attributes.new(name, data_type, "POINT")
+    attribute.data.foreach_set("vector", np.ascontiguousarray(values, np.float32).ravel())
+
+
+def _add_points_modifier(obj: bpy.types.Object, *, splat_type: bool = False) -> None:
+    """The preview's geometry nodes: Mesh to Points, then (``splat_type``) Set Point Cloud Type to
+    3D Gaussian Splat, then the point material."""
     from . import materials
 
-    group = bpy.data.node_groups.get("Recast4D Preview Points")
+    group_name = "Recast4D Preview Splats" if splat_type else "Recast4D Preview Points"
+    group = bpy.data.node_groups.get(group_name)
     if group is None:
-        group = bpy.data.node_groups.new("Recast4D Preview Points", "GeometryNodeTree")
+        group = bpy.data.node_groups.new(group_name, "GeometryNodeTree")
         group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
         group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
         group_in, group_out = group.nodes.new("NodeGroupInput"), group.nodes.new("NodeGroupOutput")
@@ -291,7 +317,13 @@ def _add_points_modifier(obj: bpy.types.Object) -> None:
         set_material = group.nodes.new("GeometryNodeSetMaterial")
         set_material.inputs["Material"].default_value = materials.point_cloud_material("Recast4D Preview")
         group.links.new(group_in.outputs[0], to_points.inputs["Mesh"])
-        group.links.new(to_points.outputs["Points"], set_material.inputs["Geometry"])
+        points_out = to_points.outputs["Points"]
+        if splat_type:
+            set_type = group.nodes.new("GeometryNodePointsSetType")
+            set_type.inputs["Type"].default_value = "3D Gaussian Splat"
+            group.links.new(points_out, set_type.inputs["Points"])
+            points_out = set_type.outputs[0]
+        group.links.new(points_out, set_material.inputs["Geometry"])
         group.links.new(set_material.outputs["Geometry"], group_out.inputs[0])
     obj.modifiers.new("Recast4D Points", "NODES").node_group = group
 
