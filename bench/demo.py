@@ -4,17 +4,24 @@
    use it as the add-on's "This Scene" source (Cycles colour + exact planar depth per frame);
 2. start the backend (``recast4d serve`` subprocess, temporary jobs folder + connection file);
 3. drive the add-on headless: enable it, choose the source, Add Camera Path (an orbit preset),
-   re-film (submit), wait with progress, Import Result;
-4. render the imported 4D point cloud through the target camera in Cycles (the new shot), and the
-   original scene through the same camera (the ground truth);
-5. write ``--out``: source.mp4, novel_view.mp4, ground_truth.mp4, side_by_side.png, report.json and
+   re-film (submit, Gaussians on), wait with progress, save the shot (.blend);
+4. the new shot on Blender 5.3 (the headline): a ``.venv-blender53`` subprocess
+   (``bench/demo_native.py``) opens the shot, Import Result brings the Gaussians in as native
+   splats, Cycles renders them through the target camera;
+5. the fallback of Blender 4.2-5.2, here (bpy 5.0.1): Import Result, then Cycles renders of the
+   point cloud and of the sphere splats through the target camera; and the original scene through
+   the same camera (the ground truth);
+6. write ``--out``: source.mp4, novel_view.mp4, ground_truth.mp4, side_by_side.png, report.json and
    report.md (PSNR/SSIM against the ground truth on seen and on filled pixels, hole ratios before
    and after static accumulation, the job's and the demo's stage timings).
 
 Baseline, same run: the source frame shown as if it were the new view (no re-filming), scored on
-the same pixels. The last line printed is one JSON object (``bench/`` convention).
+the same pixels. The last line printed is one JSON object (``bench/`` convention); its ``value`` is
+the native-splat render's PSNR on seen pixels (the point-cloud fallback's when no Blender 5.3 is
+available, ``"novel_view_render"`` says which).
 
-    .venv/bin/python bench/demo.py --out demo_out [--engine wan-vace --models DIR]
+    .venv/bin/python bench/demo.py --out demo_out [--blender53-python .venv-blender53/bin/python]
+                                   [--engine wan-vace --models DIR]
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +47,7 @@ for _path in (HERE, HERE.parent):
         sys.path.insert(0, str(_path))
 
 try:
-    import bpy  # noqa: F401  (the bpy wheel: the demo drives Blender in this process)
+    import bpy  # the bpy wheel: the demo drives Blender in this process
 except ImportError:
     sys.exit("the demo needs the bpy wheel (bpy==5.0.1 on Python 3.11): run `make venv`, "
              "or `.venv/bin/pip install bpy==5.0.1`")
@@ -60,10 +68,13 @@ class DemoConfig:
     engine: str = "classical"
     models_dir: str | None = None
     engine_options: dict = field(default_factory=dict)  # engine-specific extras, e.g. {"offload": "model"}
-    fit_gaussians: bool = False
+    fit_gaussians: bool = True
     job_timeout_s: float = 540.0
     keep_work: bool = False
     point_radius_scale: float = 1.0  # diagnostic: enlarge the imported points' radius before rendering
+    blender53_python: str | None = None  # Python of the bpy 5.3 environment; None: no native-splat render
+    fallback_sphere_splats: bool = False  # also render the 5.0.1 sphere splats (30 s more at the default size)
+    native_denoise: bool = True  # Cycles denoiser on the native-splat render (the add-on's Set Up Render default)
 
 
 @dataclass
@@ -121,6 +132,37 @@ def point_colour_view_transform(usd_path: Path, source_frames: np.ndarray) -> st
     return "Raw" if as_srgb < as_linear else "Standard"
 
 
+def default_blender53_python() -> str | None:
+    """The ``make venv-blender53`` interpreter of this checkout, if it exists."""
+    candidate = HERE.parent / ".venv-blender53" / "bin" / "python"
+    return str(candidate) if candidate.exists() else None
+
+
+def render_native_splats(python: str, blend: Path, job_id: str, camera: str, out_dir: Path,
+                         config: DemoConfig, log: Callable[[str], None]) -> tuple[np.ndarray, dict]:
+    """Run ``bench/demo_native.py`` in the Blender 5.3 environment; ``(F, H, W, 4)`` RGBA frames
+    (straight alpha) and its figures. Raises ``DemoStepError`` with the subprocess's output tail."""
+    command = [python, str(HERE / "demo_native.py"), "--blend", str(blend), "--job-id", job_id, "--camera", camera,
+               "--out", str(out_dir), "--samples", str(config.scene.samples), "--threads", str(config.scene.threads)]
+    if not config.native_denoise:
+        command.append("--no-denoise")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=HERE.parent)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise demo_addon.DemoStepError(f"the Blender 5.3 render failed ({done.returncode}): "
+                                       f"{(done.stdout + done.stderr)[-3000:]}")
+    figures = json.loads(lines[-1])
+    log(f"  Blender {figures['blender']}: {figures['splats_first_frame']} native splats in frame 1, "
+        f"import {figures['import_s']:.2f} s, render {figures['render_s']:.1f} s")
+    files = sorted(out_dir.glob("frame_*.png"))
+    return np.stack([iio.imread(f)[..., :4] for f in files]), figures
+
+
+def over_black(rgba: np.ndarray) -> np.ndarray:
+    """Straight-alpha RGBA uint8 frames composited over black, uint8 RGB."""
+    return (rgba[..., :3].astype(np.float32) * (rgba[..., 3:] / 255.0) + 0.5).astype(np.uint8)
+
+
 def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
     from backend.media import write_mp4 as backend_write_mp4
 
@@ -159,19 +201,30 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
         job_report = json.loads((job_dir / "report.json").read_text())
         holes = read_png_stack(job_dir / trajectory / "masks")[..., 0] > 127
         backend_video = read_png_stack(job_dir / trajectory / "frames")
+        native_rgba, native_figures = None, None
+        if config.blender53_python:
+            with timer.stage("render_native_splats_blender53", log):
+                blend = work_dir / "shot.blend"
+                bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+                native_rgba, native_figures = render_native_splats(
+                    config.blender53_python, blend, job_id, target.name, work_dir / "native_frames", config, log)
         with timer.stage("import_result", log):
             clouds = demo_addon.import_result()
             demo_addon.disconnect()
             view_transform = point_colour_view_transform(usd_path, source)
+            sphere_splats = [c for c in clouds if any(m.type == "NODES" for m in c.modifiers)]
+            points = [c for c in clouds if c not in sphere_splats]
             if config.point_radius_scale != 1.0:
-                for cloud in clouds:
+                for cloud in points:
                     demo_scene.scale_point_radius(cloud, config.point_radius_scale)
             demo_scene.configure_render(scene, config.scene)  # the same Cycles settings for every render
-        with timer.stage("render_novel_view", log):
-            novel_rgba = demo_scene.render_animation(scene, target, clouds, view_transform=view_transform,
-                                                     transparent=True)
-            covered = novel_rgba[..., 3] > 127  # a point of the 4D result covers the pixel
-            novel = (novel_rgba[..., :3].astype(np.float32) * (novel_rgba[..., 3:] / 255.0) + 0.5).astype(np.uint8)
+        with timer.stage("render_fallback_points", log):
+            points_rgba = demo_scene.render_animation(scene, target, points, view_transform=view_transform,
+                                                      transparent=True)
+        spheres_rgba = None
+        if sphere_splats and config.fallback_sphere_splats:
+            with timer.stage("render_fallback_sphere_splats", log):
+                spheres_rgba = demo_scene.render_animation(scene, target, sphere_splats, transparent=True)
         with timer.stage("render_ground_truth", log):
             truth = demo_scene.render_animation(scene, target, demo_scene.scene_objects())
         if config.keep_work:
@@ -190,8 +243,14 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
 
     with timer.stage("score_and_write", log):
         seen = ~holes
+        headline_rgba = native_rgba if native_rgba is not None else points_rgba
+        novel = over_black(headline_rgba)
+        covered = headline_rgba[..., 3] > 127  # a splat / point of the 4D result covers the pixel
         scores = {
             "novel_view": demo_metrics.quality(novel, truth, seen),
+            "fallback_points": demo_metrics.quality(over_black(points_rgba), truth, seen),
+            "fallback_sphere_splats": (demo_metrics.quality(over_black(spheres_rgba), truth, seen)
+                                       if spheres_rgba is not None else None),
             "backend_video": demo_metrics.quality(backend_video, truth, seen),
             "baseline_source_as_new_view": demo_metrics.quality(source, truth, seen),
         }
@@ -200,7 +259,8 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
         write_mp4(out_dir / "novel_view.mp4", novel, fps)
         write_mp4(out_dir / "ground_truth.mp4", truth, fps)
         middle = len(source) // 2
-        picture = demo_metrics.side_by_side([("source", source[middle]), ("novel view (Recast 4D)", novel[middle]),
+        label = "native splats, Cycles 5.3" if native_rgba is not None else "points, Cycles"
+        picture = demo_metrics.side_by_side([("source", source[middle]), (f"new view ({label})", novel[middle]),
                                              ("ground truth", truth[middle])])
         iio.imwrite(out_dir / "side_by_side.png", picture)
     timer.seconds["total"] = round(time.perf_counter() - started, 3)
@@ -211,7 +271,9 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
         "frames": int(source.shape[0]), "width": int(source.shape[2]), "height": int(source.shape[1]),
         "source_depth_m": {"min": round(float(depth[depth > 0].min()), 3), "max": round(float(depth.max()), 3)},
         "trajectory": trajectory,
-        "novel_view_render": {"view_transform": view_transform, "point_objects": len(clouds),
+        "novel_view_render": {"kind": "native_splats" if native_rgba is not None else "fallback_points",
+                              "native": native_figures, "view_transform": view_transform,
+                              "point_objects": len(points), "sphere_splat_objects": len(sphere_splats),
                               "point_radius_scale": config.point_radius_scale,
                               "coverage": round(float(covered.mean()), 5),
                               "coverage_seen": round(float(covered[seen].mean()), 5) if seen.any() else None,
@@ -231,10 +293,14 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
     summary = {
         "bench": "demo", "unit": "dB", "value": value, "baseline": baseline,
         "ratio": round(value / baseline, 3) if value and baseline else None,
-        "device": str(job_report.get("device", "cpu")), "goal": "value > baseline",
+        "device": str(job_report.get("device", "cpu")),
+        "goal": "value >= backend_video_psnr_seen - 1 dB, ssim_seen >= 0.85",
+        "novel_view_render": report["novel_view_render"]["kind"],
         "psnr_filled": novel_scores["psnr_filled"], "ssim_seen": novel_scores["ssim_seen"],
         "ssim_filled": novel_scores["ssim_filled"], "baseline_ssim_seen": base_scores["ssim_seen"],
         "backend_video_psnr_seen": scores["backend_video"]["psnr_seen"],
+        "fallback_points_psnr_seen": scores["fallback_points"]["psnr_seen"],
+        "fallback_sphere_splats_psnr_seen": (scores["fallback_sphere_splats"] or {}).get("psnr_seen"),
         "hole_ratio_before": report["hole_ratio"]["before_static_accumulation"],
         "hole_ratio_after": report["hole_ratio"]["after_static_accumulation"],
         "novel_view_coverage": report["novel_view_render"]["coverage"],
@@ -258,7 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=25, help="source frames (4k + 1 suits wan-vace)")
     parser.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for Cycles and torch")
-    parser.add_argument("--gaussians", action="store_true", help="also fit Gaussians (slow without a GPU)")
+    parser.add_argument("--no-gaussians", dest="gaussians", action="store_false",
+                        help="no Gaussians (points only; the native-splat render is then skipped)")
+    parser.add_argument("--blender53-python", default=default_blender53_python(),
+                        help="Python of the bpy 5.3 environment for the native-splat render "
+                             "(default .venv-blender53/bin/python if present; make venv-blender53)")
+    parser.add_argument("--fallback-sphere-splats", action="store_true",
+                        help="also render the sphere splats of Blender 4.2-5.2 (slow: ~30 s at the default size)")
+    parser.add_argument("--no-native-denoise", dest="native_denoise", action="store_false",
+                        help="render the native splats without the Cycles denoiser")
     parser.add_argument("--keep-work", action="store_true", help="copy the job's output folder to OUT/job")
     parser.add_argument("--point-radius-scale", type=float, default=1.0,
                         help="diagnostic: multiply the imported points' radius before the Cycles render (1 = as imported)")
@@ -267,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         scene=demo_scene.SceneConfig(width=args.width, height=args.height, frames=args.frames,
                                      samples=args.samples, threads=args.threads),
         path_spec=args.path, engine=args.engine, models_dir=args.models, engine_options=args.engine_options,
-        fit_gaussians=args.gaussians,
+        fit_gaussians=args.gaussians, blender53_python=args.blender53_python if args.gaussians else None,
+        native_denoise=args.native_denoise, fallback_sphere_splats=args.fallback_sphere_splats,
         keep_work=args.keep_work, point_radius_scale=args.point_radius_scale,
     )
     run = run_demo(args.out, config, log=lambda line: print(line, flush=True))

@@ -34,16 +34,22 @@ def markdown(report: dict) -> str:
         "| image | PSNR seen (dB) | PSNR filled (dB) | PSNR all (dB) | SSIM seen | SSIM filled | SSIM all |",
         "|---|---|---|---|---|---|---|",
     ]
+    render = report["novel_view_render"]
+    headline = ("novel view: native Gaussian splats, Cycles (Blender 5.3)" if render["kind"] == "native_splats"
+                else "novel view: imported point cloud, Cycles (no Blender 5.3 here)")
     names = {
-        "novel_view": "novel view: imported 4D point cloud rendered in Cycles",
+        "novel_view": headline,
+        "fallback_points": "fallback (Blender 4.2-5.2, here 5.0.1): point cloud, Cycles",
+        "fallback_sphere_splats": "fallback (Blender 4.2-5.2, here 5.0.1): sphere splats, Cycles",
         "backend_video": "backend's filled video (`<trajectory>/frames`)",
         "baseline_source_as_new_view": "baseline: source frame shown as the new view",
     }
     for key, label in names.items():
-        s = q[key]
+        s = q.get(key)
+        if s is None:
+            continue
         lines.append(f"| {label} | {_fmt(s['psnr_seen'])} | {_fmt(s['psnr_filled'])} | {_fmt(s['psnr_all'])} | "
                      f"{_fmt(s['ssim_seen'], 3)} | {_fmt(s['ssim_filled'], 3)} | {_fmt(s['ssim_all'], 3)} |")
-    render = report["novel_view_render"]
     lines += [
         "",
         f"Filled pixels: {100 * q['novel_view']['filled_fraction']:.1f} % of all pixels over all frames.",
@@ -74,6 +80,12 @@ def markdown(report: dict) -> str:
     if points:
         lines += ["", f"Points: {points.get('source')} lifted from the source, {points.get('generated')} "
                   f"generated in the holes, {points.get('fused')} in the fused 4D point cloud."]
-    lines += ["", f"Novel view rendered with the `{render['view_transform']}` view transform "
+    native = render.get("native")
+    if native:
+        lines += ["", f"Native splats: Blender {native['blender']}, {native['splats_first_frame']} splats in the "
+                  f"first frame, Import Result {native['import_s']:.2f} s, render {native['render_s']:.1f} s "
+                  f"({native['samples']} samples, denoiser {'on' if native['denoise'] else 'off'}, "
+                  f"`{native['view_transform']}` view transform)."]
+    lines += ["", f"Fallback point cloud rendered with the `{render['view_transform']}` view transform "
               "(the point colours are emitted unlit; see docs/demo.md).", ""]
     return "\n".join(lines)
