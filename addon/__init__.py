@@ -6,7 +6,8 @@ keeping its properties, operators and panel together (Molecular Nodes style):
 - :mod:`.connection` backend connection, status, "Start Local Backend" (+ :mod:`.session`, the
   client thread and the ``bpy.app.timers`` tick that drains its events);
 - :mod:`.source`, :mod:`.targets`, :mod:`.generation`, :mod:`.jobs` the sidebar sections;
-- :mod:`.results` / :mod:`.materials` USD import, Cycles materials, render set-up;
+- :mod:`.results` / :mod:`.materials` / :mod:`.splats` USD import, Cycles materials, native splats
+  (Blender >= 5.3), render set-up; :mod:`.splat_import` File > Import of a 3DGS PLY;
 - :mod:`.camera_io` File > Import/Export of camera paths.
 
 ``protocol`` is reached through :mod:`.deps` (bundled copy when installed, the top-level package in
@@ -28,6 +29,7 @@ from . import (
     props,
     session,
     source,
+    splat_import,
     submit,
     targets,
     text_to_4d,
@@ -36,12 +38,14 @@ from . import (
 
 # PropertyGroups first (nested before the groups that point at them), then the scene namespace,
 # preferences, and operators/lists/panels (parent panel before its sections).
-_FEATURES = (connection, source, targets, generation, outputs, tuning, text_to_4d, jobs, submit, camera_io)
+_FEATURES = (connection, source, targets, generation, outputs, tuning, text_to_4d, jobs, submit, camera_io,
+             splat_import)
 _PROPERTY_CLASSES = tuple(cls for module in _FEATURES for cls in module.PROPERTY_CLASSES)
 _UI_CLASSES = tuple(cls for module in _FEATURES for cls in module.CLASSES)
 
 _MENUS = (
     (bpy.types.TOPBAR_MT_file_import, jobs.menu_import),
+    (bpy.types.TOPBAR_MT_file_import, splat_import.menu_import),
     (bpy.types.TOPBAR_MT_file_import, camera_io.menu_import),
     (bpy.types.TOPBAR_MT_file_export, camera_io.menu_export),
 )

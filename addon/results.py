@@ -236,9 +236,9 @@ def _import_usd_objects(context: bpy.types.Context, path: Path, transaction: Imp
         imported.frame_start += offset
         imported.frame_end += offset
     if check_frames and (splat_clouds or gaussian_points):
-        # Blender's importer turns a zero quaternion into the identity on the splat cloud, so the
-        # Gaussians' Points prim (its ``orient`` as written) is read too
-        splats.check_splat_frames(context, splat_clouds + gaussian_points,
+        # The Gaussians' Points prim holds the same Gaussians as the splat prim, as written (Blender's
+        # importer turns a zero quaternion of the splat prim into the identity): check it when present
+        splats.check_splat_frames(context, gaussian_points or splat_clouds,
                                   range(imported.frame_start, imported.frame_end + 1), path.name)
     transaction.remove_objects([obj for obj in clouds if obj not in imported.objects])
     for obj in imported.objects:

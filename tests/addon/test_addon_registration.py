@@ -26,7 +26,7 @@ def test_register_unregister_round_trip_leaves_nothing(bpy_clean):
         addon.register()
         addon.register()  # double registration is a no-op
         assert hasattr(bpy.types.Scene, "recast4d")
-        assert len(our_menu_entries()) == 3
+        assert len(our_menu_entries()) == 4  # import: result (.usd), splats (.ply), camera path; export: camera path
         assert "RECAST4D_PT_main" in _recast_types(bpy)
         assert bpy.ops.recast4d.setup_render.poll() in (True, False)
         addon.unregister()

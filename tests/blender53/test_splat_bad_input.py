@@ -107,3 +107,16 @@ def test_broken_gaussians_in_ply_are_refused(native_splats, backend_files, kind)
     with pytest.raises(ValidationError, match=r"gaussians_00001\.ply: .*(NaN|zero).*nothing was imported"):
         results.import_gaussian_ply(bpy.context, folder / "gaussians_00001.ply")
     assert _data_counts(bpy) == before
+
+
+def test_ply_import_operator_refuses_broken_splats(native_splats, backend_files):
+    import bpy
+
+    folder = backend_files("zero_quats")
+    assert bpy.ops.recast4d.import_splat_ply(filepath=str(folder / "gaussians_00000.ply")) == {"FINISHED"}
+    assert bpy.context.scene.view_settings.view_transform == "Standard"
+    before = _data_counts(bpy)
+    with pytest.raises(RuntimeError, match=r"^Error: gaussians_00001\.ply: 160 splat\(s\) with a zero") as failure:
+        bpy.ops.recast4d.import_splat_ply(filepath=str(folder / "gaussians_00001.ply"))
+    assert "Traceback" not in str(failure.value)
+    assert _data_counts(bpy) == before
