@@ -66,7 +66,7 @@ def add_camera_path(context: bpy.types.Context, spec_text: str, *, pivot_depth: 
     src = settings.source
     spec = _paths.parse_path_spec(spec_text)
     frames = source.source_frames(scene, src)
-    source_object = source.source_camera_object(scene, src)
+    source_object = source.pin_source_camera(scene, src)
     sources = cameras.cameras_from_blender(scene, source_object, frames)
     path = _paths.make_path(spec, sources, pivot_depth)
     if len(path) != len(frames):

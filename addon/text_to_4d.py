@@ -19,7 +19,7 @@ import uuid
 import bpy
 import numpy as np
 
-from . import capture, outputs, session, source, submit, tuning
+from . import backend_info, capture, outputs, session, source, submit, tuning
 from .deps import protocol_module
 from .panel import SectionPanel, report_errors, scene_settings
 
@@ -206,8 +206,9 @@ class RECAST4D_OT_video_size_from_image(bpy.types.Operator):
 
 def generate_problem(context: bpy.types.Context) -> str | None:
     """Why a generate job cannot be started now, in words, or ``None``."""
-    if session.current_client() is None:
-        return "Connect to the backend first (Backend section)"
+    problem = session.connection_problem()
+    if problem:
+        return problem
     settings = scene_settings(context)
     t2 = settings.text_to_4d
     if t2.use_source:
@@ -222,7 +223,8 @@ def generate_problem(context: bpy.types.Context) -> str | None:
         t2.ring_loops()
     except _errors.Recast4DError as exc:
         return str(exc)[:1].upper() + str(exc)[1:]
-    return None
+    return backend_info.generate_engine_problem(use_source=t2.use_source, has_image=t2.image is not None,
+                                                inpaint_engine=settings.generation.engine)
 
 
 class RECAST4D_OT_generate_scene(bpy.types.Operator):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import bpy
 
-from . import session, source, submit
+from . import backend_info, session, source, submit
 from .deps import protocol_module
 from .jobs import find_job
 from .panel import SectionPanel, report_errors, scene_settings
@@ -250,8 +250,9 @@ def stop_timer() -> None:
 
 def tune_problem(context: bpy.types.Context) -> str | None:
     """Why a tune job cannot be started now, in words, or ``None``."""
-    if session.current_client() is None:
-        return "Connect to the backend first (Backend section)"
+    problem = session.connection_problem() or backend_info.tune_engine_problem()
+    if problem:
+        return problem
     settings = scene_settings(context)
     if settings.source.kind != "SCENE":
         return "Tuning needs depth: set the Source to 'This Scene'"
