@@ -76,7 +76,8 @@ class RECAST4D_PG_job(bpy.types.PropertyGroup):
         name="Kind", default="reshoot", description="Job kind: reshoot (re-film), tune or generate")
     state: bpy.props.EnumProperty(  # type: ignore[valid-type]
         name="State", items=JOB_STATES, default="PENDING", description="Where the job is")
-    stages: bpy.props.CollectionProperty(type=RECAST4D_PG_job_stage)  # type: ignore[valid-type]
+    stages: bpy.props.CollectionProperty(  # type: ignore[valid-type]
+        type=RECAST4D_PG_job_stage, description="Progress of each pipeline stage")
     current_stage: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Stage", description="The stage the backend reported last")
     error: bpy.props.StringProperty(  # type: ignore[valid-type]
@@ -189,9 +190,14 @@ def import_job_result(context: bpy.types.Context, job: RECAST4D_PG_job, *, ellip
     return imported
 
 
+def blender_has_usd() -> bool:
+    """Whether this Blender build has the USD importer (``bpy.app.build_options.usd``)."""
+    return bool(getattr(bpy.app.build_options, "usd", False))
+
+
 def usd_problem() -> str | None:
     """Why this Blender cannot import USD results (a build without USD, e.g. Debian's), or ``None``."""
-    if not getattr(bpy.app.build_options, "usd", False):
+    if not blender_has_usd():
         return ("This Blender build has no USD support (some Linux distribution packages leave it out), so the "
                 "result cannot be imported; use a Blender from blender.org, or the job's videos/PLY files")
     return None

@@ -50,7 +50,8 @@ class RECAST4D_PG_source(bpy.types.PropertyGroup):
                     "a camera path or re-film, so a target camera made active later never becomes the source",
     )
     use_scene_range: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        name="Use Scene Range", default=True, description="Re-film the scene's frame range"
+        name="Scene Range", default=True,
+        description="Re-film the scene's frame range (off: the Start and End frames below)"
     )
     frame_start: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Start", default=1, min=0, description="Scene frame of the shot's first frame")
