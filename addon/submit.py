@@ -214,7 +214,7 @@ class RECAST4D_OT_submit_job(bpy.types.Operator):
         name="Timeout", default=3600.0, min=1.0, options={"SKIP_SAVE"}, subtype="TIME_ABSOLUTE",
         description="Wait Until Done: seconds to wait before giving up (the job keeps running on the backend)")
 
-    _task: capture_task.CaptureTask | None = None
+    _task = None  # the running capture_task.CaptureTask (runtime only, not a property)
     _timer = None
 
     @classmethod
