@@ -6,8 +6,12 @@ keeping its properties, operators and panel together (Molecular Nodes style):
 - :mod:`.connection` backend connection, status, "Start Local Backend" (+ :mod:`.session`, the
   client thread and the ``bpy.app.timers`` tick that drains its events);
 - :mod:`.source`, :mod:`.targets`, :mod:`.generation`, :mod:`.jobs` the sidebar sections;
+  :mod:`.job_ledger` keeps the job list out of undo; :mod:`.capture_task` runs source captures a
+  frame at a time (status-bar progress, Esc cancels);
 - :mod:`.results` / :mod:`.materials` / :mod:`.splats` USD import, Cycles materials, native splats
-  (Blender >= 5.3), render set-up; :mod:`.splat_import` File > Import of a 3DGS PLY;
+  (Blender >= 5.3); :mod:`.splat_import` File > Import of a 3DGS PLY; :mod:`.render_setup` Set Up
+  Render / Render Shot / Restore;
+- :mod:`.backend_info` the backend's engines and GPU (for polls); :mod:`.error_ui` full errors;
 - :mod:`.camera_io` File > Import/Export of camera paths.
 
 ``protocol`` is reached through :mod:`.deps` (bundled copy when installed, the top-level package in
@@ -20,13 +24,17 @@ import bpy
 
 from . import (
     camera_io,
+    capture_task,
     connection,
+    error_ui,
     generation,
+    job_ledger,
     jobs,
     outputs,
     panel,
     prefs,
     props,
+    render_setup,
     session,
     source,
     splat_import,
@@ -38,8 +46,8 @@ from . import (
 
 # PropertyGroups first (nested before the groups that point at them), then the scene namespace,
 # preferences, and operators/lists/panels (parent panel before its sections).
-_FEATURES = (connection, source, targets, generation, outputs, tuning, text_to_4d, jobs, submit, camera_io,
-             splat_import)
+_FEATURES = (connection, source, targets, generation, outputs, tuning, text_to_4d, jobs, submit, render_setup,
+             error_ui, camera_io, splat_import)
 _PROPERTY_CLASSES = tuple(cls for module in _FEATURES for cls in module.PROPERTY_CLASSES)
 _UI_CLASSES = tuple(cls for module in _FEATURES for cls in module.CLASSES)
 
@@ -66,6 +74,8 @@ def register() -> None:
         bpy.utils.register_class(cls)
     for menu, draw in _MENUS:
         menu.append(draw)
+    job_ledger.register()  # undo/redo never lose a job
+    capture_task.register()  # capture progress in the status bar
     _registered = True
 
 
@@ -75,6 +85,8 @@ def unregister() -> None:
     if not _registered:
         return
     session.shutdown()  # timer, client thread, sockets, half-written result files
+    capture_task.unregister()
+    job_ledger.unregister()
     tuning.stop_timer()
     connection.stop_started_backend()
     for menu, draw in _MENUS:

@@ -9,6 +9,8 @@ import creates a keyframed camera starting at the scene's first frame.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import warnings
 
 import bpy
@@ -31,6 +33,48 @@ FORMAT_ITEMS = [
 ]
 _EXTENSIONS = {"nerfstudio": ".json", "recammaster": ".json", "trajectorycrafter": ".txt",
                "viewcrafter": ".txt", "gen3c": ".npz"}
+#: Scene custom property: ``{absolute path: format}`` of the traj.txt files this add-on wrote, so that
+#: "From File" reads them back (the two traj.txt layouts cannot be told apart by their content).
+WRITTEN_FORMATS_KEY = "recast4d_written_camera_paths"
+#: The same for this Blender session (files written from another scene or .blend).
+_written_formats: dict[str, str] = {}
+#: File-name words that name a traj.txt layout.
+_NAME_HINTS = (("trajectorycrafter", "trajectorycrafter"), ("trajcrafter", "trajectorycrafter"),
+               ("viewcrafter", "viewcrafter"), ("free4d", "viewcrafter"))
+
+
+def _key(filepath: str) -> str:
+    return os.path.normcase(os.path.abspath(bpy.path.abspath(filepath)))
+
+
+def remember_written_format(scene: bpy.types.Scene, filepath: str, fmt: str) -> None:
+    """Note that this add-on wrote ``filepath`` in ``fmt`` (only traj.txt files need it)."""
+    if _EXTENSIONS.get(fmt) != ".txt":
+        return
+    _written_formats[_key(filepath)] = fmt
+    known = _scene_formats(scene)
+    known[_key(filepath)] = fmt
+    scene[WRITTEN_FORMATS_KEY] = json.dumps(known, sort_keys=True)
+
+
+def _scene_formats(scene: bpy.types.Scene) -> dict[str, str]:
+    try:
+        return dict(json.loads(str(scene.get(WRITTEN_FORMATS_KEY, "") or "{}")))
+    except ValueError:
+        return {}
+
+
+def guess_format(scene: bpy.types.Scene, filepath: str) -> str | None:
+    """"From File" for a traj.txt: the format this add-on wrote it in, else a format named in the file
+    name (``..._viewcrafter.txt``), else ``None`` (JSON and NPZ files are told apart by the reader)."""
+    if os.path.splitext(filepath)[1].lower() != ".txt":
+        return None
+    key = _key(filepath)
+    fmt = _written_formats.get(key) or _scene_formats(scene).get(key)
+    if fmt:
+        return fmt
+    stem = os.path.basename(filepath).lower()
+    return next((fmt for word, fmt in _NAME_HINTS if word in stem), None)
 
 
 def _reference_camera(context: bpy.types.Context):
@@ -60,6 +104,7 @@ def export_camera_path(context: bpy.types.Context, obj: bpy.types.Object, filepa
         warnings.simplefilter("always", _formats.CameraFormatWarning)
         _formats.write_camera_path(filepath, path_cameras, fmt, fps, source_frames=source_frames,
                                    reference=_reference_camera(context), pivot_depth=pivot_depth)
+    remember_written_format(scene, filepath, fmt)
     return [str(w.message) for w in caught if issubclass(w.category, _formats.CameraFormatWarning)]
 
 
@@ -72,6 +117,12 @@ def import_camera_path(context: bpy.types.Context, filepath: str, fmt: str | Non
     the first frame and ``pivot_depth``, and are sampled over the scene's frame range.
     """
     scene = context.scene
+    if fmt is None:
+        fmt = guess_format(scene, filepath)
+        if fmt is None and filepath.lower().endswith(".txt"):
+            raise _errors.ValidationError(
+                f"{bpy.path.basename(filepath)}: a traj.txt may be TrajectoryCrafter or ViewCrafter / Free4D; "
+                "pick one in the file browser's Format option")
     reference = _reference_camera(context)
     # traj.txt files hold key values only: sample them over the scene's frame range
     num_frames = scene.frame_end - scene.frame_start + 1 if fmt in ("trajectorycrafter", "viewcrafter") else None
@@ -105,8 +156,10 @@ class RECAST4D_OT_export_camera_path(bpy.types.Operator, ExportHelper):
     bl_label = "Export Camera Path"
 
     filename_ext = ".json"
-    filter_glob: bpy.props.StringProperty(default="*.json;*.txt;*.npz", options={"HIDDEN"})  # type: ignore[valid-type]
-    format: bpy.props.EnumProperty(name="Format", items=FORMAT_ITEMS, default="nerfstudio")  # type: ignore[valid-type]
+    filter_glob: bpy.props.StringProperty(  # type: ignore[valid-type]
+        default="*.json;*.txt;*.npz", options={"HIDDEN"}, description="File types shown in the browser")
+    format: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Format", items=FORMAT_ITEMS, default="nerfstudio", description="Camera-path format to write")
     pivot_depth: bpy.props.FloatProperty(  # type: ignore[valid-type]
         name="Pivot Depth", default=3.0, min=0.01, unit="LENGTH",
         description="traj.txt formats: distance in front of the source camera the path orbits",
@@ -139,13 +192,25 @@ class RECAST4D_OT_import_camera_path(bpy.types.Operator, ImportHelper):
     bl_label = "Import Camera Path"
     bl_options = {"REGISTER", "UNDO"}
 
-    filter_glob: bpy.props.StringProperty(default="*.json;*.txt;*.npz", options={"HIDDEN"})  # type: ignore[valid-type]
+    filter_glob: bpy.props.StringProperty(  # type: ignore[valid-type]
+        default="*.json;*.txt;*.npz", options={"HIDDEN"}, description="File types shown in the browser")
     format: bpy.props.EnumProperty(  # type: ignore[valid-type]
         name="Format", items=[("AUTO", "From File", "Tell the format from the extension and content"), *FORMAT_ITEMS],
-        default="AUTO",
+        default="AUTO", description="Camera-path format of the file (From File: by extension and content; a "
+        "traj.txt this add-on wrote is recognised)",
     )
-    pivot_depth: bpy.props.FloatProperty(name="Pivot Depth", default=3.0, min=0.01, unit="LENGTH")  # type: ignore[valid-type]
-    add_as_target: bpy.props.BoolProperty(name="Add as Target", default=True)  # type: ignore[valid-type]
+    pivot_depth: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Pivot Depth", default=3.0, min=0.01, unit="LENGTH",
+        description="traj.txt formats: distance in front of the source camera the path orbits")
+    add_as_target: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Add as Target", default=True, description="Add the imported camera to the Targets list")
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if context.scene is None:
+            cls.poll_message_set("Needs a scene to add the camera to")
+            return False
+        return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:

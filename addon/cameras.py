@@ -67,9 +67,20 @@ def _matrix_from_numpy(matrix: np.ndarray) -> mathutils.Matrix:
     return mathutils.Matrix([list(map(float, row)) for row in np.asarray(matrix)])
 
 
+def active_collection(scene: bpy.types.Scene, context: bpy.types.Context | None = None) -> bpy.types.Collection:
+    """Where new objects go, as with Blender's own Add menu: the active collection of ``scene``'s view
+    layer in ``context`` (default: the current one), else the scene's root collection."""
+    context = context or bpy.context
+    if getattr(context, "scene", None) == scene:
+        layer_collection = getattr(getattr(context, "view_layer", None), "active_layer_collection", None)
+        if layer_collection is not None and layer_collection.collection is not None:
+            return layer_collection.collection
+    return scene.collection
+
+
 def new_camera_object(context: bpy.types.Context, name: str,
                       like: bpy.types.Object | None = None) -> bpy.types.Object:
-    """A new camera object linked to the scene collection, copying sensor/clip settings of ``like``."""
+    """A new camera object linked to the active collection, copying sensor/clip settings of ``like``."""
     data = bpy.data.cameras.new(name)
     if like is not None and like.type == "CAMERA":
         src = like.data
@@ -77,7 +88,7 @@ def new_camera_object(context: bpy.types.Context, name: str,
         data.clip_start, data.clip_end = src.clip_start, src.clip_end
         data.lens_unit = src.lens_unit
     obj = bpy.data.objects.new(name, data)
-    context.scene.collection.objects.link(obj)
+    active_collection(context.scene, context).objects.link(obj)
     return obj
 
 
@@ -129,6 +140,6 @@ def cameras_equal(a, b, *, atol_pose: float = 1e-5, rtol_k: float = 1e-5) -> boo
 
 
 __all__ = [
-    "camera_at_current_frame", "camera_path_frames", "cameras_equal", "cameras_from_blender",
+    "active_collection", "camera_at_current_frame", "camera_path_frames", "cameras_equal", "cameras_from_blender",
     "keyframe_camera_path", "new_camera_object", "require_camera_object",
 ]

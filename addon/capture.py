@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Generator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
@@ -19,6 +21,36 @@ import numpy as np
 from .deps import protocol_module
 
 _errors = protocol_module("errors")
+
+
+@dataclass(frozen=True)
+class CaptureStep:
+    """Progress of a capture, yielded after each frame: ``done`` of ``total`` steps, and what ran."""
+
+    done: int
+    total: int
+    what: str
+
+
+#: A capture as steps: yields :class:`CaptureStep` after each frame, returns its arrays.
+Capture = Generator[CaptureStep, None, object]
+
+
+def run_capture(capture: Capture):
+    """Run a stepwise capture to its end (``blender -b``, tests) and return its result."""
+    while True:
+        try:
+            next(capture)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _render_failed(what: str, exc: Exception) -> Exception:
+    """One readable error for a render that raised (Blender's message without its traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = next((line for line in reversed(lines) if not line.startswith(("File ", "Traceback"))), "")
+    detail = detail.removeprefix("Error: ").strip() or type(exc).__name__
+    return _errors.Recast4DError(f"rendering {what} failed: {detail}", code="render_failed")
 
 
 def image_pixels(image: bpy.types.Image) -> np.ndarray:
@@ -59,10 +91,23 @@ def sequence_files(first_file: str | Path) -> list[Path]:
 
 def image_sequence_frames(image: bpy.types.Image, count: int) -> np.ndarray:
     """The first ``count`` frames of an image-sequence datablock as uint8 (F, H, W, 3)."""
+    return run_capture(iter_image_sequence_frames(image, count))
+
+
+def iter_image_sequence_frames(image: bpy.types.Image, count: int) -> Capture:
+    """:func:`image_sequence_frames` as steps (one per file read)."""
     files = sequence_files(bpy.path.abspath(image.filepath))
     if len(files) < count:
         raise _errors.ValidationError(f"image sequence {image.name!r} has {len(files)} frames, the shot needs {count}")
-    return np.stack([to_uint8_rgb(read_image_file(f)) for f in files[:count]])
+    return (yield from _read_files(files[:count], f"image sequence {image.name!r}"))
+
+
+def _read_files(files: list[Path], what: str) -> Capture:
+    frames = []
+    for i, path in enumerate(files):
+        frames.append(to_uint8_rgb(read_image_file(path)))
+        yield CaptureStep(i + 1, len(files), f"reading {what}: frame {i + 1}/{len(files)}")
+    return np.stack(frames)
 
 
 def movie_clip_frames(scene: bpy.types.Scene, clip: bpy.types.MovieClip, count: int, first: int = 0) -> np.ndarray:
@@ -71,13 +116,20 @@ def movie_clip_frames(scene: bpy.types.Scene, clip: bpy.types.MovieClip, count: 
     Videos are decoded by Blender's own video strip: a temporary scene renders the clip through
     the sequencer to PNG (no 3D rendering), which is then read back.
     """
+    return run_capture(iter_movie_clip_frames(scene, clip, count, first))
+
+
+def iter_movie_clip_frames(scene: bpy.types.Scene, clip: bpy.types.MovieClip, count: int,
+                           first: int = 0) -> Capture:
+    """:func:`movie_clip_frames` as steps (one per decoded frame); closing it mid-way removes the
+    temporary scene."""
     path = bpy.path.abspath(clip.filepath)
     if clip.source == "SEQUENCE":
         files = sequence_files(path)
         if len(files) < first + count:
             raise _errors.ValidationError(
                 f"clip {clip.name!r} has {len(files)} frames, the shot needs frames {first + 1}-{first + count}")
-        return np.stack([to_uint8_rgb(read_image_file(f)) for f in files[first:first + count]])
+        return (yield from _read_files(files[first:first + count], f"clip {clip.name!r}"))
     if clip.frame_duration < first + count:
         raise _errors.ValidationError(
             f"clip {clip.name!r} has {clip.frame_duration} frames, the shot needs frames {first + 1}-{first + count}")
@@ -98,8 +150,9 @@ def movie_clip_frames(scene: bpy.types.Scene, clip: bpy.types.MovieClip, count: 
             for i in range(count):
                 temp_scene.frame_set(first + i + 1)
                 render.filepath = str(Path(tmp) / f"{i:05d}.png")
-                render_still(temp_scene)
+                _render_still_or_fail(temp_scene, f"clip {clip.name!r} frame {first + i + 1}")
                 frames.append(to_uint8_rgb(read_image_file(render.filepath)))
+                yield CaptureStep(i + 1, count, f"decoding clip {clip.name!r}: frame {i + 1}/{count}")
     finally:
         bpy.data.scenes.remove(temp_scene)
     return np.stack(frames)
@@ -113,6 +166,14 @@ def render_still(scene: bpy.types.Scene) -> None:
     """
     with bpy.context.temp_override(scene=scene):
         bpy.ops.render.render(write_still=True)
+
+
+def _render_still_or_fail(scene: bpy.types.Scene, what: str) -> None:
+    """:func:`render_still`, with a failed render turned into one readable ``Recast4DError``."""
+    try:
+        render_still(scene)
+    except (RuntimeError, OSError) as exc:
+        raise _render_failed(what, exc) from None
 
 
 def depth_material() -> bpy.types.Material:
@@ -154,6 +215,13 @@ def render_scene_source(scene: bpy.types.Scene, camera: bpy.types.Object,
     (1 sample, so edges never blend two depths; transparent film, so empty pixels read 0).
     All render settings are restored afterwards.
     """
+    return run_capture(iter_render_scene_source(scene, camera, frames))
+
+
+def iter_render_scene_source(scene: bpy.types.Scene, camera: bpy.types.Object, frames: list[int]) -> Capture:
+    """:func:`render_scene_source` as steps: one per rendered image (colour, then depth), 2 x F in
+    all. Closing the generator mid-way (Esc) restores every render setting it changed."""
+    total = 2 * len(frames)
     render = scene.render
     view_layer = scene.view_layers[0]
     colour, depth = [], []
@@ -167,8 +235,9 @@ def render_scene_source(scene: bpy.types.Scene, camera: bpy.types.Object,
             scene.frame_set(frame)
             settings.file_format, settings.color_mode, render.film_transparent = "PNG", "RGB", False
             render.filepath = str(Path(tmp) / f"rgb_{frame:05d}.png")
-            render_still(scene)
+            _render_still_or_fail(scene, f"source frame {frame}")
             colour.append(to_uint8_rgb(read_image_file(render.filepath)))
+            yield CaptureStep(len(colour), total, f"rendering source frame {frame} ({len(colour)}/{len(frames)})")
         cycles = scene.cycles
         stack.enter_context(_temporarily(render, engine=render.engine))
         render.engine = "CYCLES"
@@ -186,6 +255,8 @@ def render_scene_source(scene: bpy.types.Scene, camera: bpy.types.Object,
         for frame in frames:
             scene.frame_set(frame)
             render.filepath = str(Path(tmp) / f"depth_{frame:05d}.exr")
-            render_still(scene)
+            _render_still_or_fail(scene, f"the depth of source frame {frame}")
             depth.append(read_image_file(render.filepath)[..., 0].astype(np.float32))
+            yield CaptureStep(len(frames) + len(depth), total,
+                              f"rendering depth of frame {frame} ({len(depth)}/{len(frames)})")
     return np.stack(colour), np.ascontiguousarray(np.stack(depth))

@@ -27,6 +27,8 @@ _connection = protocol_module("connection")
 #: "Start Local Backend": the started process (runtime only) and its log file.
 _started_process: dict[str, object] = {}
 START_TIMEOUT_S = 60.0
+#: ``blender -b``: how long *Connect* waits for the backend's answer before the script goes on.
+CONNECT_WAIT_S = 30.0
 
 
 def is_loopback_host(host: str) -> bool:
@@ -88,6 +90,12 @@ def connect_backend(prefs: PreferenceValues | None = None, *, start_timer: bool 
     return client
 
 
+def wait_until_connected(timeout_s: float = 30.0) -> bool:
+    """Blocking (``blender -b`` scripts, tests): handle events until the backend answered the hello.
+    True once connected; False after ``timeout_s`` (the client keeps retrying)."""
+    return session.drain_blocking(lambda: bool(session.state().status.get("connected")), timeout_s=timeout_s)
+
+
 def _describe(prefs: PreferenceValues) -> str:
     if prefs.use_manual_address:
         return f"{prefs.host}:{prefs.port}"
@@ -119,7 +127,11 @@ class RECAST4D_OT_connect(bpy.types.Operator):
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        return report_errors(self, lambda: connect_backend(get_preferences(context)))
+        outcome = report_errors(self, lambda: connect_backend(get_preferences(context)))
+        if "FINISHED" in outcome and bpy.app.background and not wait_until_connected(CONNECT_WAIT_S):
+            # no timers in `blender -b`: wait here, so the next operator of the script finds a backend
+            self.report({"WARNING"}, f"the backend did not answer within {CONNECT_WAIT_S:.0f} s; still trying")
+        return outcome
 
 
 class RECAST4D_OT_disconnect(bpy.types.Operator):
@@ -257,6 +269,8 @@ class RECAST4D_PT_backend(SectionPanel, bpy.types.Panel):
     bl_label = "Backend"
 
     def draw(self, context: bpy.types.Context) -> None:
+        from . import backend_info, error_ui
+
         layout = self.layout
         status = session.state().status
         client = session.current_client()
@@ -266,20 +280,19 @@ class RECAST4D_PT_backend(SectionPanel, bpy.types.Panel):
         elif status.get("connected"):
             col.label(text="Connected", icon="LINKED")
             col.label(text=f"GPU: {status.get('gpu', 'unknown')}")
-            if status.get("capabilities"):
-                col.label(text="Engines: " + ", ".join(status["capabilities"])[:120])
         else:
             col.label(text="Connecting...", icon="TIME")
         if status.get("error"):
-            err = layout.column(align=True)
-            err.alert = True
-            err.label(text=str(status["error"])[:200], icon="ERROR")
-        row = layout.row(align=True)
+            error_ui.draw_error_box(layout, context, str(status["error"]), "backend")
         if client is None:
-            row.operator(RECAST4D_OT_connect.bl_idname, icon="LINKED")
-            row.operator(RECAST4D_OT_start_backend.bl_idname, icon="PLAY")
+            layout.operator(RECAST4D_OT_connect.bl_idname, icon="LINKED")
+            layout.operator(RECAST4D_OT_start_backend.bl_idname, icon="PLAY")
         else:
-            row.operator(RECAST4D_OT_disconnect.bl_idname, icon="UNLINKED")
+            layout.operator(RECAST4D_OT_disconnect.bl_idname, icon="UNLINKED")
+        if client is not None and status.get("connected"):
+            box = layout.box()
+            box.label(text="Engines", icon="SETTINGS")
+            backend_info.draw_engines(box, context)
 
 
 PROPERTY_CLASSES = ()

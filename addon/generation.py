@@ -16,28 +16,33 @@ ENGINE_ITEMS = [
 class RECAST4D_PG_generation(bpy.types.PropertyGroup):
     """Per-scene generation settings sent with each job (see the backend's reshoot parameters)."""
 
-    engine: bpy.props.EnumProperty(name="Engine", items=ENGINE_ITEMS, default="classical")  # type: ignore[valid-type]
+    engine: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Engine", items=ENGINE_ITEMS, default="classical", description="What fills the holes the new views open")
     prompt: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Prompt", description="Text describing the scene, guides the diffusion fill (<= 4 KiB)", default=""
     )
     edited_first_frame: bpy.props.PointerProperty(  # type: ignore[valid-type]
-        name="Edited First Frame", type=bpy.types.Image,
+        name="Edit Frame", type=bpy.types.Image,
         description="Optional edited version of the first source frame (first-frame guidance)",
     )
     edit_mask: bpy.props.PointerProperty(  # type: ignore[valid-type]
         name="Edit Mask", type=bpy.types.Image,
         description="White where the edited first frame differs from the source",
     )
-    steps: bpy.props.IntProperty(name="Steps", default=30, min=1, max=200)  # type: ignore[valid-type]
-    guidance: bpy.props.FloatProperty(name="Guidance", default=6.5, min=0.0, max=30.0)  # type: ignore[valid-type]
+    steps: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Steps", default=30, min=1, max=200, description="Diffusion sampling steps (Wan2.1 VACE)")
+    guidance: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Guidance", default=6.5, min=0.0, max=30.0, description="Classifier-free guidance scale (Wan2.1 VACE)")
     lora_path: bpy.props.StringProperty(  # type: ignore[valid-type]
-        name="LoRA", description="a tuned LoRA id (Tune LoRA fills it in) or a diffusers LoRA .safetensors on the backend machine (blank: none)",
+        name="LoRA", description="A tuned LoRA id (Tune LoRA fills it in) or a diffusers LoRA .safetensors on the backend machine (blank: none)",
         subtype="FILE_PATH", default="",
     )
-    lora_weight: bpy.props.FloatProperty(name="LoRA Weight", default=0.7, min=0.0, max=2.0)  # type: ignore[valid-type]
-    seed: bpy.props.IntProperty(name="Seed", default=0, min=0)  # type: ignore[valid-type]
+    lora_weight: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Weight", default=0.7, min=0.0, max=2.0, description="How strongly the LoRA steers the fill (0: off)")
+    seed: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Seed", default=0, min=0, description="Random seed of the fill (same seed, same result)")
     temporal_packing: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        name="Temporal Packing", default=True,
+        name="Pack Views", default=True,
         description="Use the best frames of earlier trajectories as context so views agree",
     )
     fit_gaussians: bpy.props.BoolProperty(  # type: ignore[valid-type]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import bpy
 
-from . import results
+from . import error_ui, job_ledger, results, session
 from .deps import protocol_module
 from .panel import SectionPanel, report_errors, scene_settings
 
@@ -30,14 +30,38 @@ JOB_STATES = [
 ]
 ACTIVE_STATES = {"PENDING", "UPLOADING", "QUEUED", "RUNNING", "STREAMING", "CANCELLING"}
 FINAL_STATES = {"CANCELLED", "FAILED", "DONE"}
+#: Pipeline stages in the order they run, with the words the panel shows for them (the backend's
+#: ``progress.stage`` names: ``backend/pipelines/*/pipeline.py``). Unknown stages follow, humanised.
+STAGE_LABELS = {
+    "upload": "Upload", "depth": "Depth", "lift": "Lift to points", "render": "Render views",
+    "fill": "Fill holes", "fill_depth": "Fill depth", "write_videos": "Write videos", "fuse": "Fuse points",
+    "gaussians": "Gaussians", "points": "Points", "export": "Export", "stream": "Send results",
+    "video": "Reference video", "tune": "Tune", "train": "Train",
+}
+
+
+def stage_label(name: str) -> str:
+    """How the panel names a backend stage: ``fill_depth`` -> ``Fill depth``."""
+    if name in STAGE_LABELS:
+        return STAGE_LABELS[name]
+    text = name.replace("_", " ").replace("-", " ").strip()
+    return text[:1].upper() + text[1:] if text else "Stage"
+
+
+def ordered_stages(job) -> list:
+    """The job's stages in pipeline order (known stages first, in the order they run), so that two
+    runs of the same job kind always list them alike, whatever order their progress arrived in."""
+    order = {name: i for i, name in enumerate(STAGE_LABELS)}
+    arrival = {stage.name: i for i, stage in enumerate(job.stages)}
+    return sorted(job.stages, key=lambda s: (order.get(s.name, len(order)), arrival[s.name]))
 
 
 class RECAST4D_PG_job_stage(bpy.types.PropertyGroup):
-    """Progress of one pipeline stage of a job (``name`` is the stage name)."""
+    """Progress of one pipeline stage of a job (``name`` is the backend's stage name)."""
 
-    step: bpy.props.IntProperty(default=0, min=0)  # type: ignore[valid-type]
-    total: bpy.props.IntProperty(default=0, min=0)  # type: ignore[valid-type]
-    message: bpy.props.StringProperty()  # type: ignore[valid-type]
+    step: bpy.props.IntProperty(default=0, min=0, description="Steps of this stage done")  # type: ignore[valid-type]
+    total: bpy.props.IntProperty(default=0, min=0, description="Steps of this stage (0: unknown)")  # type: ignore[valid-type]
+    message: bpy.props.StringProperty(description="The backend's last note on this stage")  # type: ignore[valid-type]
 
     @property
     def fraction(self) -> float:
@@ -47,26 +71,36 @@ class RECAST4D_PG_job_stage(bpy.types.PropertyGroup):
 class RECAST4D_PG_job(bpy.types.PropertyGroup):
     """One submitted job; ``name`` shows in the list, ``job_id`` is the backend's key."""
 
-    job_id: bpy.props.StringProperty(name="Job ID")  # type: ignore[valid-type]
-    kind: bpy.props.StringProperty(name="Kind", default="reshoot")  # type: ignore[valid-type]
-    state: bpy.props.EnumProperty(name="State", items=JOB_STATES, default="PENDING")  # type: ignore[valid-type]
-    stages: bpy.props.CollectionProperty(type=RECAST4D_PG_job_stage)  # type: ignore[valid-type]
-    current_stage: bpy.props.StringProperty(name="Stage")  # type: ignore[valid-type]
-    error: bpy.props.StringProperty(name="Error")  # type: ignore[valid-type]
-    error_code: bpy.props.StringProperty(name="Error Code")  # type: ignore[valid-type]
-    result_dir: bpy.props.StringProperty(name="Results", subtype="DIR_PATH")  # type: ignore[valid-type]
+    job_id: bpy.props.StringProperty(name="Job ID", description="The backend's id of this job")  # type: ignore[valid-type]
+    kind: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Kind", default="reshoot", description="Job kind: reshoot (re-film), tune or generate")
+    state: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="State", items=JOB_STATES, default="PENDING", description="Where the job is")
+    stages: bpy.props.CollectionProperty(  # type: ignore[valid-type]
+        type=RECAST4D_PG_job_stage, description="Progress of each pipeline stage")
+    current_stage: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Stage", description="The stage the backend reported last")
+    error: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Error", description="The backend's full error message (with how to fix it)")
+    error_code: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Error Code", description="Machine-readable error code (e.g. missing_weights)")
+    result_dir: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Results", subtype="DIR_PATH", description="Folder holding this job's result files")
     frame_start: bpy.props.IntProperty(  # type: ignore[valid-type]
         default=0, description="Scene frame of the shot's first frame (where the result is placed; 0: as in the file)"
     )
-    frames_received: bpy.props.IntProperty(default=0, min=0)  # type: ignore[valid-type]
-    frames_expected: bpy.props.IntProperty(default=0, min=0)  # type: ignore[valid-type]
+    frames_received: bpy.props.IntProperty(  # type: ignore[valid-type]
+        default=0, min=0, description="Result frames received so far")
+    frames_expected: bpy.props.IntProperty(  # type: ignore[valid-type]
+        default=0, min=0, description="Result frames the backend announced")
     target_cameras: bpy.props.StringProperty(  # type: ignore[valid-type]
         description="Names of the target camera objects, comma separated, in trajectory order"
     )
     trajectories: bpy.props.StringProperty(  # type: ignore[valid-type]
         description="Trajectory names sent to the backend (result sub-folders), same order as the cameras"
     )
-    imported: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
+    imported: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        default=False, description="The result was imported into the scene")
     streams: bpy.props.StringProperty(  # type: ignore[valid-type]
         description="Result stream names announced by the backend, comma separated (to re-fetch them)"
     )
@@ -137,6 +171,9 @@ def import_job_result(context: bpy.types.Context, job: RECAST4D_PG_job, *, ellip
     path = job.result_usd
     if path is None:
         raise _errors.ValidationError(f"job {job.name!r} has no USD result yet (folder: {job.result_dir or 'none'})")
+    problem = usd_problem()
+    if problem:
+        raise _errors.ValidationError(problem)
     imported = results.import_usd_result(context, path, ellipsoids=ellipsoids, import_points=import_points,
                                          frame_start=job.frame_start if job.frame_start > 0 else None)
     names = [n for n in job.target_cameras.split(",") if n]
@@ -146,11 +183,24 @@ def import_job_result(context: bpy.types.Context, job: RECAST4D_PG_job, *, ellip
         if video is not None:
             results.import_video(video, camera=camera, frame_start=imported.frame_start)
     if setup_render:
-        camera = next((c for c in targets if c is not None and c.type == "CAMERA"), None)
-        results.setup_render(context.scene, camera=camera,
-                             transparent_bounces=64 if imported.gaussian_objects else 8)
+        from . import render_setup
+
+        render_setup.setup_render_for_job(context.scene, job, splats=bool(imported.gaussian_objects))
     job.imported = True
     return imported
+
+
+def blender_has_usd() -> bool:
+    """Whether this Blender build has the USD importer (``bpy.app.build_options.usd``)."""
+    return bool(getattr(bpy.app.build_options, "usd", False))
+
+
+def usd_problem() -> str | None:
+    """Why this Blender cannot import USD results (a build without USD, e.g. Debian's), or ``None``."""
+    if not blender_has_usd():
+        return ("This Blender build has no USD support (some Linux distribution packages leave it out), so the "
+                "result cannot be imported; use a Blender from blender.org, or the job's videos/PLY files")
+    return None
 
 
 class RECAST4D_OT_import_result(bpy.types.Operator):
@@ -177,6 +227,10 @@ class RECAST4D_OT_import_result(bpy.types.Operator):
         if job.result_usd is None:
             cls.poll_message_set("This job has no USD result yet; fetch it from the backend first")
             return False
+        problem = usd_problem()
+        if problem:
+            cls.poll_message_set(problem)
+            return False
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
@@ -197,9 +251,21 @@ class RECAST4D_OT_import_usd_file(bpy.types.Operator):
     bl_label = "Import Recast 4D Result (.usd)"
     bl_options = {"REGISTER", "UNDO"}
 
-    filepath: bpy.props.StringProperty(subtype="FILE_PATH")  # type: ignore[valid-type]
-    filter_glob: bpy.props.StringProperty(default="*.usd;*.usdc;*.usda", options={"HIDDEN"})  # type: ignore[valid-type]
-    ellipsoids: bpy.props.BoolProperty(name="Ellipsoid Splats", default=False)  # type: ignore[valid-type]
+    filepath: bpy.props.StringProperty(  # type: ignore[valid-type]
+        subtype="FILE_PATH", description="The Recast 4D USD result to import")
+    filter_glob: bpy.props.StringProperty(  # type: ignore[valid-type]
+        default="*.usd;*.usdc;*.usda", options={"HIDDEN"}, description="File types shown in the browser")
+    ellipsoids: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Ellipsoid Splats", default=False,
+        description="Higher-quality Gaussians as instanced ellipsoids (slower; for final frames)")
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        problem = usd_problem()
+        if problem:
+            cls.poll_message_set(problem)
+            return False
+        return True
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         context.window_manager.fileselect_add(self)
@@ -213,90 +279,94 @@ class RECAST4D_OT_import_usd_file(bpy.types.Operator):
         return report_errors(self, run)
 
 
-class RECAST4D_OT_setup_render(bpy.types.Operator):
-    """Cycles settings for points and splats, the selected target camera active, result frame range"""
-
-    bl_idname = "recast4d.setup_render"
-    bl_label = "Set Up Render"
-    bl_options = {"REGISTER", "UNDO"}
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = scene_settings(context)
-        camera = None
-        if 0 <= settings.active_target_index < len(settings.targets):
-            camera = settings.targets[settings.active_target_index].camera
-        results.setup_render(context.scene, camera=camera)
-        return {"FINISHED"}
-
-
-class RECAST4D_OT_render_shot(bpy.types.Operator):
-    """Set up the render and render the whole shot with Cycles"""
-
-    bl_idname = "recast4d.render_shot"
-    bl_label = "Render Shot"
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        if context.scene.camera is None:
-            cls.poll_message_set("The scene has no active camera; pick a target and press Set Up Render")
-            return False
-        return True
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        bpy.ops.recast4d.setup_render()
-        if bpy.app.background:
-            bpy.ops.render.render(animation=True)
-        else:
-            bpy.ops.render.render("INVOKE_DEFAULT", animation=True)
-        return {"FINISHED"}
-
-
 class RECAST4D_OT_remove_job(bpy.types.Operator):
-    """Remove the selected job from the list (files on disk and on the backend are kept)"""
+    """Remove the selected job from the list (files on disk and on the backend are kept). This is not an
+    undo step: job bookkeeping stays out of undo so that Ctrl+Z never loses a job"""
 
     bl_idname = "recast4d.remove_job"
     bl_label = "Remove Job"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER"}
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         job = poll_selected_job(cls, context)
         if job is None:
             return False
-        if job.is_active:
+        if job.is_active and session.connection_problem() is None and job.state != "CANCELLING":
             cls.poll_message_set("Cancel the job before removing it")
             return False
         return True
 
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        job = active_job(context)
+        if job.is_active:  # disconnected, or cancelling: the backend may still be computing it
+            return context.window_manager.invoke_confirm(
+                self, event, title="Remove Job", message="The backend may still be computing this job; "
+                "remove it from the list anyway (its id is forgotten, results are not fetched)?", confirm_text="Remove")
+        return self.execute(context)
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = scene_settings(context)
+        job = settings.jobs[settings.active_job_index]
+        job_ledger.forget_job(job.job_id)
         settings.jobs.remove(settings.active_job_index)
         settings.active_job_index = max(0, min(settings.active_job_index, len(settings.jobs) - 1))
         return {"FINISHED"}
 
 
+def job_state_text(job) -> str:
+    """The job's state as the panel says it. A job the backend calls done is *Receiving* while its
+    result streams are still arriving, and says so when frames are missing."""
+    label = job.bl_rna.properties["state"].enum_items[job.state].name
+    if job.state != "DONE":
+        return label
+    counts = f" {job.frames_received}/{job.frames_expected}" if job.frames_expected else ""
+    if session.job_streams_open(job.job_id):
+        return f"Receiving{counts}"
+    if job.frames_expected and job.frames_received < job.frames_expected:
+        return f"Done, {job.frames_received}/{job.frames_expected} frames here"
+    return label
+
+
+def job_row_text(job) -> tuple[str, str]:
+    """``(what, state)`` of a job row: kind and target camera(s), e.g. ``("Re-film Orbit L10", "Running")``."""
+    kinds = {"reshoot": "Re-film", "tune": "Tune", "generate": "Generate"}
+    what = kinds.get(job.kind, job.kind.title() or "Job")
+    names = [n for n in job.target_cameras.split(",") if n]
+    if names:
+        target = names[0].removeprefix("Recast ")
+        what = f"{what} {target}" + (f" +{len(names) - 1}" if len(names) > 1 else "")
+    return what, job_state_text(job)
+
+
 class RECAST4D_UL_jobs(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):  # noqa: D102
+        what, state = job_row_text(item)
         row = layout.row(align=True)
-        row.label(text=item.name or item.job_id[:8], icon="RENDER_ANIMATION")
-        row.label(text=item.bl_rna.properties["state"].enum_items[item.state].name)
+        row.label(text=what, icon="RENDER_ANIMATION")
+        sub = row.row()
+        sub.alignment = "RIGHT"
+        sub.label(text=state)
 
 
-def draw_job_detail(layout: bpy.types.UILayout, job: RECAST4D_PG_job) -> None:
-    """Per-stage progress bars, the error text and the result buttons of one job."""
+def draw_job_detail(layout: bpy.types.UILayout, job: RECAST4D_PG_job, context: bpy.types.Context | None = None) -> None:
+    """Per-stage progress bars (pipeline order, readable names), the full error and the job's id."""
+    context = context or bpy.context
     box = layout.box()
-    box.label(text=f"{job.kind} {job.job_id[:12]}", icon="INFO")
-    for stage in job.stages:
-        text = f"{stage.name}: {stage.step}/{stage.total}" if stage.total else stage.name
+    what, state = job_row_text(job)
+    box.label(text=f"{what}: {state}", icon="INFO")
+    for stage in ordered_stages(job):
+        label = stage_label(stage.name)
+        text = f"{label} {stage.step}/{stage.total}" if stage.total else label
         box.progress(text=text, factor=stage.fraction, type="BAR")
     if job.frames_expected:
-        box.progress(text=f"frames {job.frames_received}/{job.frames_expected}",
+        box.progress(text=f"Frames {job.frames_received}/{job.frames_expected}",
                      factor=min(1.0, job.frames_received / job.frames_expected), type="BAR")
     if job.error:
-        col = box.column(align=True)
-        col.alert = True
-        for line in job.error.splitlines()[:6]:
-            col.label(text=line, icon="ERROR")
+        error_ui.draw_error_box(box, context, error_ui.error_text(context, "job") or job.error, "job")
+    row = box.row()
+    row.active = False
+    row.label(text=f"ID {job.job_id[:12]}")
 
 
 class RECAST4D_PT_jobs(SectionPanel, bpy.types.Panel):
@@ -304,9 +374,14 @@ class RECAST4D_PT_jobs(SectionPanel, bpy.types.Panel):
     bl_label = "Jobs"
 
     def draw(self, context: bpy.types.Context) -> None:
+        from . import capture_task
+
         settings = scene_settings(context)
         layout = self.layout
         layout.operator("recast4d.submit_job", icon="PLAY")
+        task = capture_task.active_task()
+        if task is not None:
+            layout.progress(text=task.last.what if task.last else "Capturing...", factor=task.fraction, type="BAR")
         row = layout.row()
         row.template_list("RECAST4D_UL_jobs", "", settings, "jobs", settings, "active_job_index", rows=3)
         col = row.column(align=True)
@@ -314,14 +389,15 @@ class RECAST4D_PT_jobs(SectionPanel, bpy.types.Panel):
         job = active_job(context)
         if job is None:
             return
-        draw_job_detail(layout, job)
+        draw_job_detail(layout, job, context)
         row = layout.row(align=True)
         row.operator("recast4d.cancel_job", icon="CANCEL")
-        row.operator("recast4d.fetch_results", icon="IMPORT")
+        row.operator("recast4d.fetch_results", text="Fetch", icon="IMPORT")
         layout.operator(RECAST4D_OT_import_result.bl_idname, icon="POINTCLOUD_DATA")
         row = layout.row(align=True)
-        row.operator(RECAST4D_OT_setup_render.bl_idname, icon="SCENE")
-        row.operator(RECAST4D_OT_render_shot.bl_idname, icon="RENDER_ANIMATION")
+        row.operator("recast4d.setup_render", text="Set Up", icon="SCENE")
+        row.operator("recast4d.render_shot", text="Render", icon="RENDER_ANIMATION")
+        layout.operator("recast4d.restore_render", icon="LOOP_BACK")
 
 
 def menu_import(self, context: bpy.types.Context) -> None:
@@ -329,5 +405,5 @@ def menu_import(self, context: bpy.types.Context) -> None:
 
 
 PROPERTY_CLASSES = (RECAST4D_PG_job_stage, RECAST4D_PG_job)
-CLASSES = (RECAST4D_OT_import_result, RECAST4D_OT_import_usd_file, RECAST4D_OT_setup_render,
-           RECAST4D_OT_render_shot, RECAST4D_OT_remove_job, RECAST4D_UL_jobs, RECAST4D_PT_jobs)
+CLASSES = (RECAST4D_OT_import_result, RECAST4D_OT_import_usd_file, RECAST4D_OT_remove_job, RECAST4D_UL_jobs,
+           RECAST4D_PT_jobs)

@@ -24,7 +24,7 @@ class RECAST4D_PT_main(bpy.types.Panel):
     bl_category = PANEL_CATEGORY
 
     def draw(self, context: bpy.types.Context) -> None:
-        self.layout.label(text="Re-film a shot along new camera paths", icon="CAMERA_DATA")
+        self.layout.label(text="Re-film along new paths", icon="CAMERA_DATA")
 
 
 class SectionPanel:

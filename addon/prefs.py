@@ -31,8 +31,10 @@ class RECAST4D_AP_preferences(bpy.types.AddonPreferences):
         description="Connect to the host, port and key below instead of reading the connection file",
         default=False,
     )
-    host: bpy.props.StringProperty(name="Host", default="127.0.0.1")  # type: ignore[valid-type]
-    port: bpy.props.IntProperty(name="Port", default=5555, min=1, max=65535)  # type: ignore[valid-type]
+    host: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Host", default="127.0.0.1", description="Manual Address: host name or IP of the backend")
+    port: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Port", default=5555, min=1, max=65535, description="Manual Address: TCP port the backend listens on")
     key: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Key", description="Hex HMAC key printed by the backend", subtype="PASSWORD", default=""
     )

@@ -16,15 +16,24 @@ from .tuning import RECAST4D_PG_tune
 class RECAST4D_PG_scene(bpy.types.PropertyGroup):
     """Everything Recast 4D keeps per scene: ``Scene.recast4d``."""
 
-    source: bpy.props.PointerProperty(type=RECAST4D_PG_source)  # type: ignore[valid-type]
-    targets: bpy.props.CollectionProperty(type=RECAST4D_PG_target)  # type: ignore[valid-type]
-    active_target_index: bpy.props.IntProperty(default=0)  # type: ignore[valid-type]
-    generation: bpy.props.PointerProperty(type=RECAST4D_PG_generation)  # type: ignore[valid-type]
-    jobs: bpy.props.CollectionProperty(type=RECAST4D_PG_job)  # type: ignore[valid-type]
-    active_job_index: bpy.props.IntProperty(default=0)  # type: ignore[valid-type]
-    outputs: bpy.props.PointerProperty(type=RECAST4D_PG_outputs)  # type: ignore[valid-type]
-    tune: bpy.props.PointerProperty(type=RECAST4D_PG_tune)  # type: ignore[valid-type]
-    text_to_4d: bpy.props.PointerProperty(type=RECAST4D_PG_text_to_4d)  # type: ignore[valid-type]
+    source: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        type=RECAST4D_PG_source, description="The shot to re-film and its camera")
+    targets: bpy.props.CollectionProperty(  # type: ignore[valid-type]
+        type=RECAST4D_PG_target, description="Cameras to re-film the shot along")
+    active_target_index: bpy.props.IntProperty(  # type: ignore[valid-type]
+        default=0, description="The selected row of the Targets list")
+    generation: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        type=RECAST4D_PG_generation, description="Fill engine and sampler settings sent with each job")
+    jobs: bpy.props.CollectionProperty(  # type: ignore[valid-type]
+        type=RECAST4D_PG_job, description="Submitted jobs (saved with the .blend; kept out of undo)")
+    active_job_index: bpy.props.IntProperty(  # type: ignore[valid-type]
+        default=0, description="The selected row of the Jobs list")
+    outputs: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        type=RECAST4D_PG_outputs, description="Which result files jobs produce")
+    tune: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        type=RECAST4D_PG_tune, description="LoRA tuning options and the LoRAs tuned so far")
+    text_to_4d: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        type=RECAST4D_PG_text_to_4d, description="Generate a 4D scene from a prompt, an image or the source")
 
 
 def register() -> None:

@@ -335,21 +335,26 @@ def import_video(filepath: str | os.PathLike[str], *, camera: bpy.types.Object |
 
 def setup_render(scene: bpy.types.Scene, *, camera: bpy.types.Object | None = None,
                  frame_range: tuple[int, int] | None = None, fps: float | None = None,
-                 samples: int = 32, transparent_bounces: int = 64, film_transparent: bool = False) -> None:
-    """Cycles settings that render points and splats well, plus the shot's camera, range and rate.
+                 samples: int | None = None, transparent_bounces: int = 64,
+                 film_transparent: bool | None = None) -> None:
+    """Cycles settings that render points and splats, plus the shot's camera, range and rate.
 
-    Sphere-splat transparency needs many transparent bounces (each overlapping splat is one bounce).
-    If the scene holds native Gaussian splats, :func:`.splats.configure_splat_render` adds what
-    they need (Cycles denoising, EEVEE samples, the Standard view transform).
+    Only what points/splats need is changed: the engine, at least ``transparent_bounces``
+    transparent bounces (each overlapping splat is one bounce) and 4 light bounces. Samples,
+    denoising and the film are the user's unless ``samples`` / ``film_transparent`` are given.
+    Native Gaussian splats (if the scene holds any) get what they need from
+    :func:`.splats.configure_splat_render`. (Call it through ``render_setup.setup_render_for_job``,
+    which remembers what changed.)
     """
     scene.render.engine = "CYCLES"
     cycles = scene.cycles
-    cycles.samples = samples
-    cycles.preview_samples = min(samples, 16)
-    cycles.transparent_max_bounces = transparent_bounces
+    if samples is not None:
+        cycles.samples = samples
+        cycles.preview_samples = min(samples, 16)
+    cycles.transparent_max_bounces = max(cycles.transparent_max_bounces, transparent_bounces)
     cycles.max_bounces = max(cycles.max_bounces, 4)
-    cycles.use_denoising = samples >= 16
-    scene.render.film_transparent = film_transparent
+    if film_transparent is not None:
+        scene.render.film_transparent = film_transparent
     if splats.scene_has_native_splats(scene):
         splats.configure_splat_render(scene, samples=samples)
     if camera is not None:

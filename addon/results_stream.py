@@ -263,7 +263,9 @@ def update_preview(scene: bpy.types.Scene, job, xyz: np.ndarray, rgb: np.ndarray
     if obj is None or obj.type != "MESH":
         mesh = bpy.data.meshes.new(name)
         obj = bpy.data.objects.new(name, mesh)
-        scene.collection.objects.link(obj)
+        from .cameras import active_collection
+
+        active_collection(scene).objects.link(obj)  # like Blender's Add menu: the active collection
         obj["recast4d_job"] = job.job_id
         _add_points_modifier(obj, splat_type=native)
     mesh = obj.data

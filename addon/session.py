@@ -51,6 +51,10 @@ class SessionState:
     max_tick_s: float = 0.0
     ticks: int = 0
     on_event: Callable[[Any], None] | None = None
+    #: Jobs the user cancelled while no backend was reachable: sent on the next ``client.connected``.
+    pending_cancels: set[str] = field(default_factory=set)
+    #: ``(job_id, stream)`` of result streams begun and not yet ended (a job is complete only without any).
+    open_streams: set[tuple[str, str]] = field(default_factory=set)
 
 
 _STATE = SessionState()
@@ -76,6 +80,54 @@ def attach_client(client: Any, *, start_timer: bool = True) -> None:
         bpy.app.timers.register(tick, first_interval=0.0, persistent=True)
 
 
+def connection_problem() -> str | None:
+    """Why jobs cannot be sent now (poll message of the operators that need the backend), or ``None``.
+
+    Attached is not enough: a client still connecting (or retrying a dead backend) would leave a
+    submitted job sitting in *Uploading*.
+    """
+    if _STATE.client is None:
+        return "Connect to the backend first (Backend section)"
+    if not _STATE.status.get("connected"):
+        detail = _STATE.status.get("error")
+        return f"Waiting for the backend to answer ({detail})" if detail else "Still connecting to the backend"
+    return None
+
+
+def queue_cancel(job_id: str) -> None:
+    """Send a cancel for ``job_id`` as soon as a backend is connected (see :func:`process_events`)."""
+    _STATE.pending_cancels.add(job_id)
+
+
+def job_streams_open(job_id: str) -> bool:
+    """True while some result stream of ``job_id`` has begun and not ended, or chunks wait to be applied."""
+    return (any(key[0] == job_id for key in _STATE.open_streams)
+            or any(getattr(event, "job_id", None) == job_id for event in _STATE.pending_chunks))
+
+
+def _track(kind: str, event: Any) -> None:
+    """Session bookkeeping for one event: engines, queued cancels, open streams, the backend's job list."""
+    message = results_stream.message_of(event)
+    if kind == "welcome":
+        data = getattr(event, "data", None) or {}
+        _STATE.status["engines"] = data.get("engines")
+    elif kind == "client.connected" and _STATE.client is not None:
+        for job_id in sorted(_STATE.pending_cancels):
+            _STATE.client.cancel(job_id)
+        _STATE.pending_cancels.clear()
+    elif kind == "result.begin":
+        _STATE.open_streams.add((message.job_id, message.stream))
+    elif kind == "pong":
+        from . import job_ledger
+
+        job_ledger.reconcile_with_backend(dict(getattr(message, "jobs", {}) or {}))
+
+
+def _stream_ended(event: Any) -> None:
+    message = results_stream.message_of(event)
+    _STATE.open_streams.discard((getattr(message, "job_id", None), getattr(message, "stream", None)))
+
+
 def detach_client() -> None:
     """Stop the timer, close the client (its thread and sockets) and forget pending chunks."""
     if bpy.app.timers.is_registered(tick):
@@ -83,6 +135,7 @@ def detach_client() -> None:
     client, _STATE.client = _STATE.client, None
     _STATE.pending_chunks.clear()
     _STATE.status.clear()
+    _STATE.open_streams.clear()
     results_stream.close_all_streams()
     if client is not None:
         client.close()
@@ -98,6 +151,8 @@ def process_events(events: list[Any]) -> bool:
     """Apply cheap events (status, progress, errors) now; queue result chunks. True if any."""
     for event in events:
         kind = _event_type(event)
+        if kind != "result.end":
+            _track(kind, event)  # first: a pong re-adds a lost job before its state is applied
         if kind in ("result.chunk", "result.end") or (kind == "result.begin" and _STATE.pending_chunks):
             _STATE.pending_chunks.append(event)  # keep stream order: an end closes after its chunks
         else:
@@ -113,6 +168,8 @@ def apply_one_chunk() -> bool:
     while queue and _event_type(queue[0]) != "result.chunk":  # stream begin/end markers are cheap
         marker = queue.popleft()
         results_stream.apply_event(_event_type(marker), results_stream.message_of(marker), _STATE.status)
+        if _event_type(marker) == "result.end":
+            _stream_ended(marker)
     if not queue:
         return False
     event = queue.popleft()
@@ -194,3 +251,4 @@ def shutdown() -> None:
     .blend keeps the connection: jobs are looked up by id in whatever scenes are open.)"""
     detach_client()
     _STATE.on_event = None
+    _STATE.pending_cancels.clear()

@@ -17,30 +17,71 @@ SOURCE_KIND_ITEMS = [
 ]
 
 
-def _is_camera(_self: bpy.types.PropertyGroup, obj: bpy.types.Object) -> bool:
-    return obj.type == "CAMERA"
+def is_target_camera(scene: bpy.types.Scene, obj: bpy.types.Object | None) -> bool:
+    """True for a camera that re-films the shot: a generated path (``recast4d_path_spec``) or an
+    entry of the scene's Targets list. Such a camera is never taken as the source."""
+    if obj is None:
+        return False
+    if obj.get("recast4d_path_spec"):
+        return True
+    settings = getattr(scene, "recast4d", None)
+    return settings is not None and any(t.camera == obj for t in settings.targets)
+
+
+def _is_source_candidate(self: bpy.types.PropertyGroup, obj: bpy.types.Object) -> bool:
+    scene = self.id_data if isinstance(self.id_data, bpy.types.Scene) else None
+    return obj.type == "CAMERA" and not (scene is not None and is_target_camera(scene, obj))
 
 
 class RECAST4D_PG_source(bpy.types.PropertyGroup):
     """The shot to re-film and the camera that filmed it (static or animated, e.g. tracker-solved)."""
 
-    kind: bpy.props.EnumProperty(name="Source", items=SOURCE_KIND_ITEMS, default="CLIP")  # type: ignore[valid-type]
-    clip: bpy.props.PointerProperty(name="Clip", type=bpy.types.MovieClip)  # type: ignore[valid-type]
-    image: bpy.props.PointerProperty(name="Images", type=bpy.types.Image)  # type: ignore[valid-type]
+    kind: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Source", items=SOURCE_KIND_ITEMS, default="CLIP", description="What is re-filmed")
+    clip: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        name="Clip", type=bpy.types.MovieClip, description="The video to re-film (scene frame f shows clip frame "
+        "f - clip start)")
+    image: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        name="Images", type=bpy.types.Image, description="The image sequence to re-film (its first file is the "
+        "shot's first frame)")
     camera: bpy.props.PointerProperty(  # type: ignore[valid-type]
-        name="Source Camera", type=bpy.types.Object, poll=_is_camera,
-        description="Camera that filmed the source (blank: the scene camera)",
+        name="Camera", type=bpy.types.Object, poll=_is_source_candidate,
+        description="Camera that filmed the source. Blank: the scene camera, which is pinned here when you add "
+                    "a camera path or re-film, so a target camera made active later never becomes the source",
     )
     use_scene_range: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        name="Use Scene Range", default=True, description="Re-film the scene's frame range"
+        name="Scene Range", default=True,
+        description="Re-film the scene's frame range (off: the Start and End frames below)"
     )
-    frame_start: bpy.props.IntProperty(name="Start", default=1, min=0)  # type: ignore[valid-type]
-    frame_end: bpy.props.IntProperty(name="End", default=81, min=0)  # type: ignore[valid-type]
+    frame_start: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Start", default=1, min=0, description="Scene frame of the shot's first frame")
+    frame_end: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="End", default=81, min=0, description="Scene frame of the shot's last frame (inclusive)")
 
 
 def source_camera_object(scene: bpy.types.Scene, source: RECAST4D_PG_source) -> bpy.types.Object:
-    """The source camera (the explicit one, else the scene camera); ``CameraError`` if there is none."""
-    return cameras.require_camera_object(source.camera or scene.camera, "source camera")
+    """The source camera: the pinned one, else the scene camera unless that is a target camera.
+
+    Raises ``CameraError`` saying what to do if there is none (read-only: polls and panels call it;
+    :func:`pin_source_camera` is the one that writes).
+    """
+    if source.camera is not None:
+        return cameras.require_camera_object(source.camera, "source camera")
+    camera = scene.camera
+    if is_target_camera(scene, camera):
+        raise _errors.CameraError(
+            f"the scene camera {camera.name!r} is a target camera, not the one that filmed the shot; "
+            "set Source > Camera to the source camera")
+    return cameras.require_camera_object(camera, "source camera")
+
+
+def pin_source_camera(scene: bpy.types.Scene, source: RECAST4D_PG_source) -> bpy.types.Object:
+    """The source camera, written into ``source.camera`` if that was blank, so that it never follows
+    the scene camera afterwards (Import Result / Set Up Render make a target the scene camera)."""
+    camera = source_camera_object(scene, source)
+    if source.camera is None:
+        source.camera = camera
+    return camera
 
 
 def source_frames(scene: bpy.types.Scene, source: RECAST4D_PG_source) -> list[int]:
@@ -69,8 +110,10 @@ def source_problem(scene: bpy.types.Scene, source: RECAST4D_PG_source) -> str | 
 
 
 def export_source_cameras(scene: bpy.types.Scene, source: RECAST4D_PG_source) -> list:
-    """One protocol ``Camera`` per source frame (OpenCV convention, pixels of the render size)."""
-    return cameras.cameras_from_blender(scene, source_camera_object(scene, source), source_frames(scene, source))
+    """One protocol ``Camera`` per source frame (OpenCV convention, pixels of the render size).
+
+    Building a job pins the source camera (:func:`pin_source_camera`)."""
+    return cameras.cameras_from_blender(scene, pin_source_camera(scene, source), source_frames(scene, source))
 
 
 class RECAST4D_OT_use_clip_range(bpy.types.Operator):
@@ -119,6 +162,13 @@ class RECAST4D_PT_source(SectionPanel, bpy.types.Panel):
         elif source.kind == "IMAGES":
             layout.template_ID(source, "image", open="image.open")
         layout.prop(source, "camera")
+        if source.camera is None and context.scene.camera is not None:
+            row = layout.row()
+            row.active = False
+            if is_target_camera(context.scene, context.scene.camera):
+                row.label(text="Scene camera is a target", icon="ERROR")
+            else:
+                row.label(text=f"Uses {context.scene.camera.name}", icon="PINNED")
         layout.prop(source, "use_scene_range")
         if not source.use_scene_range:
             col = layout.column(align=True)

@@ -193,19 +193,21 @@ def check_splat_frames(context: bpy.types.Context, objects: Sequence[bpy.types.O
         scene.frame_set(original)
 
 
-def configure_splat_render(scene: bpy.types.Scene, *, samples: int) -> None:
+def configure_splat_render(scene: bpy.types.Scene, *, samples: int | None = None) -> None:
     """What native splats need from the render settings, for Cycles and EEVEE alike.
 
-    - Cycles samples each splat's footprint stochastically: ``samples`` and the denoiser on from
-      :data:`DENOISE_FROM_SAMPLES` samples (transparent bounces do not limit native splats).
-    - EEVEE: ``taa_render_samples`` = ``samples`` (its anti-aliasing samples also smooth the splats).
+    - Cycles samples each splat's footprint stochastically: with ``samples`` given, that many and
+      the denoiser on from :data:`DENOISE_FROM_SAMPLES` samples (``None`` keeps the user's samples
+      and denoising; transparent bounces do not limit native splats).
+    - EEVEE: ``taa_render_samples`` = ``samples`` when given (its anti-aliasing samples also smooth
+      the splats).
     - The "Standard" view transform: the splats carry the video's sRGB colours, which AgX or Filmic
       would tone-map away from the re-filmed video.
     """
-    cycles = scene.cycles
-    cycles.samples = samples
-    cycles.use_denoising = samples >= DENOISE_FROM_SAMPLES
-    scene.eevee.taa_render_samples = samples
+    if samples is not None:
+        scene.cycles.samples = samples
+        scene.cycles.use_denoising = samples >= DENOISE_FROM_SAMPLES
+        scene.eevee.taa_render_samples = samples
     scene.view_settings.view_transform = "Standard"
     scene.view_settings.look = "None"
 

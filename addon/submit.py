@@ -17,7 +17,17 @@ from datetime import datetime
 import bpy
 import numpy as np
 
-from . import cameras, capture, outputs, results_stream, session, source, targets
+from . import (
+    backend_info,
+    cameras,
+    capture,
+    capture_task,
+    job_ledger,
+    results_stream,
+    session,
+    source,
+    targets,
+)
 from .deps import protocol_module
 from .jobs import FINAL_STATES, active_job, find_job, poll_selected_job
 from .panel import report_errors, scene_settings
@@ -65,16 +75,16 @@ def _image_mask(image: bpy.types.Image, count: int, shape: tuple[int, int]) -> n
     return np.repeat(mask[None], count, axis=0).astype(np.uint8)
 
 
-def source_arrays(context: bpy.types.Context, frames: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(frames uint8 (F,H,W,3), depth float32 (F,H,W) or None)`` for the configured source."""
-    scene = context.scene
-    src = scene_settings(context).source
+def source_capture(scene: bpy.types.Scene, frames: list[int]) -> capture.Capture:
+    """The configured source's capture as steps (one per frame); returns ``(frames uint8 (F,H,W,3),
+    depth float32 (F,H,W) or None)``."""
+    src = scene.recast4d.source
     if src.kind == "SCENE":
-        return capture.render_scene_source(scene, source.source_camera_object(scene, src), frames)
+        return (yield from capture.iter_render_scene_source(scene, source.pin_source_camera(scene, src), frames))
     if src.kind == "IMAGES":
         if src.image is None:
             raise _errors.ValidationError("pick an image sequence as the source")
-        return capture.image_sequence_frames(src.image, len(frames)), None
+        return (yield from capture.iter_image_sequence_frames(src.image, len(frames))), None
     if src.clip is None:
         raise _errors.ValidationError("pick a Movie Clip as the source")
     # scene frame f shows clip frame f - clip.frame_start (the Movie Clip editor's mapping)
@@ -82,13 +92,23 @@ def source_arrays(context: bpy.types.Context, frames: list[int]) -> tuple[np.nda
     if first < 0:
         raise _errors.ValidationError(
             f"the shot starts at frame {frames[0]} but clip {src.clip.name!r} starts at frame {src.clip.frame_start}")
-    return capture.movie_clip_frames(scene, src.clip, len(frames), first), None
+    return (yield from capture.iter_movie_clip_frames(scene, src.clip, len(frames), first)), None
+
+
+def source_arrays(context: bpy.types.Context, frames: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(frames uint8 (F,H,W,3), depth float32 (F,H,W) or None)`` for the configured source (blocking)."""
+    return capture.run_capture(source_capture(context.scene, frames))
 
 
 def build_reshoot_request(context: bpy.types.Context) -> JobRequest:
-    """Collect source frames, cameras, targets and generation settings into a ``reshoot`` job."""
-    scene = context.scene
-    settings = scene_settings(context)
+    """Collect source frames, cameras, targets and generation settings into a ``reshoot`` job (blocking)."""
+    return capture.run_capture(reshoot_request_steps(context.scene))
+
+
+def reshoot_request_steps(scene: bpy.types.Scene) -> capture.Capture:
+    """:func:`build_reshoot_request` as steps: the source capture yields one step per frame, then
+    the request is returned. Takes the scene, not a context (a modal operator runs it over many events)."""
+    settings = scene.recast4d
     src = settings.source
     frames = source.source_frames(scene, src)
     target_objects = targets.enabled_target_cameras(settings)
@@ -96,7 +116,7 @@ def build_reshoot_request(context: bpy.types.Context) -> JobRequest:
         raise _errors.ValidationError("add at least one target camera (Targets > Add Camera Path)")
     source_cameras = source.export_source_cameras(scene, src)
     width, height = source_cameras[0].width, source_cameras[0].height
-    rgb, depth = source_arrays(context, frames)
+    rgb, depth = yield from source_capture(scene, frames)
     if rgb.shape[1:3] != (height, width):
         raise _errors.ValidationError(
             f"the source frames are {rgb.shape[2]}x{rgb.shape[1]} but the scene renders {width}x{height}; "
@@ -124,7 +144,7 @@ def build_reshoot_request(context: bpy.types.Context) -> JobRequest:
             "guidance": gen["guidance"], "seed": gen["seed"], "temporal_packing": gen["temporal_packing"],
         },
         "gaussians": {"enabled": gen["fit_gaussians"]},
-        "outputs": outputs.reshoot_outputs(context),
+        "outputs": settings.outputs.to_list(),
         "start_frame": frames[0],
     }
     inputs: dict[str, np.ndarray] = {"frames": rgb}
@@ -141,12 +161,14 @@ def build_reshoot_request(context: bpy.types.Context) -> JobRequest:
                       [t["name"] for t in trajectories])
 
 
-def submit_request(context: bpy.types.Context, request: JobRequest):
-    """Send ``request`` through the session's client and add it to the scene's job list."""
+def submit_request(context: bpy.types.Context, request: JobRequest, scene: bpy.types.Scene | None = None):
+    """Send ``request`` through the session's client and add it to the scene's job list (and to the
+    undo-proof ledger, :mod:`.job_ledger`)."""
     client = session.current_client()
     if client is None:
         raise _errors.Recast4DError("not connected to a backend", code="not_connected")
-    settings = scene_settings(context)
+    scene = scene or context.scene
+    settings = scene.recast4d
     job = settings.jobs.add()
     job.name = f"{request.kind} {datetime.now():%H:%M:%S}"
     job.job_id, job.kind, job.state = request.job_id, request.kind, "UPLOADING"
@@ -155,60 +177,136 @@ def submit_request(context: bpy.types.Context, request: JobRequest):
     job.trajectories = ",".join(request.trajectory_names)
     settings.active_job_index = len(settings.jobs) - 1
     client.submit(request.job_id, request.kind, request.params, request.inputs)
+    job_ledger.record_job(scene, job)
     return job
 
 
+def submit_problem(context: bpy.types.Context) -> str | None:
+    """Why *Re-film Shot* cannot run now, in words (its poll message), or ``None``."""
+    problem = session.connection_problem()
+    if problem:
+        return problem
+    if capture_task.active_task() is not None:
+        return "A source capture is running (Esc cancels it)"
+    settings = scene_settings(context)
+    problem = source.source_problem(context.scene, settings.source)
+    if problem:
+        return problem
+    if not targets.enabled_target_cameras(settings):
+        return "Add at least one target camera (Targets > Add Camera Path)"
+    return backend_info.reshoot_engine_problem(settings.generation.engine)
+
+
 class RECAST4D_OT_submit_job(bpy.types.Operator):
-    """Send the shot, its cameras and the target paths to the backend"""
+    """Capture the shot (a frame at a time, Esc cancels), then send it, its cameras and the target paths to
+    the backend"""
 
     bl_idname = "recast4d.submit_job"
     bl_label = "Re-film Shot"
+    bl_options = {"REGISTER", "UNDO"}
 
     wait_until_done: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Wait Until Done", default=False, options={"SKIP_SAVE"},
         description="Block until the job ends and its results arrived (for 'blender -b' scripts, where "
                     "timers never run)",
     )
-    timeout_s: bpy.props.FloatProperty(name="Timeout", default=3600.0, min=1.0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    timeout_s: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Timeout", default=3600.0, min=1.0, options={"SKIP_SAVE"}, subtype="TIME_ABSOLUTE",
+        description="Wait Until Done: seconds to wait before giving up (the job keeps running on the backend)")
+
+    _task = None  # the running capture_task.CaptureTask (runtime only, not a property)
+    _timer = None
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if session.current_client() is None:
-            cls.poll_message_set("Connect to the backend first (Backend section)")
-            return False
-        settings = scene_settings(context)
-        problem = source.source_problem(context.scene, settings.source)
-        if problem:
-            cls.poll_message_set(problem)
-            return False
-        if not targets.enabled_target_cameras(settings):
-            cls.poll_message_set("Add at least one target camera")
-            return False
-        return True
+        return backend_info.poll_with(cls, submit_problem(context))
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        wm = context.window_manager
-        wm.progress_begin(0, 1)
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background or context.window is None or self.wait_until_done:
+            return self.execute(context)
         try:
-            request = build_reshoot_request(context)
-            job = submit_request(context, request)
+            self._task = start_reshoot_capture(context.scene)
         except _errors.Recast4DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        finally:
-            wm.progress_end()
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(capture_task.STEP_INTERVAL_S, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        task = self._task
+        if event.type == "ESC":
+            task.cancel()
+            self._end(context)
+            self.report({"WARNING"}, "Re-film cancelled while capturing the source; nothing was sent")
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        if not task.advance():
+            capture_task.redraw_status_bar()
+            return {"RUNNING_MODAL"}
+        self._end(context)
+        return self._submit(context, task)
+
+    def _end(self, context: bpy.types.Context) -> None:
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        capture_task.stop(self._task)
+
+    def _submit(self, context: bpy.types.Context, task: capture_task.CaptureTask) -> set[str]:
+        try:
+            request = finish_reshoot_capture(context, task)
+        except _errors.Recast4DError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         self.report({"INFO"}, f"Submitted job {request.job_id[:8]}")
-        if self.wait_until_done:
-            job_id = request.job_id
-            done = session.drain_blocking(lambda: job_finished(job_id), timeout_s=self.timeout_s)
-            job = find_job(context.scene, job_id) or job
-            if not done:
-                self.report({"ERROR"}, f"job {job_id[:8]} still {job.state.lower()} after {self.timeout_s:.0f} s")
-                return {"CANCELLED"}
-            if job.state != "DONE":
-                self.report({"ERROR"}, f"job {job_id[:8]} {job.state.lower()}: {job.error}")
-                return {"CANCELLED"}
         return {"FINISHED"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            task = start_reshoot_capture(context.scene)
+        except _errors.Recast4DError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        try:
+            task.run_to_end()
+        finally:
+            capture_task.stop(task)
+        outcome = self._submit(context, task)
+        if "FINISHED" not in outcome or not self.wait_until_done:
+            return outcome
+        job_id = task.result.job_id
+        done = session.drain_blocking(lambda: job_finished(job_id), timeout_s=self.timeout_s)
+        job = find_job(context.scene, job_id)
+        if job is None:
+            return {"FINISHED"}
+        if not done:
+            self.report({"ERROR"}, f"job {job_id[:8]} still {job.state.lower()} after {self.timeout_s:.0f} s")
+            return {"CANCELLED"}
+        if job.state != "DONE":
+            self.report({"ERROR"}, f"job {job_id[:8]} {job.state.lower()}: {job.error}")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+def start_reshoot_capture(scene: bpy.types.Scene) -> capture_task.CaptureTask:
+    """Start capturing the source for a re-film job (a :class:`~.capture_task.CaptureTask`; advance it
+    step by step, or ``run_to_end``), then hand it to :func:`finish_reshoot_capture`."""
+    return capture_task.start(reshoot_request_steps(scene), "Re-film: capturing the source")
+
+
+def finish_reshoot_capture(context: bpy.types.Context, task: capture_task.CaptureTask) -> JobRequest:
+    """Submit a finished capture's request (raises its error as one ``Recast4DError``)."""
+    capture_task.stop(task)
+    if task.cancelled:
+        raise _errors.Cancelled("the capture was cancelled; nothing was sent")
+    if task.error:
+        raise _errors.Recast4DError(task.error, code="capture_failed")
+    request = task.result
+    submit_request(context, request)
+    return request
 
 
 def job_finished(job_id: str) -> bool:
@@ -219,11 +317,24 @@ def job_finished(job_id: str) -> bool:
     return job.state in FINAL_STATES and not session.state().pending_chunks
 
 
+def cancel_job(job) -> str:
+    """Ask the backend to stop ``job``. Not connected: the cancel is sent as soon as the add-on
+    connects again (the job shows *Cancelling* until the backend confirms). Returns a report line."""
+    client = session.current_client()
+    job.state = "CANCELLING"
+    if client is None or not session.state().status.get("connected"):
+        session.queue_cancel(job.job_id)
+        return f"Job {job.name or job.job_id[:8]}: the cancel is sent when the backend is reachable again"
+    client.cancel(job.job_id)
+    return f"Cancelling job {job.name or job.job_id[:8]}"
+
+
 class RECAST4D_OT_cancel_job(bpy.types.Operator):
-    """Ask the backend to stop the selected job"""
+    """Ask the backend to stop the selected job (while disconnected: as soon as it is reachable again)"""
 
     bl_idname = "recast4d.cancel_job"
     bl_label = "Cancel"
+    bl_options = {"REGISTER", "UNDO"}
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -231,15 +342,15 @@ class RECAST4D_OT_cancel_job(bpy.types.Operator):
         if job is None or not job.is_active:
             cls.poll_message_set("The selected job is not running")
             return False
-        if session.current_client() is None:
-            cls.poll_message_set("Not connected to the backend")
+        if job.state == "CANCELLING":
+            cls.poll_message_set("Already cancelling; waiting for the backend to confirm")
             return False
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         job = active_job(context)
-        session.current_client().cancel(job.job_id)
-        job.state = "CANCELLING"
+        self.report({"INFO"}, cancel_job(job))
+        job_ledger.record_job(context.scene, job)
         return {"FINISHED"}
 
 
@@ -262,14 +373,16 @@ class RECAST4D_OT_fetch_results(bpy.types.Operator):
 
     bl_idname = "recast4d.fetch_results"
     bl_label = "Fetch Results"
+    bl_options = {"REGISTER", "UNDO"}
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         job = poll_selected_job(cls, context)
         if job is None:
             return False
-        if session.current_client() is None:
-            cls.poll_message_set("Connect to the backend first")
+        problem = session.connection_problem()
+        if problem:
+            cls.poll_message_set(problem)
             return False
         if not job.streams:
             cls.poll_message_set("This job has no results on the backend yet")

@@ -40,9 +40,11 @@ class RECAST4D_PG_target(bpy.types.PropertyGroup):
     """One target camera: re-film the shot as seen by ``camera`` at every source frame."""
 
     camera: bpy.props.PointerProperty(  # type: ignore[valid-type]
-        name="Camera", type=bpy.types.Object, poll=lambda _self, obj: obj.type == "CAMERA"
+        name="Camera", type=bpy.types.Object, poll=lambda _self, obj: obj.type == "CAMERA",
+        description="The camera the shot is re-filmed through (its animation is the new path)",
     )
-    enabled: bpy.props.BoolProperty(name="Enabled", default=True)  # type: ignore[valid-type]
+    enabled: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Enabled", default=True, description="Re-film along this camera in the next job")
     path_spec: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Path", description="Preset the path was made from (informative; keyframes are the truth)"
     )
@@ -66,7 +68,7 @@ def add_camera_path(context: bpy.types.Context, spec_text: str, *, pivot_depth: 
     src = settings.source
     spec = _paths.parse_path_spec(spec_text)
     frames = source.source_frames(scene, src)
-    source_object = source.source_camera_object(scene, src)
+    source_object = source.pin_source_camera(scene, src)
     sources = cameras.cameras_from_blender(scene, source_object, frames)
     path = _paths.make_path(spec, sources, pivot_depth)
     if len(path) != len(frames):
@@ -81,6 +83,13 @@ def add_camera_path(context: bpy.types.Context, spec_text: str, *, pivot_depth: 
     return obj
 
 
+def _preset_changed(self, _context) -> None:
+    """Dialog: a new move shows its own default amount (a value, never a "-1 = default")."""
+    preset = _paths.PRESETS.get(self.preset)
+    if preset is not None:
+        self.amount = preset.amount.default
+
+
 class RECAST4D_OT_add_camera_path(bpy.types.Operator):
     """Create a new keyframed camera that moves relative to the source camera (you can edit its keys)"""
 
@@ -88,18 +97,26 @@ class RECAST4D_OT_add_camera_path(bpy.types.Operator):
     bl_label = "Add Camera Path"
     bl_options = {"REGISTER", "UNDO"}
 
-    preset: bpy.props.EnumProperty(name="Move", items=_preset_items)  # type: ignore[valid-type]
-    direction: bpy.props.EnumProperty(name="Direction", items=_direction_items)  # type: ignore[valid-type]
+    preset: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Move", items=_preset_items, update=_preset_changed, description="The camera move")
+    direction: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Direction", items=_direction_items, description="Which way the camera moves")
     amount: bpy.props.FloatProperty(  # type: ignore[valid-type]
-        name="Amount", default=-1.0, description="In the move's unit (degrees, fraction of pivot depth, or x lens); "
-        "negative: the preset's default",
+        name="Amount", default=_paths.PRESETS["orbit"].amount.default, min=0.0,
+        description="How far: degrees (orbit, pan, tilt, roll), fraction of the pivot depth (dolly) or focal "
+                    "length factor (zoom); starts at the move's default",
     )
     timing: bpy.props.EnumProperty(  # type: ignore[valid-type]
         name="Timing", items=[("gradual", "Gradual", "Ease from the source pose to the full move"),
                               ("direct", "Direct", "The full move from the first frame")],
+        description="How the move unfolds over the shot",
     )
-    use_bullet_time: bpy.props.BoolProperty(name="Bullet Time", default=False)  # type: ignore[valid-type]
-    freeze_frame: bpy.props.IntProperty(name="Freeze Source Frame", default=0, min=0)  # type: ignore[valid-type]
+    use_bullet_time: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Bullet Time", default=False,
+        description="Freeze the action at one frame while the camera moves (the frozen frame plays throughout)")
+    freeze_frame: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Freeze Frame", default=1,
+        description="Bullet Time: the scene frame whose content is frozen (a frame of the source shot)")
     pivot_depth: bpy.props.FloatProperty(  # type: ignore[valid-type]
         name="Pivot Depth", default=3.0, min=0.01, unit="LENGTH",
         description="Distance in front of the source camera that orbits circle and dollies aim at",
@@ -111,30 +128,59 @@ class RECAST4D_OT_add_camera_path(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         src = scene_settings(context).source
-        try:
-            source.source_camera_object(context.scene, src)
-            source.source_frames(context.scene, src)
-        except _errors.Recast4DError as exc:
-            cls.poll_message_set(f"Needs a source camera and frame range: {exc}")
+        problem = source.source_problem(context.scene, src)
+        if problem:
+            cls.poll_message_set(f"Needs a usable source first: {problem}")
             return False
         return True
 
-    def build_spec_text(self) -> str:
+    def amount_value(self) -> float:
+        """The amount to use: the dialog's value, or the move's default when a script did not set one."""
+        preset = _paths.PRESETS[self.preset]
+        return self.amount if self.properties.is_property_set("amount") else preset.amount.default
+
+    def freeze_index(self, context: bpy.types.Context) -> int:
+        """Bullet Time: the frozen scene frame as an index into the shot (0 = its first frame)."""
+        frames = source.source_frames(context.scene, scene_settings(context).source)
+        if not frames[0] <= self.freeze_frame <= frames[-1]:
+            raise _errors.ValidationError(
+                f"Freeze Frame {self.freeze_frame} is outside the shot (frames {frames[0]}-{frames[-1]})")
+        return self.freeze_frame - frames[0]
+
+    def build_spec_text(self, context: bpy.types.Context | None = None) -> str:
         if self.spec_text.strip():
             return self.spec_text
         preset = _paths.PRESETS[self.preset]
-        amount = preset.amount.default if self.amount < 0 else self.amount
-        text = f"{self.preset}:{self.direction or preset.directions[0]}:{amount:g}"
+        text = f"{self.preset}:{self.direction or preset.directions[0]}:{self.amount_value():g}"
         if self.use_bullet_time:
-            text = f"bullet:{self.freeze_frame}:{text}"
+            text = f"bullet:{self.freeze_index(context or bpy.context)}:{text}"
         return text if self.timing == "gradual" else f"{text}:{self.timing}"
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if not self.properties.is_property_set("amount"):
+            self.amount = _paths.PRESETS[self.preset].amount.default
+        if not self.properties.is_property_set("freeze_frame"):
+            self.freeze_frame = source.source_frames(context.scene, scene_settings(context).source)[0]
         return context.window_manager.invoke_props_dialog(self)
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(self, "preset")
+        layout.prop(self, "direction")
+        preset = _paths.PRESETS.get(self.preset)
+        unit = {"deg": "degrees"}.get(preset.amount.unit, preset.amount.unit) if preset else ""
+        layout.prop(self, "amount", text=f"Amount ({unit})" if len(unit) <= 8 else "Amount")
+        layout.prop(self, "timing")
+        layout.prop(self, "pivot_depth")
+        layout.prop(self, "use_bullet_time")
+        if self.use_bullet_time:
+            layout.prop(self, "freeze_frame")
+        layout.prop(self, "spec_text")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         def run() -> str:
-            obj = add_camera_path(context, self.build_spec_text(), pivot_depth=self.pivot_depth)
+            obj = add_camera_path(context, self.build_spec_text(context), pivot_depth=self.pivot_depth)
             return f"Added camera path {obj.name!r}"
 
         return report_errors(self, run)

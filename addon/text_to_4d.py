@@ -5,7 +5,7 @@ reference video's ``num_frames`` / ``width`` / ``height`` / ``fps`` and ``video`
 or I2V when an image is given), ``engine`` (fill engine, sampler, seed, LoRA: the Generation
 section's), ``outpaint`` (camera ``rings``: loops of ``[elevation, azimuth]`` degrees, ``strength``,
 ``fit_iterations``), ``gaussians`` and ``outputs``. ``inputs`` = ``image`` uint8 (H, W, 3) from a
-Blender Image, or, with "Reference From Source", the current source as the reference video:
+Blender Image, or, with "From Source", the current source as the reference video:
 ``frames`` uint8 (F, H, W, 3), ``depth`` float32 (F, H, W) metres (planar z, "This Scene" only) and
 per-frame source ``cameras`` (OpenCV, ``protocol.camera``), optionally ``foreground`` uint8 (F, H, W)
 masks rendered from a collection; then no video is generated.
@@ -19,7 +19,7 @@ import uuid
 import bpy
 import numpy as np
 
-from . import capture, outputs, session, source, submit, tuning
+from . import backend_info, capture, error_ui, outputs, session, source, submit, tuning
 from .deps import protocol_module
 from .panel import SectionPanel, report_errors, scene_settings
 
@@ -50,7 +50,7 @@ class RECAST4D_PG_text_to_4d(bpy.types.PropertyGroup):
         name="Image", type=bpy.types.Image,
         description="Optional first frame: the video is generated from image + prompt (Wan2.1 I2V)")
     use_source: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        name="Reference From Source", default=False,
+        name="From Source", default=False,
         description="Use the current source (Source section) as the reference video instead of generating one; "
                     "'This Scene' also sends its depth")
     num_frames: bpy.props.IntProperty(  # type: ignore[valid-type]
@@ -62,23 +62,25 @@ class RECAST4D_PG_text_to_4d(bpy.types.PropertyGroup):
         description="Frame rate of the generated video (Wan2.1 makes 16 fps motion); a source reference "
                     "uses the scene's")
     video_steps: bpy.props.IntProperty(  # type: ignore[valid-type]
-        name="Video Steps", default=30, min=1, max=200, description="Sampling steps of the video model")
-    rings: bpy.props.EnumProperty(name="Rings", items=RING_ITEMS, default="PAPER")  # type: ignore[valid-type]
+        name="Steps", default=30, min=1, max=200, description="Sampling steps of the video model")
+    rings: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Rings", items=RING_ITEMS, default="PAPER", description="Camera rings the background is outpainted over")
     custom_rings: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Custom Rings", default="[[[0, 30], [0, -30]]]",
         description="Loops of [elevation, azimuth] views in degrees (JSON), outpainted loop by loop")
     strength: bpy.props.FloatProperty(  # type: ignore[valid-type]
-        name="Refine Strength", default=0.7, min=0.0, max=1.0,
+        name="Strength", default=0.7, min=0.0, max=1.0,
         description="How strongly the video engine re-paints each pasted ring view (0: keep the paste)")
     fit_iterations: bpy.props.IntProperty(  # type: ignore[valid-type]
-        name="Fit Iterations", default=50, min=0, max=10_000,
+        name="Iterations", default=50, min=0, max=10_000,
         description="Background Gaussian optimisation steps after each ring view")
     foreground: bpy.props.PointerProperty(  # type: ignore[valid-type]
-        name="Foreground", type=bpy.types.Collection,
-        description="With 'This Scene' as the reference: the objects of this collection are the moving "
+        name="Subject", type=bpy.types.Collection,
+        description="Foreground: with 'This Scene' as the reference, the objects of this collection are the moving "
                     "foreground (rendered masks); blank: the backend splits by motion")
     foreground_gaussians: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        name="Foreground Gaussians", default=True, description="Fit the moving foreground as per-frame Gaussians")
+        name="Fit Subject", default=True,
+        description="Fit the moving foreground (the subject) as per-frame Gaussians")
 
     def ring_loops(self) -> list[list[list[float]]]:
         """The chosen rings as ``[[[elevation, azimuth], ...], ...]`` degrees (``ValidationError`` if unusable)."""
@@ -206,8 +208,9 @@ class RECAST4D_OT_video_size_from_image(bpy.types.Operator):
 
 def generate_problem(context: bpy.types.Context) -> str | None:
     """Why a generate job cannot be started now, in words, or ``None``."""
-    if session.current_client() is None:
-        return "Connect to the backend first (Backend section)"
+    problem = session.connection_problem()
+    if problem:
+        return problem
     settings = scene_settings(context)
     t2 = settings.text_to_4d
     if t2.use_source:
@@ -222,7 +225,8 @@ def generate_problem(context: bpy.types.Context) -> str | None:
         t2.ring_loops()
     except _errors.Recast4DError as exc:
         return str(exc)[:1].upper() + str(exc)[1:]
-    return None
+    return backend_info.generate_engine_problem(use_source=t2.use_source, has_image=t2.image is not None,
+                                                inpaint_engine=settings.generation.engine)
 
 
 class RECAST4D_OT_generate_scene(bpy.types.Operator):
@@ -234,7 +238,9 @@ class RECAST4D_OT_generate_scene(bpy.types.Operator):
     wait_until_done: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Wait Until Done", default=False, options={"SKIP_SAVE"},
         description="Block until the job ends and its results arrived (for 'blender -b' scripts)")
-    timeout_s: bpy.props.FloatProperty(name="Timeout", default=7200.0, min=1.0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    timeout_s: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Timeout", default=7200.0, min=1.0, options={"SKIP_SAVE"},
+        description="Wait Until Done: seconds to wait before giving up (the job keeps running on the backend)")
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -289,7 +295,7 @@ class RECAST4D_PT_text_to_4d(SectionPanel, bpy.types.Panel):
         row.active = t2.use_source and scene_settings(context).source.kind == "SCENE"
         row.prop(t2, "foreground")
         layout.prop(t2, "foreground_gaussians")
-        layout.label(text="Fill engine, sampler, LoRA and outputs: Generation section", icon="INFO")
+        error_ui.draw_wrapped(layout, context, "Fill engine, sampler, LoRA and outputs: Generation section", icon="INFO")
         layout.operator(RECAST4D_OT_generate_scene.bl_idname, icon="SHADERFX")
 
 

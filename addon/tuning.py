@@ -22,7 +22,7 @@ from pathlib import Path
 
 import bpy
 
-from . import session, source, submit
+from . import backend_info, session, source, submit
 from .deps import protocol_module
 from .jobs import find_job
 from .panel import SectionPanel, report_errors, scene_settings
@@ -54,7 +54,7 @@ def angle_schedule(max_angle: float) -> list[float]:
 class RECAST4D_PG_tuned_lora(bpy.types.PropertyGroup):
     """A LoRA a tune job registers: ``name`` is the LoRA id, ``job_id`` the tune job."""
 
-    job_id: bpy.props.StringProperty(name="Job ID")  # type: ignore[valid-type]
+    job_id: bpy.props.StringProperty(name="Job ID", description="The tune job that registers it")  # type: ignore[valid-type]
     offered: bpy.props.BoolProperty(  # type: ignore[valid-type]
         default=False, description="Already put into Generation > LoRA once the job finished")
 
@@ -75,7 +75,8 @@ class RECAST4D_PG_tune(bpy.types.PropertyGroup):
         name="Max Angle", default=DEFAULT_MAX_ANGLE, min=10.0, max=180.0, precision=0,
         description="Largest camera turn (degrees) the last self-iterative round trains on; "
                     "rounds grow 30, 45, 60, ... up to it")
-    tuned_loras: bpy.props.CollectionProperty(type=RECAST4D_PG_tuned_lora)  # type: ignore[valid-type]
+    tuned_loras: bpy.props.CollectionProperty(  # type: ignore[valid-type]
+        type=RECAST4D_PG_tuned_lora, description="LoRAs tune jobs of this scene register")
 
     def to_params(self) -> dict:
         """The ``tune`` options map (``TuneConfig`` fields)."""
@@ -250,8 +251,9 @@ def stop_timer() -> None:
 
 def tune_problem(context: bpy.types.Context) -> str | None:
     """Why a tune job cannot be started now, in words, or ``None``."""
-    if session.current_client() is None:
-        return "Connect to the backend first (Backend section)"
+    problem = session.connection_problem() or backend_info.tune_engine_problem()
+    if problem:
+        return problem
     settings = scene_settings(context)
     if settings.source.kind != "SCENE":
         return "Tuning needs depth: set the Source to 'This Scene'"
@@ -279,7 +281,9 @@ class RECAST4D_OT_tune_lora(bpy.types.Operator):
     wait_until_done: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Wait Until Done", default=False, options={"SKIP_SAVE"},
         description="Block until the job ends (for 'blender -b' scripts, where timers never run)")
-    timeout_s: bpy.props.FloatProperty(name="Timeout", default=86400.0, min=1.0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    timeout_s: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Timeout", default=86400.0, min=1.0, options={"SKIP_SAVE"},
+        description="Wait Until Done: seconds to wait before giving up (the job keeps running on the backend)")
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -300,7 +304,8 @@ class RECAST4D_OT_use_tuned_lora(bpy.types.Operator):
     bl_label = "Use LoRA"
     bl_options = {"REGISTER", "UNDO"}
 
-    lora_id: bpy.props.StringProperty(name="LoRA ID", options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    lora_id: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="LoRA ID", options={"SKIP_SAVE"}, description="The tuned LoRA to put into Generation > LoRA")
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:

@@ -44,6 +44,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("recast4d.server")
 
 
+def engine_report() -> list[dict[str, Any]]:
+    """The engines this backend can run, as ``recast4d doctor`` sees them: one plain map per engine
+    (``kind``, ``name``, ``usable``, ``reason``, ``hint``), sent with ``welcome`` (extra content key
+    ``engines``) so a client can disable what would fail. Empty if the registry cannot be read."""
+    try:
+        from backend.engines.registry import engine_status
+
+        statuses = engine_status()
+    except Exception as exc:  # never fail a hello over the report
+        log.warning("engine report unavailable: %s", exc)
+        return []
+    return [{"kind": s.kind, "name": s.name, "usable": bool(s.usable), "reason": str(s.reason)[:512],
+             "hint": str(s.hint)[:512]} for s in statuses]
+
+
 def _error_dict(exc: Recast4DError) -> dict[str, Any]:
     return {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
 
@@ -66,8 +81,10 @@ class RequestHandlers:
         from .app import CAPABILITIES
 
         gpu = GpuInfo(**self.gpu) if self.gpu else None
-        self.send(client, Welcome(server_session=self.session, version=version, capabilities=CAPABILITIES,
-                                  limits=self.limits, gpu=gpu), parent_id=msg.msg_id)
+        welcome = Welcome(server_session=self.session, version=version, capabilities=CAPABILITIES,
+                          limits=self.limits, gpu=gpu).to_message(msg.msg_id)
+        welcome.content["engines"] = engine_report()  # doctor data: what the add-on may offer
+        self.send(client, welcome)
         for job_id in req.resume_jobs:
             record = self.store.get(job_id)
             if record is None:

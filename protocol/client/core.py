@@ -210,6 +210,8 @@ class Connection:
         if isinstance(typed, Welcome):
             self.welcome = typed
             self.codec.limits = typed.limits
+            engines = msg.content.get("engines")  # the server's doctor data (extra key; older servers omit it)
+            event.data = {"engines": engines if isinstance(engines, list) else None}
         elif isinstance(typed, UploadCredit):
             upload = self.uploads.get((typed.job_id, typed.input))
             if upload is not None:

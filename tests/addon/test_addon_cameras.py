@@ -102,7 +102,10 @@ def test_add_camera_path_operator_poll_explains_missing_camera(registered_addon)
     import bpy
 
     assert bpy.context.scene.camera is None
-    assert not bpy.ops.recast4d.add_camera_path.poll()
+    assert not bpy.ops.recast4d.add_camera_path.poll()  # the default source is a Movie Clip: none picked
+    with pytest.raises(RuntimeError, match="Pick a Movie Clip"):
+        bpy.ops.recast4d.add_camera_path(preset="orbit", spec_text="orbit:left:10")
+    bpy.context.scene.recast4d.source.kind = "SCENE"
     with pytest.raises(RuntimeError, match="source camera"):
         bpy.ops.recast4d.add_camera_path(preset="orbit", spec_text="orbit:left:10")
 

@@ -153,6 +153,7 @@ def test_real_reshoot_pipeline_from_the_scene(registered_addon, tmp_path):
         scene.recast4d.generation.engine = "classical"
         scene.recast4d.generation.fit_gaussians = False
         connection.connect_backend(PreferenceValues(connection_file=str(conn_file)), start_timer=False)
+        assert connection.wait_until_connected(30)  # Re-film is refused while still connecting
         # the operator's blocking mode, as a `blender -b` script would use it
         assert bpy.ops.recast4d.submit_job(wait_until_done=True, timeout_s=240) == {"FINISHED"}
         session.detach_client()

@@ -22,6 +22,7 @@ def recording_client(registered_addon):
 
     client = RecordingClient()
     session.attach_client(client, start_timer=False)
+    session.state().status["connected"] = True  # the backend answered (welcome)
     yield client
     session.detach_client()
 
@@ -34,6 +35,7 @@ def test_polls_say_why_generating_is_disabled(registered_addon):
     with pytest.raises(RuntimeError, match="Connect to the backend"):
         bpy.ops.recast4d.generate_scene()
     session.attach_client(RecordingClient(), start_timer=False)
+    session.state().status["connected"] = True  # the backend answered (welcome)
     try:
         t2 = bpy.context.scene.recast4d.text_to_4d
         with pytest.raises(RuntimeError, match="Type a prompt"):
@@ -142,6 +144,7 @@ def test_real_generate_job_from_the_scene_imports_like_any_result(registered_add
         t2.foreground_gaussians = False
         scene.recast4d.outputs.video = False
         connection.connect_backend(PreferenceValues(connection_file=str(conn_file)), start_timer=False)
+        assert connection.wait_until_connected(30)
         assert bpy.ops.recast4d.generate_scene(wait_until_done=True, timeout_s=120) == {"FINISHED"}
         session.detach_client()
         job = scene.recast4d.jobs[-1]

@@ -57,6 +57,7 @@ def recording_client(registered_addon):
 
     client = RecordingClient()
     session.attach_client(client, start_timer=False)
+    session.state().status["connected"] = True  # the backend answered (welcome)
     yield client
     session.detach_client()
 
@@ -92,6 +93,7 @@ def test_polls_say_why_tuning_is_disabled(registered_addon):
     with pytest.raises(RuntimeError, match="No tune job has finished"):
         bpy.ops.recast4d.use_tuned_lora(lora_id="x")
     session.attach_client(RecordingClient(), start_timer=False)
+    session.state().status["connected"] = True  # the backend answered (welcome)
     try:
         bpy.context.scene.recast4d.source.kind = "CLIP"
         with pytest.raises(RuntimeError, match="needs depth"):

@@ -13,11 +13,22 @@ import pytest
 pytestmark = pytest.mark.blender
 
 
+class OperatorProperties:
+    """What ``layout.operator`` returns: setting an operator property checks that it exists."""
+
+    def __init__(self, rna) -> None:
+        object.__setattr__(self, "_rna", rna)
+
+    def __setattr__(self, name: str, value) -> None:
+        assert name in self._rna.properties, f"{self._rna.identifier} has no property {name!r}"
+
+
 class CheckingLayout:
     def __init__(self, bpy, log: list) -> None:
         self._bpy, self._log = bpy, log
         self.use_property_split = False
         self.enabled = self.active = self.alert = True
+        self.alignment = "EXPAND"
 
     def _child(self, *args, **kwargs) -> CheckingLayout:
         return CheckingLayout(self._bpy, self._log)
@@ -31,8 +42,9 @@ class CheckingLayout:
     def operator(self, idname: str, **kwargs):
         module, name = idname.split(".")
         assert hasattr(getattr(self._bpy.ops, module), name), idname
-        getattr(getattr(self._bpy.ops, module), name).get_rna_type()  # raises if not registered
+        rna = getattr(getattr(self._bpy.ops, module), name).get_rna_type()  # raises if not registered
         self._log.append(("operator", idname))
+        return OperatorProperties(rna)
 
     def label(self, text: str = "", **kwargs) -> None:
         self._log.append(("label", text))
@@ -58,7 +70,8 @@ def _draw_all(bpy, addon) -> list:
               for cls in [getattr(bpy.types, name)]]
     assert {"RECAST4D_PT_main", "RECAST4D_PT_backend", "RECAST4D_PT_source", "RECAST4D_PT_targets",
             "RECAST4D_PT_generation", "RECAST4D_PT_jobs"} <= {p.__name__ for p in panels}
-    modules = [addon.panel, addon.connection, addon.source, addon.targets, addon.generation, addon.jobs]
+    modules = [addon.panel, addon.connection, addon.source, addon.targets, addon.generation, addon.jobs,
+               addon.outputs, addon.tuning, addon.text_to_4d]
     classes = {cls.__name__: cls for m in modules for cls in getattr(m, "CLASSES", ())}
     classes["RECAST4D_PT_main"] = addon.panel.RECAST4D_PT_main
     for name, cls in classes.items():
@@ -100,8 +113,9 @@ def test_panels_draw_in_every_state(registered_addon):
     finally:
         session.detach_client()
     assert ("operator", "recast4d.disconnect") in log
-    assert ("progress", "render: 3/9") in log and ("progress", "frames 2/9") in log
-    assert ("label", "depth engine needs weights") in log
+    assert ("progress", "Render views 3/9") in log and ("progress", "Frames 2/9") in log
+    assert ("label", "depth engine needs weights") in log and ("label", "second line") in log
+    assert ("operator", "recast4d.copy_error") in log
     assert ("prop", "frame_start") in log and ("list", "targets") in log
 
 
@@ -115,7 +129,10 @@ def test_operator_polls_explain_themselves(registered_addon):
         bpy.ops.recast4d.import_result: "Select a job",
         bpy.ops.recast4d.disconnect: "Not connected",
         bpy.ops.recast4d.start_backend: "Backend Python",
-        bpy.ops.recast4d.render_shot: "no active camera",
+        bpy.ops.recast4d.render_shot: "Select a job",
+        bpy.ops.recast4d.setup_render: "Select a job",
+        bpy.ops.recast4d.restore_render: "nothing to restore",
+        bpy.ops.recast4d.copy_error: "no error",
         bpy.ops.recast4d.remove_target: "No target selected",
     }
     for op, reason in checks.items():
@@ -139,5 +156,5 @@ def test_ui_lists_draw_their_items(registered_addon):
                                     "active_job_index")
     targets.RECAST4D_UL_targets.draw_item(None, bpy.context, CheckingLayout(bpy, log), settings, target, 0,
                                           settings, "active_target_index")
-    assert ("label", "01234567") in log and ("label", "Streaming") in log
+    assert ("label", "Re-film") in log and ("label", "Streaming") in log
     assert ("prop", "camera") in log and ("label", "orbit:left:30") in log
