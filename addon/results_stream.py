@@ -212,11 +212,12 @@ def safe_relative_path(name: str) -> Path:
     return Path(*parts)
 
 
-def apply_chunk(chunk: Any, chunk_meta: dict[str, Any] | None = None) -> None:
+def apply_chunk(chunk: Any, chunk_meta: dict[str, Any] | None = None, *, show_preview: bool = True) -> None:
     """Consume one ``result.chunk``: append a file piece or replace the preview point geometry.
 
     ``chunk_meta`` is the chunk's own metadata (as the job emitted it); a ``filename`` there
-    overrides the stream's.
+    overrides the stream's. ``show_preview=False`` counts a points frame without rebuilding the
+    preview (a newer frame is already waiting to replace it).
     """
     scene, job = find_job_anywhere(chunk.job_id)
     if job is None:
@@ -240,9 +241,10 @@ def apply_chunk(chunk: Any, chunk_meta: dict[str, Any] | None = None) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             # written as <name>.part and renamed at result.end: a file that exists is complete
             handle = _open_files[key] = open(target.with_name(target.name + ".part"), "wb")  # noqa: SIM115
-        handle.write(np.ascontiguousarray(arrays["data"], dtype=np.uint8).tobytes())
+        handle.write(memoryview(np.ascontiguousarray(arrays["data"], dtype=np.uint8)))  # no copy
     elif "xyz" in arrays:
-        update_preview(scene, job, arrays["xyz"], arrays.get("rgb"))
+        if show_preview:
+            update_preview(scene, job, arrays["xyz"], arrays.get("rgb"))
         job.frames_received += 1
 
 

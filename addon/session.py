@@ -3,9 +3,10 @@
 Threading rule: the client's own I/O thread owns the ZeroMQ socket and never touches ``bpy``.
 The main thread only talks to it through the client's thread-safe methods (``submit``, ``cancel``,
 ``consumed``, ``poll_events``). A persistent ``bpy.app.timers`` callback, :func:`tick`, drains
-events within :data:`TICK_BUDGET_S`, updates job properties, and applies **at most one** result
-chunk per tick (preview geometry or a file piece), granting credit only after it is consumed, so
-Blender's speed throttles the backend end to end. :func:`drain_blocking` runs the same event
+events within :data:`TICK_BUDGET_S`, updates job properties, and applies result chunks (preview
+geometry or file pieces) while the tick's budget allows one more of the last one's cost (at least
+one per tick), granting credit only after each is consumed, so Blender's speed throttles the
+backend end to end; while chunks wait it asks to be called again after :data:`PENDING_INTERVAL_S`. :func:`drain_blocking` runs the same event
 handling in a loop for ``blender -b`` and tests, where timers never fire.
 
 Nothing here is stored in the .blend: the job list (properties) is; the client is not.
@@ -26,6 +27,7 @@ from . import results_stream
 
 TICK_BUDGET_S = 0.008
 ACTIVE_INTERVAL_S = 0.03
+PENDING_INTERVAL_S = 0.002  # chunks are waiting: come back almost at once (the UI still redraws)
 IDLE_INTERVAL_S = 0.5
 MAX_EVENTS_PER_TICK = 256
 
@@ -175,13 +177,25 @@ def apply_one_chunk() -> bool:
     event = queue.popleft()
     chunk = results_stream.message_of(event)
     try:
-        results_stream.apply_chunk(chunk, getattr(event, "meta", None) or {})
+        results_stream.apply_chunk(chunk, getattr(event, "meta", None) or {},
+                                   show_preview=not _newer_chunk_pending(chunk))
     except (OSError, ValueError) as exc:  # bad file name from the wire, disk full: the job says so
         results_stream.chunk_failed(chunk, exc)
     client = _STATE.client
     if client is not None:
         client.consumed(chunk.job_id, chunk.stream, chunk.chunk)  # credit only once consumed
     return True
+
+
+def _newer_chunk_pending(chunk: Any) -> bool:
+    """True if a later chunk of the same stream already waits (its preview would replace this one's
+    at once, so this frame is counted and acknowledged without rebuilding the preview geometry)."""
+    key = (chunk.job_id, chunk.stream)
+    for event in _STATE.pending_chunks:
+        later = results_stream.message_of(event)
+        if _event_type(event) == "result.chunk" and (later.job_id, later.stream) == key:
+            return True
+    return False
 
 
 def _redraw_sidebar() -> None:
@@ -212,7 +226,7 @@ def tick() -> float | None:
         busy = process_events(events)
         remaining = TICK_BUDGET_S - (time.perf_counter() - started)
         if remaining > 0 and not getattr(bpy.context.window_manager, "is_interface_locked", False):
-            busy = apply_one_chunk() or busy
+            busy = apply_chunks_within(started + TICK_BUDGET_S) or busy
         if busy:
             _redraw_sidebar()
     except ReferenceError:  # the scene was freed by a file load; jobs are looked up again next tick
@@ -225,7 +239,26 @@ def tick() -> float | None:
     _STATE.last_tick_s = elapsed
     _STATE.max_tick_s = max(_STATE.max_tick_s, elapsed)
     _STATE.ticks += 1
-    return ACTIVE_INTERVAL_S if busy or _STATE.pending_chunks else IDLE_INTERVAL_S
+    if _STATE.pending_chunks:
+        return PENDING_INTERVAL_S
+    return ACTIVE_INTERVAL_S if busy else IDLE_INTERVAL_S
+
+
+def apply_chunks_within(deadline: float) -> bool:
+    """Apply pending chunks until the next one (costing about as much as the last) would end after
+    ``deadline`` (``time.perf_counter()`` seconds); always at least one. True if any was applied.
+
+    File pieces cost a write each, so a tick takes many; a preview frame may take the whole budget.
+    """
+    applied = False
+    while True:
+        begun = time.perf_counter()
+        if not apply_one_chunk():
+            return applied
+        applied = True
+        now = time.perf_counter()
+        if now + (now - begun) > deadline:
+            return applied
 
 
 def drain_blocking(until: Callable[[], bool], *, timeout_s: float = 60.0, poll_s: float = 0.05) -> bool:

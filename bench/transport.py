@@ -5,8 +5,10 @@ the job folder, signed envelope, typed ``result.chunk``, credit window from ``Li
 ``protocol.client.BlockingClient`` that decodes, verifies and acknowledges every chunk.
 Both servers run in their own process (as in production: Blender and the backend are two processes).
 Baseline (same run, same process layout): a raw pyzmq ROUTER process sends the same bytes as
-zero-copy multipart ``[header, xyz, rgb]`` to a DEALER under the same credit window; the DEALER
-receives ``copy=False`` and wraps the frames with ``np.frombuffer``.
+zero-copy multipart ``[header, xyz, rgb]`` to a DEALER under the same credit window and ack cadence;
+the DEALER receives ``copy=False`` and wraps the frames with ``np.frombuffer``. Besides wall time,
+each side's CPU time per stream is recorded (``/proc``): on a 2-core machine both I/O threads
+saturate the cores, so CPU spent outside the copies is what costs throughput.
 
 Prints MB/s (1 MB = 1e6 bytes of array payload) and the ratio ours / baseline as the last line.
 Usage: ``python bench/transport.py [--frames 81] [--points 262144] [--repeats 15]``
@@ -17,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -95,18 +99,24 @@ def _raw_server(port_queue: multiprocessing.Queue, frames_count: int, points: in
     ctx.term()
 
 
-def bench_raw(dealer: zmq.Socket, frames: int) -> tuple[float, int]:
-    """Receive one full stream from the raw server (``copy=False`` + ``np.frombuffer``), acking each."""
+def bench_raw(dealer: zmq.Socket, frames: int, window: int) -> tuple[float, int]:
+    """Receive one full stream from the raw server (``copy=False`` + ``np.frombuffer``).
+
+    Acks are cumulative and sent at the cadence our client uses (every half window, and after the
+    last chunk), so both sides run the same credit protocol.
+    """
     start = time.perf_counter()
     dealer.send(b"start")
     nbytes = 0
+    step = max(1, window // 2)
     for index in range(frames):
         header, xyz_frame, rgb_frame = dealer.recv_multipart(copy=False)
         meta = msgpack.unpackb(header.bytes)
         xyz = np.frombuffer(xyz_frame.buffer, dtype=np.float32).reshape(meta["xyz"][0])
         rgb = np.frombuffer(rgb_frame.buffer, dtype=np.uint8).reshape(meta["rgb"][0])
         nbytes += xyz.nbytes + rgb.nbytes
-        dealer.send(str(index + 1).encode())
+        if (index + 1) % step == 0 or index + 1 == frames:
+            dealer.send(str(index + 1).encode())
     return time.perf_counter() - start, nbytes
 
 
@@ -116,6 +126,27 @@ def _our_server(jobs_dir: Path, conn_file: Path, stop: multiprocessing.Event) ->
     server.start()
     stop.wait()
     server.stop()
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(run, server_pid: int) -> tuple[float, int, float, float]:
+    """``run()`` -> (seconds, bytes); adds the server's and this process's CPU seconds for that run."""
+    server0, client0 = process_cpu_s(server_pid), time.process_time()
+    elapsed, nbytes = run()
+    return elapsed, nbytes, process_cpu_s(server_pid) - server0, time.process_time() - client0
+
+
+def summary(runs: list[tuple[float, int, float, float]]) -> dict[str, float]:
+    """Best and median wall time (ms) and the median CPU per stream of server and client (ms)."""
+    return {"best_ms": round(min(r[0] for r in runs) * 1e3, 1),
+            "median_ms": round(statistics.median(r[0] for r in runs) * 1e3, 1),
+            "server_cpu_ms": round(statistics.median(r[2] for r in runs) * 1e3, 1),
+            "client_cpu_ms": round(statistics.median(r[3] for r in runs) * 1e3, 1)}
 
 
 def main() -> None:
@@ -152,8 +183,8 @@ def main() -> None:
             assert first.state == "done"
             ours, raw = [], []
             for _ in range(args.repeats):  # interleaved, best of N each
-                ours.append(bench_ours(client, "bench", args.frames))
-                raw.append(bench_raw(dealer, args.frames))
+                ours.append(timed(lambda: bench_ours(client, "bench", args.frames), ours_proc.pid))
+                raw.append(timed(lambda: bench_raw(dealer, args.frames, window), raw_proc.pid))
         finally:
             client.close()
             dealer.close(0)
@@ -162,8 +193,8 @@ def main() -> None:
             ours_proc.join(30)
             raw_proc.join(30)
 
-    best_ours = min(t for t, _ in ours)
-    best_raw = min(t for t, _ in raw)
+    best_ours = min(r[0] for r in ours)
+    best_raw = min(r[0] for r in raw)
     payload = ours[0][1]
     assert payload == raw[0][1]
     mb_ours = payload / best_ours / 1e6
@@ -171,12 +202,16 @@ def main() -> None:
     print(f"payload {payload / 1e6:.1f} MB in {args.frames} chunks, window {window}")
     print(f"ours (server -> client, persisted result): best {best_ours * 1e3:.1f} ms = {mb_ours:.0f} MB/s")
     print(f"raw pyzmq zero-copy multipart:             best {best_raw * 1e3:.1f} ms = {mb_raw:.0f} MB/s")
+    ours_s, raw_s = summary(ours), summary(raw)
+    print(f"CPU per stream (median): ours server {ours_s['server_cpu_ms']} ms + client {ours_s['client_cpu_ms']} ms; "
+          f"raw server {raw_s['server_cpu_ms']} ms + client {raw_s['client_cpu_ms']} ms")
     print(f"first run incl. producing + persisting every chunk: {produce_and_stream_s:.2f} s")
     print(json.dumps({
         "bench": "transport", "unit": "MB/s", "value": round(mb_ours, 1), "baseline": round(mb_raw, 1),
         "ratio": round(mb_ours / mb_raw, 3), "device": "cpu", "goal": ">= 0.8",
         "frames": args.frames, "points": args.points, "payload_mb": round(payload / 1e6, 1),
         "window": window, "first_run_with_persist_s": round(produce_and_stream_s, 2),
+        "ours": ours_s, "raw": raw_s,
     }))
 
 

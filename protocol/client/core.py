@@ -102,7 +102,8 @@ class _Stream:
     job_id: str
     stream: str
     received: int = 0  # next chunk index expected
-    consumed: int = 0  # chunks the caller has consumed (cumulative ack)
+    consumed: int = 0  # chunks the caller has consumed
+    acked: int = 0  # the cumulative ack last sent to the server (<= consumed)
     ended: bool = False
     restarting: bool = False  # a resend was asked: chunks before its result.begin are stale
 
@@ -224,7 +225,7 @@ class Connection:
             start = int(typed.meta.get("from_chunk", 0)) if isinstance(typed.meta, dict) else 0
             state = self.streams.get(key)
             if state is None or start < state.received:
-                self.streams[key] = _Stream(typed.job_id, typed.stream, received=start, consumed=start)
+                self.streams[key] = _Stream(typed.job_id, typed.stream, received=start, consumed=start, acked=start)
             self.streams[key].ended = self.streams[key].restarting = False
         elif isinstance(typed, ResultChunk):
             meta = msg.content.get("meta")
@@ -300,7 +301,11 @@ class Connection:
         if state is None:
             return
         state.consumed = max(state.consumed, chunk + 1)
-        self.send(Credit(job_id=job_id, stream=stream, ack=state.consumed, window=self.window))
+        # Credit is cumulative, so one ack per half window keeps the server at least half a window
+        # ahead of the consumer (it may send up to acked + window - 1) at half the messages.
+        if state.consumed - state.acked >= max(1, self.window // 2):
+            state.acked = state.consumed
+            self.send(Credit(job_id=job_id, stream=stream, ack=state.consumed, window=self.window))
 
     def cancel(self, job_id: str) -> str:
         return self.send(Cancel(job_id=job_id))
@@ -312,7 +317,8 @@ class Connection:
         """Ask for ``stream`` again from ``from_chunk`` (default: the first chunk not yet received)."""
         state = self.streams.get((job_id, stream))
         start = from_chunk if from_chunk is not None else (state.received if state is not None else 0)
-        self.streams[(job_id, stream)] = _Stream(job_id, stream, received=start, consumed=start, restarting=True)
+        self.streams[(job_id, stream)] = _Stream(job_id, stream, received=start, consumed=start, acked=start,
+                                                   restarting=True)
         return self.send(Resend(job_id=job_id, stream=stream, from_chunk=start))
 
     def unfinished_streams(self) -> list[tuple[str, str, int]]:
