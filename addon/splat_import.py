@@ -20,8 +20,10 @@ class RECAST4D_OT_import_splat_ply(bpy.types.Operator):
     bl_label = "Import Gaussian Splats (.ply)"
     bl_options = {"REGISTER", "UNDO"}
 
-    filepath: bpy.props.StringProperty(subtype="FILE_PATH")  # type: ignore[valid-type]
-    filter_glob: bpy.props.StringProperty(default="*.ply", options={"HIDDEN"})  # type: ignore[valid-type]
+    filepath: bpy.props.StringProperty(  # type: ignore[valid-type]
+        subtype="FILE_PATH", description="The 3DGS PLY file (Inria layout, as the backend writes it)")
+    filter_glob: bpy.props.StringProperty(  # type: ignore[valid-type]
+        default="*.ply", options={"HIDDEN"}, description="File types shown in the file browser")
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
