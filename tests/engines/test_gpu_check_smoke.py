@@ -1,0 +1,57 @@
+"""bench/gpu_check.py: the GPU check's code paths with tiny models on the CPU (``--smoke``), and its skip."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+GPU_CHECK = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
+
+
+def load_gpu_check():
+    spec = importlib.util.spec_from_file_location("bench_gpu_check", GPU_CHECK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_runs_every_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert load_gpu_check().main(["--smoke", "--out", str(tmp_path)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["bench"] == "gpu_check" and summary["failed"] == []
+    checks = summary["checks"]
+    assert set(checks) == {"attention", "inpaint", "tune", "gsplat", "geometry", "gpu_tests"}
+    assert all(check["status"] == "ok" for check in checks.values()), checks
+    assert summary["value"] == summary["baseline"] == 6
+    inpaint = checks["inpaint"]["result"]
+    assert inpaint["baseline_s_per_clip"] > 0 and inpaint["engine_s_per_clip"] > 0 and inpaint["fast_s_per_clip"] > 0
+    backends = {b["name"]: b for b in checks["attention"]["result"]["backends"]}
+    assert backends["native"]["usable"] and backends["_native_math"]["usable"]  # checked against SDPA on the CPU
+    assert checks["tune"]["result"]["projected_2000_steps_min"] > 0
+    assert checks["geometry"]["result"]["frames_per_s"] > 0 and checks["gsplat"]["result"]["fit_its_per_s"] > 0
+    assert "test_gsplat_agreement.py" in " ".join(checks["gpu_tests"]["result"]["files"])
+    written = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert written["checks"].keys() == checks.keys() and (tmp_path / "gpu_check.log").stat().st_size > 0
+
+
+def test_gpu_check_without_cuda_says_skipped(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the check would run for real")
+    assert load_gpu_check().main([]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "skipped" in out[0] and json.loads(out[-1])["skipped"] is True
+
+
+def test_a_failing_check_is_reported_and_fails_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    module = load_gpu_check()
+    monkeypatch.setattr(module, "command_for", lambda name, smoke: ["python3", "-c", "raise SystemExit('boom')"])
+    assert module.main(["--smoke", "--only", "geometry", "--out", str(tmp_path)]) == 1
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["failed"] == ["geometry"] and summary["checks"]["geometry"]["error"] == "boom"
