@@ -204,6 +204,54 @@ def free_vram_bytes(device: Any = None) -> tuple[int, int] | None:
     return int(free), int(total)
 
 
+@dataclass(frozen=True)
+class FitReport:
+    """One ``doctor`` row: what a model needs on this machine at the default clip."""
+
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+def _transformer_config(models_dir: Any, folder_name: str, published: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The weights folder's transformer config if it is there, else the published one (and which it was)."""
+    import json
+    from pathlib import Path
+
+    if models_dir is not None:
+        path = Path(models_dir).expanduser() / folder_name / "transformer" / "config.json"
+        if path.is_file():
+            try:
+                return json.loads(path.read_text()), str(path)
+            except (OSError, ValueError):
+                pass
+    return published, "published config"
+
+
+def fit_reports(free_bytes: int | None, total_bytes: int | None = None, models_dir: Any = None,
+                clip: ClipShape = ClipShape()) -> list[FitReport]:
+    """For ``doctor``: per wan-vace model, the placement chosen with ``free_bytes`` free (quality and fast preset)."""
+    if free_bytes is None:
+        return [FitReport("vram", False, "no CUDA device: the diffusion engines would run on the CPU (very slowly)",
+                          "see docs/gpu.md for what fits on 24, 48 and 80 GB cards")]
+    card = f"{free_bytes / GIB:.1f} GiB free" + (f" of {total_bytes / GIB:.1f} GiB" if total_bytes else "")
+    rows = [FitReport("vram", True, card)]
+    for engine, folder, published in (("wan-vace", "Wan2.1-VACE-1.3B-diffusers", WAN_VACE_1_3B_CONFIG),
+                                      ("wan-vace-14b", "Wan2.1-VACE-14B-diffusers", WAN_VACE_14B_CONFIG)):
+        config, source = _transformer_config(models_dir, folder, published)
+        size = WanTransformerSize.from_config(config)
+        quality = plan_placement(MemoryModel(size, clip), free_bytes)
+        fast = plan_placement(MemoryModel(size, ClipShape(clip.frames, clip.height, clip.width, 1)), free_bytes)
+        fits_somewhere = quality.placement != "sequential" or fits(MemoryModel(size, clip).peak_bytes("sequential"),
+                                                                  free_bytes)
+        detail = (f"{clip.width}x{clip.height}x{clip.frames}: {quality.reason}; fast preset: {fast.placement} "
+                  f"(~{fast.peak_gib[fast.placement]:.1f} GiB) [{source}]")
+        hint = "" if fits_somewhere else "lower max_pixels / window_frames or use a larger card (docs/gpu.md)"
+        rows.append(FitReport(f"vram {engine}", fits_somewhere, detail, hint))
+    return rows
+
+
 def placement_table(card_gib: tuple[int, ...] = (24, 48, 80),
                     clips: tuple[ClipShape, ...] = (ClipShape(81, 512, 512), ClipShape(81, 480, 832))) -> str:
     """A markdown table: for each model and clip, the placement chosen on each card size (for docs/gpu.md).
