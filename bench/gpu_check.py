@@ -191,7 +191,7 @@ def command_for(name: str, smoke: bool) -> list[str]:
     if name == "inpaint":
         return [python, str(BENCH / "inpaint.py"), *flag]
     if name == "tune":
-        return [python, str(BENCH / "tune.py"), *flag, "--steps", "3", "--warmup", "1"]
+        return [python, str(BENCH / "tune.py"), *flag, "--steps", "3", "--warmup", "1", "--baseline-steps", "2"]
     if name == "gpu_tests":
         return [python, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", *gpu_test_files()]
     return [python, str(Path(__file__).resolve()), "--child", name, *flag]

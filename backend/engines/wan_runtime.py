@@ -115,6 +115,7 @@ def set_attention(pipe: Any, options: Any, device: Any, dtype: Any) -> tuple[str
     requested = options.attention_backend
     measurements: list[dict] = []
     if requested in (None, "", "native") or (requested == "auto" and device.type != "cuda"):
+        pipe.transformer.reset_attention_backend()
         return "native", measurements
     if requested == "auto":
         config = pipe.transformer.config
@@ -128,6 +129,7 @@ def set_attention(pipe: Any, options: Any, device: Any, dtype: Any) -> tuple[str
         requested = choose_attention_backend(results)
         torch.cuda.empty_cache()
         if requested == "native":
+            pipe.transformer.reset_attention_backend()
             return requested, measurements
     try:
         pipe.transformer.set_attention_backend(requested)
