@@ -30,6 +30,7 @@ With ``compile=True`` and LoRA switching, load the LoRA before compiling (done h
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -199,6 +200,8 @@ class WanVaceEngine:
         free = free_vram_bytes(self.device) if self.device.type == "cuda" else None
         self.placement = plan_for(pipe, opts, self.device, self.dtype, None if free is None else free[0])
         apply_placement(pipe, self.placement.placement, self.device)
+        logging.getLogger(__name__).info("wan-vace on %s: placement %s; attention %s; preset %s", self.device,
+                                         self.placement.reason, self.attention_backend, opts.preset)
         if opts.compile:
             pipe.transformer.compile_repeated_blocks(fullgraph=True)
 

@@ -136,3 +136,23 @@ def test_fast_with_the_classical_engine_is_a_warning_not_a_silent_no_op() -> Non
     with pytest.raises(ValidationError, match="engine.fast must be bool"):
         ReshootRequest.from_params(dict(params, engine={"fast": "yes"}), {"frames": scene.frames,
                                                                            "depth": scene.depth})
+
+
+def test_reshoot_job_report_says_what_the_engine_chose(tiny_models_dir: Path, tiny_lora_dir: Path,
+                                                       distill_lora_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    from backend.pipelines.reshoot import ReshootRequest, run_reshoot
+    from backend.pipelines.reshoot.synthetic import sliding_square_scene
+
+    scene = sliding_square_scene(num_frames=5, width=32, height=24)
+    params = {"fps": 8, "cameras": [scene.camera.to_dict()], "prompt": "a red cube",
+              "trajectories": [{"name": "orbit", "preset": "orbit:left:12"}],
+              "engine": {"inpaint": "wan-vace", "models_dir": str(tiny_models_dir), "fast": True,
+                         "lora": "test-lora", "options": dict(TINY, vae_tiling=False)},
+              "gaussians": {"enabled": False}, "outputs": ["video"]}
+    run_reshoot(ReshootRequest.from_params(params, {"frames": scene.frames, "depth": scene.depth}), tmp_path)
+    runtime = json.loads((tmp_path / "report.json").read_text())["engine"]["runtime"]
+    assert runtime["preset"] == "fast" and runtime["steps"] == 4 and runtime["guidance"] == 1.0
+    assert [layer["adapter"] for layer in runtime["loras"]] == ["recast4d", "step-distill"]
+    assert runtime["placement"]["placement"] == "cpu" and runtime["attention_backend"] == "native"
