@@ -67,3 +67,16 @@ def test_a_failing_check_is_reported_and_fails_the_run(tmp_path: Path, capsys: p
     assert module.main(["--smoke", "--only", "geometry", "--out", str(tmp_path)]) == 1
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["failed"] == ["geometry"] and summary["checks"]["geometry"]["error"] == "boom"
+
+
+def test_gsplat_build_runs_in_the_background_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    module = load_gpu_check()
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    build = module.start_gsplat_build(tmp_path / "gsplat_build.log")
+    outcome = module.finish_gsplat_build(build, 120)
+    if torch.cuda.is_available():
+        pytest.skip("a real build ran")
+    assert outcome["status"] == "failed" and outcome["result"]["reason"] == "no CUDA device"
+    assert outcome["seconds"] > 0 and (tmp_path / "gsplat_build.log").exists()
