@@ -66,6 +66,16 @@ def clip_for(options: Any) -> ClipShape:
     return ClipShape(options.window_frames, side, side, cfg_batch)
 
 
+def resident_bytes(pipe: Any) -> int:
+    """Bytes of the transformer's and VAE's parameters that already sit on a CUDA device."""
+    total = 0
+    for model in (getattr(pipe, "transformer", None), getattr(pipe, "vae", None)):
+        for parameter in getattr(model, "parameters", list)():
+            if parameter.device.type == "cuda":
+                total += parameter.numel() * parameter.element_size()
+    return total
+
+
 def plan_for(pipe: Any, options: Any, device: Any, dtype: Any, free_bytes: int | None) -> PlacementPlan:
     """The placement for this pipeline: ``options.offload`` if given, else planned from ``free_bytes``.
 
@@ -78,8 +88,10 @@ def plan_for(pipe: Any, options: Any, device: Any, dtype: Any, free_bytes: int |
                          vae_tiling=options.vae_tiling)
     if device.type != "cuda":
         free_bytes = None
-    elif free_bytes is not None and options.vram_budget_gb is not None:
-        free_bytes = min(free_bytes, int(options.vram_budget_gb * GIB))
+    elif free_bytes is not None:
+        free_bytes += resident_bytes(pipe)  # weights already on the card are part of the plan, not extra
+        if options.vram_budget_gb is not None:
+            free_bytes = min(free_bytes, int(options.vram_budget_gb * GIB))
     plan = plan_placement(memory, free_bytes)
     if options.offload != "auto" and device.type == "cuda":
         plan.placement = options.offload

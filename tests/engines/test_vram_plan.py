@@ -122,3 +122,15 @@ def test_doctor_finds_the_fast_preset_lora(tmp_path: Path) -> None:
     rows = {r.name: r for r in check_fast_preset(str(tmp_path))}
     assert rows["fast preset wan-vace-14b"].ok and not rows["fast preset wan-vace"].ok
     assert "lightx2v" not in rows["fast preset wan-vace"].hint and FAST.lora_id_1_3b in rows["fast preset wan-vace"].hint
+
+
+def test_weights_already_on_the_card_count_as_free_for_the_plan() -> None:
+    import torch
+
+    from backend.engines.wan_runtime import resident_bytes
+
+    on_cpu = SimpleNamespace(transformer=torch.nn.Linear(4, 4), vae=torch.nn.Linear(2, 2))
+    assert resident_bytes(on_cpu) == 0  # only CUDA-resident parameters count
+    fake = SimpleNamespace(parameters=lambda: [SimpleNamespace(device=torch.device("cuda"), numel=lambda: 10,
+                                                               element_size=lambda: 2)])
+    assert resident_bytes(SimpleNamespace(transformer=fake, vae=None)) == 20
