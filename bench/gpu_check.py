@@ -364,8 +364,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gpu_check: {name}: {checks[name]['status']} in {checks[name]['seconds']} s", flush=True)
     passed = sum(1 for c in checks.values() if c["status"] == "ok")
     failed = [name for name, c in checks.items() if c["status"] in ("failed", "timeout")]
+    out_of_time = [name for name, c in checks.items() if c.get("reason") == "time budget spent"]
     summary = dict(base, value=passed, baseline=len(checks), ratio=round(passed / max(1, len(checks)), 3),
-                   wall_s=round(time.perf_counter() - started, 1), failed=failed, goals=GOALS,
+                   wall_s=round(time.perf_counter() - started, 1), failed=failed, skipped_for_time=out_of_time,
+                   goals=GOALS,
                    figures=headline(checks), environment=environment, checks=checks)
     text = json.dumps(summary, default=str)
     if out is not None:

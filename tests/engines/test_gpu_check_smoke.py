@@ -64,9 +64,20 @@ def test_a_failing_check_is_reported_and_fails_the_run(tmp_path: Path, capsys: p
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     module = load_gpu_check()
     monkeypatch.setattr(module, "command_for", lambda name, smoke: ["python3", "-c", "raise SystemExit('boom')"])
-    assert module.main(["--smoke", "--only", "geometry", "--out", str(tmp_path)]) == 1
+    assert module.main(["--smoke", "--jobs", "1", "--only", "geometry,tune", "--out", str(tmp_path)]) == 1
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["failed"] == ["geometry"] and summary["checks"]["geometry"]["error"] == "boom"
+    assert summary["failed"] == ["tune", "geometry"] and summary["checks"]["geometry"]["error"] == "boom"
+    assert summary["value"] == 0 and summary["baseline"] == 2
+
+
+def test_checks_past_the_time_budget_are_skipped_not_run(capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    module = load_gpu_check()
+    ran: list[str] = []
+    monkeypatch.setattr(module, "run_check", lambda name, *args: ran.append(name))
+    assert module.main(["--smoke", "--jobs", "1", "--budget-s", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert ran == [] and summary["skipped_for_time"] == list(module.CHECK_ORDER) and summary["value"] == 0
 
 
 def test_gsplat_build_runs_in_the_background_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
