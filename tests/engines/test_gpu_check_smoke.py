@@ -91,3 +91,14 @@ def test_gsplat_build_runs_in_the_background_and_reports(tmp_path: Path, monkeyp
         pytest.skip("a real build ran")
     assert outcome["status"] == "failed" and outcome["result"]["reason"] == "no CUDA device"
     assert outcome["seconds"] > 0 and (tmp_path / "gsplat_build.log").exists()
+
+
+def test_a_check_that_runs_out_of_time_returns_what_it_printed(tmp_path: Path) -> None:
+    import sys
+
+    module = load_gpu_check()
+    slow = "import time; print('baseline: 12.0 s/clip', flush=True); time.sleep(30)"
+    module.command_for = lambda name, smoke: [sys.executable, "-c", slow]
+    with open(tmp_path / "log", "w") as log:
+        outcome = module.run_check("inpaint", True, 3.0, log)
+    assert outcome["status"] == "timeout" and outcome["partial_output"] == ["baseline: 12.0 s/clip"]
