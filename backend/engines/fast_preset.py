@@ -10,7 +10,8 @@ step between them (diffusers ``FlowMatchEulerDiscreteScheduler(shift=5.0)`` with
 ``1000 * (1 - i / n)``.
 
 The distillation LoRA is stacked with the shot's own tuned LoRA (each adapter keeps its own
-weight). It is looked up by id in ``<models>/loras/`` like any LoRA (``resolve_lora``); the Wan
+weight); both are fused into the transformer by default (``lora_mode="fuse"``), so the few steps
+pay nothing for the adapters. It is looked up by id in ``<models>/loras/`` like any LoRA (``resolve_lora``); the Wan
 transformer blocks of T2V and VACE share their names, so a T2V distillation LoRA loads into VACE
 (its keys for VACE-only layers, if any, are simply absent).
 """
@@ -29,6 +30,7 @@ class FastPreset:
     guidance_scale: float = 1.0
     shift: float = 5.0
     lora_weight: float = 1.0
+    lora_mode: str = "fuse"  # fused into the weights: no per-layer LoRA matmuls in the 4 passes
     lora_id_1_3b: str = "wan2.1-1.3b-step-distill"
     lora_id_14b: str = "wan2.1-14b-step-distill"
     source_14b: str = "lightx2v/Wan2.1-Distill-Loras (wan2.1_t2v_14b_lora_rank64_lightx2v_4step.safetensors)"

@@ -110,7 +110,7 @@ class WanVaceOptions:
                                       f"num_inference_steps={requested}; leave it out for {FAST.default_steps}")
             opts.num_inference_steps = FAST.steps_for(requested)
             for name, value in (("guidance_scale", FAST.guidance_scale), ("scheduler", "distilled"),
-                                ("flow_shift", FAST.shift)):
+                                ("flow_shift", FAST.shift), ("lora_mode", FAST.lora_mode)):
                 if name not in options:
                     setattr(opts, name, value)
         if opts.num_inference_steps < 1 or opts.window_frames < 5 or (opts.window_frames - 1) % 4:
