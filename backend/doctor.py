@@ -129,7 +129,8 @@ def check_fast_preset(models_dir: str | None) -> list[Check]:
     for engine, lora_id, source in (("wan-vace", FAST.lora_id_1_3b, FAST.source_1_3b),
                                     ("wan-vace-14b", FAST.lora_id_14b, FAST.source_14b)):
         try:
-            rows.append(Check(f"fast preset {engine}", True, f"step-distillation LoRA {resolve_lora(lora_id, models_dir)}"))
+            found = resolve_lora(lora_id, models_dir)
+            rows.append(Check(f"fast preset {engine}", True, f"step-distillation LoRA {found}"))
         except MissingWeightsError as exc:
             rows.append(Check(f"fast preset {engine}", False, f"no step-distillation LoRA '{lora_id}'",
                               f"{exc}; it is {source}"))

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.engines.fast_preset import FAST
 from protocol.camera import Camera
 from protocol.errors import ValidationError
 
@@ -65,7 +66,7 @@ class EngineOptions:
         opts = dict(self.options)
         if self.inpaint.startswith("wan-vace") and self.fast:
             opts.setdefault("preset", "fast")
-            if 1 <= self.steps <= 8:
+            if 1 <= self.steps <= FAST.max_steps:
                 opts.setdefault("num_inference_steps", self.steps)
         elif self.inpaint.startswith("wan-vace"):
             opts.setdefault("num_inference_steps", self.steps)
