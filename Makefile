@@ -24,7 +24,7 @@ STAMP53   := $(VENV53)/.installed-$(shell echo '$(BLENDER53_PACKAGES)' | sha1sum
 # render and bad-input tests, and the add-on against a real backend process.
 BLENDER53_TESTS ?= tests/blender53 tests/addon/test_addon_e2e.py
 
-.PHONY: venv venv-blender53 test test-blender53 test-fast lint demo addon bench clean
+.PHONY: venv venv-blender53 test test-blender53 test-fast lint demo addon bench clean gpu-wheels gpu-check
 
 ENGINE ?= classical
 
@@ -71,6 +71,30 @@ addon: venv
 # Every benchmark; each prints one JSON line last (GPU-only ones say they were skipped on CPU).
 bench: venv
 	for b in bench/*.py; do case $$b in bench/demo*) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The prepared GPU check (bench/gpu_check.py, docs/gpu.md). Beforehand, where a registry is reachable:
+# `make gpu-wheels` puts the cp312 manylinux wheels the GPU machine lacks into .whl/ (git-ignored, ~14 MB);
+# on the GPU machine (its own python3, no registry) `make gpu-check` installs them with --no-index into
+# GPU_SITE and runs every check (<= 8 min on one H100/H200; prints one JSON summary, also to $$OUT).
+GPU_PYTHON ?= python3
+GPU_SITE   ?= /tmp/recast4d-gpu-site
+GPU_WHEELS ?= diffusers==0.42.1 gsplat==1.5.3 peft==0.21.2
+GPU_PIP    ?= $(if $(wildcard $(PY)),$(PY),python3) -m pip
+WHEEL_TAGS := --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+              --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+              --platform manylinux1_x86_64
+
+gpu-wheels:
+	mkdir -p .whl
+	$(GPU_PIP) download --quiet --no-deps --only-binary=:all: $(WHEEL_TAGS) -d .whl $(GPU_WHEELS)
+	@du -sm .whl | awk '{ if ($$1 > 48) { print "error: .whl is " $$1 " MiB; the GPU copy limit is 64 MiB in all"; exit 1 } \
+	                     else print ".whl: " $$1 " MiB" }'
+
+gpu-check:
+	@if ls .whl/*.whl >/dev/null 2>&1; then \
+	  $(GPU_PYTHON) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+	    --target $(GPU_SITE) .whl/*.whl || exit 1; fi
+	PYTHONPATH=$(GPU_SITE):$(CURDIR) $(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

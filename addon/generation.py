@@ -29,6 +29,11 @@ class RECAST4D_PG_generation(bpy.types.PropertyGroup):
         name="Edit Mask", type=bpy.types.Image,
         description="White where the edited first frame differs from the source",
     )
+    fast: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Fast (Few-Step)", default=False,
+        description="Step-distillation LoRA on the backend (models folder, loras/): 4 steps at guidance 1 "
+                    "instead of 30 with guidance; Steps 1-8 pick another distilled schedule length",
+    )
     steps: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Steps", default=30, min=1, max=200, description="Diffusion sampling steps (Wan2.1 VACE)")
     guidance: bpy.props.FloatProperty(  # type: ignore[valid-type]
@@ -52,7 +57,8 @@ class RECAST4D_PG_generation(bpy.types.PropertyGroup):
     def to_params(self) -> dict:
         """Plain-data parameters for a job request (images are sent separately as arrays)."""
         return {
-            "engine": self.engine, "prompt": self.prompt, "steps": self.steps, "guidance": self.guidance,
+            "engine": self.engine, "prompt": self.prompt, "fast": self.fast, "steps": self.steps,
+            "guidance": self.guidance,
             "lora_path": bpy.path.abspath(self.lora_path) if self.lora_path else "",
             "lora_weight": self.lora_weight, "seed": self.seed, "temporal_packing": self.temporal_packing,
             "fit_gaussians": self.fit_gaussians,
@@ -75,8 +81,11 @@ class RECAST4D_PT_generation(SectionPanel, bpy.types.Panel):
         col.prop(gen, "edit_mask")
         col = layout.column(align=True)
         col.active = gen.engine != "classical"
+        col.prop(gen, "fast")
         col.prop(gen, "steps")
-        col.prop(gen, "guidance")
+        sub = col.row()
+        sub.active = not gen.fast  # the fast preset runs at guidance 1
+        sub.prop(gen, "guidance")
         col.prop(gen, "lora_path")
         sub = col.row()
         sub.active = bool(gen.lora_path)

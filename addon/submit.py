@@ -142,6 +142,7 @@ def reshoot_request_steps(scene: bpy.types.Scene) -> capture.Capture:
             "inpaint": gen["engine"], "depth": "given" if depth is not None else "depth-anything",
             "lora": gen["lora_path"] or None, "lora_weight": gen["lora_weight"], "steps": gen["steps"],
             "guidance": gen["guidance"], "seed": gen["seed"], "temporal_packing": gen["temporal_packing"],
+            "fast": gen["fast"] and gen["engine"] != "classical",
         },
         "gaussians": {"enabled": gen["fit_gaussians"]},
         "outputs": settings.outputs.to_list(),

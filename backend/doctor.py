@@ -105,9 +105,43 @@ def check_engines(models_dir: str | None) -> list[Check]:
     return rows or [Check("engines", False, "no engines registered", "")]
 
 
+def check_vram(models_dir: str | None) -> list[Check]:
+    """What fits on this machine's GPU: the wan-vace placement per model (``backend.engines.vram``)."""
+    try:
+        from backend.engines.vram import fit_reports, free_vram_bytes
+    except ImportError as exc:
+        return [Check("vram", False, f"cannot plan GPU memory ({exc})", "pip install 'recast4d[backend]'")]
+    try:
+        memory = free_vram_bytes()
+    except Exception as exc:  # report, never crash the doctor
+        return [Check("vram", False, f"cannot read free GPU memory: {exc}", "check the NVIDIA driver")]
+    free, total = memory if memory is not None else (None, None)
+    return [Check(r.name, r.ok, r.detail, r.hint) for r in fit_reports(free, total, models_dir)]
+
+
+def check_fast_preset(models_dir: str | None) -> list[Check]:
+    """Whether the step-distillation LoRAs of the wan-vace ``fast`` preset are in ``<models>/loras``."""
+    from backend.engines.fast_preset import FAST
+    from backend.engines.registry import resolve_lora
+    from protocol.errors import MissingWeightsError
+
+    rows = []
+    for engine, lora_id, source in (("wan-vace", FAST.lora_id_1_3b, FAST.source_1_3b),
+                                    ("wan-vace-14b", FAST.lora_id_14b, FAST.source_14b)):
+        try:
+            found = resolve_lora(lora_id, models_dir)
+            rows.append(Check(f"fast preset {engine}", True, f"step-distillation LoRA {found}"))
+        except MissingWeightsError as exc:
+            rows.append(Check(f"fast preset {engine}", False, f"no step-distillation LoRA '{lora_id}'",
+                              f"{exc}; it is {source}"))
+    return rows
+
+
 def run_checks(models_dir: str | None = None) -> list[Check]:
     """All checks, in table order."""
     rows = [check_python(), *check_torch(), check_gsplat()]
+    if importlib.util.find_spec("torch") is not None:
+        rows.extend(check_vram(models_dir or os.environ.get("RECAST4D_MODELS")))
     rows.append(check_module("bpy", "bpy", "bpy", "pip install bpy==5.0.1 (Python 3.11) for headless Blender tests",
                              import_it=False))
     rows.append(check_module("usd-core", "pxr", "usd-core", "pip install usd-core (USD export)"))
@@ -121,6 +155,7 @@ def run_checks(models_dir: str | None = None) -> list[Check]:
     elif models:
         rows.append(Check("models dir", True, str(models)))
     rows.extend(check_engines(models))
+    rows.extend(check_fast_preset(models))
     return rows
 
 

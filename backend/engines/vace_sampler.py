@@ -32,6 +32,7 @@ class SamplingSettings:
     conditioning_scale: float = 1.0
     seed: int = 0
     batch_cfg: bool = True
+    sigmas: list[float] | None = None  # explicit unshifted sigmas (distilled schedules); None: evenly spaced
 
 
 @dataclass
@@ -150,7 +151,10 @@ def sample_vace_window(pipe: Any, frames: np.ndarray, holes: np.ndarray, prompt_
     control = control.to(dtype)
 
     scheduler = pipe.scheduler
-    scheduler.set_timesteps(settings.num_inference_steps, device=device)
+    if settings.sigmas is not None:
+        scheduler.set_timesteps(sigmas=list(settings.sigmas), device=device)
+    else:
+        scheduler.set_timesteps(settings.num_inference_steps, device=device)
     timesteps = scheduler.timesteps
     sigmas = scheduler.sigmas.to(device=device, dtype=torch.float32)
 

@@ -12,6 +12,15 @@ known pixels. The result is resized back and composited into the source frames w
 ``feather_px`` pixels around the holes (pixels farther from every hole come back exactly as given).
 VACE masks: white (1) = generate, black (0) = keep.
 
+Speed and memory levers: ``preset="fast"`` (:mod:`backend.engines.fast_preset`: a step-distillation
+LoRA stacked with the shot's LoRA, 4-8 Euler steps on the distilled schedule, guidance 1);
+``offload="auto"`` (default) picks, from the free VRAM (capped by ``vram_budget_gb``), the fastest
+of everything on the GPU, model CPU offload, group offload and sequential offload
+(:mod:`backend.engines.vram`); ``attention_backend="auto"`` (default) measures diffusers'
+attention backends at the clip's shape on CUDA and keeps the fastest that matches SDPA
+(:mod:`backend.engines.attention`; native SDPA on the CPU). :meth:`WanVaceEngine.runtime_report`
+says what was chosen (it goes into the job report).
+
 Deliberately not offered: FirstBlockCache / MagCache (block-skipping caches). On the VACE
 transformer the control hints are added between blocks, so a cached residual already holds them
 and a skipped step adds them twice (wrong output, see reference/models.md section 5).
@@ -21,6 +30,7 @@ With ``compile=True`` and LoRA switching, load the LoRA before compiling (done h
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -28,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.engines.fast_preset import FAST, distilled_base_sigmas
 from backend.engines.inpaint_types import (
     FirstFrameEdit,
     InpaintContext,
@@ -35,9 +46,11 @@ from backend.engines.inpaint_types import (
     composite_fill,
     validate_fill_inputs,
 )
-from backend.engines.lora import load_lora
-from backend.engines.registry import WAN_VACE_1_3B, WAN_VACE_14B, require_weights, resolve_lora
+from backend.engines.lora import load_lora_stack
+from backend.engines.registry import WAN_VACE_1_3B, WAN_VACE_14B, require_weights
 from backend.engines.vace_geometry import ModelFrameLayout, pad_window, plan_windows
+from backend.engines.vram import free_vram_bytes
+from backend.engines.wan_runtime import apply_placement, lora_stack, plan_for, set_attention
 from backend.progress import CancelFn, ProgressFn, check_cancel
 from protocol.errors import ValidationError
 
@@ -55,8 +68,11 @@ class WanVaceOptions:
     dtype: str | None = None  # transformer dtype; default bfloat16 on CUDA, float32 on CPU
     num_inference_steps: int = 30
     guidance_scale: float = 6.5
-    scheduler: str = "dpm"  # "dpm" (DPM-solver++ flow), "unipc" (flow), or "saved" (the folder's)
-    flow_shift: float = 3.0  # 3.0 for ~480p/512^2, 5.0 for 720p
+    scheduler: str = "dpm"  # "dpm" (DPM-solver++ flow), "unipc" (flow), "distilled" (Euler, fixed list), "saved"
+    flow_shift: float = 3.0  # 3.0 for ~480p/512^2, 5.0 for 720p (the fast preset: 5.0)
+    preset: str = "quality"  # "quality" (the settings above) or "fast" (step-distillation LoRA, 4-8 steps)
+    distill_lora: str | None = None  # fast preset: LoRA path or id in <models>/loras (default: by model size)
+    distill_lora_weight: float = FAST.lora_weight
     conditioning_scale: float = 1.0
     window_frames: int = 81
     overlap_frames: int = 8
@@ -69,9 +85,10 @@ class WanVaceOptions:
     lora: str | None = None  # path to a LoRA file/folder or an id in <models>/loras
     lora_weight: float = 0.7
     lora_mode: str = "adapter"  # "adapter" (set_adapters) or "fuse" (fuse_lora + unload)
-    attention_backend: str | None = None  # e.g. "flash", "_flash_3", "sage", "_native_cudnn", "native"
+    attention_backend: str | None = "auto"  # "auto" (measured), None/"native", "flash", "_flash_3", "sage", ...
     compile: bool = False  # torch.compile the repeated transformer blocks (regional compilation)
-    offload: str = "none"  # "none", "model", "group" (block-level), "sequential"
+    offload: str = "auto"  # "auto" (from free VRAM), "none", "model", "group" (block-level), "sequential"
+    vram_budget_gb: float | None = None  # plan "auto" offload within this many GiB (e.g. beside Blender)
     vae_tiling: bool = True
     release_text_encoder: bool = True
     embeddings_cache_dir: str | None = None  # also keep prompt embeddings on disk (safetensors), across runs
@@ -84,21 +101,45 @@ class WanVaceOptions:
         if unknown:
             raise ValidationError(f"unknown wan-vace options: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         opts = cls(**options)
+        if opts.preset not in ("quality", "fast"):
+            raise ValidationError(f"wan-vace preset must be 'quality' or 'fast', got {opts.preset!r}")
+        if opts.preset == "fast":
+            requested = options.get("num_inference_steps")
+            if requested is not None and not 1 <= int(requested) <= FAST.max_steps:
+                raise ValidationError(f"the fast preset runs 1 to {FAST.max_steps} distilled steps, got "
+                                      f"num_inference_steps={requested}; leave it out for {FAST.default_steps}")
+            opts.num_inference_steps = FAST.steps_for(requested)
+            for name, value in (("guidance_scale", FAST.guidance_scale), ("scheduler", "distilled"),
+                                ("flow_shift", FAST.shift), ("lora_mode", FAST.lora_mode)):
+                if name not in options:
+                    setattr(opts, name, value)
         if opts.num_inference_steps < 1 or opts.window_frames < 5 or (opts.window_frames - 1) % 4:
             raise ValidationError("wan-vace needs num_inference_steps >= 1 and window_frames = 4k + 1 >= 5")
-        if opts.offload not in ("none", "model", "group", "sequential"):
-            raise ValidationError(f"offload must be none/model/group/sequential, got {opts.offload!r}")
-        if opts.scheduler not in ("dpm", "unipc", "saved"):
-            raise ValidationError(f"scheduler must be dpm/unipc/saved, got {opts.scheduler!r}")
+        if opts.offload not in ("auto", "none", "model", "group", "sequential"):
+            raise ValidationError(f"offload must be auto/none/model/group/sequential, got {opts.offload!r}")
+        if opts.scheduler not in ("dpm", "unipc", "distilled", "saved"):
+            raise ValidationError(f"scheduler must be dpm/unipc/distilled/saved, got {opts.scheduler!r}")
+        if opts.vram_budget_gb is not None and opts.vram_budget_gb <= 0:
+            raise ValidationError(f"vram_budget_gb must be > 0 GiB, got {opts.vram_budget_gb}")
         return opts
+
+    def sampling_sigmas(self) -> list[float] | None:
+        """Explicit (unshifted) sigmas for the distilled schedule; None lets the scheduler space the steps."""
+        return distilled_base_sigmas(self.num_inference_steps) if self.scheduler == "distilled" else None
 
 
 def make_flow_scheduler(kind: str, flow_shift: float, saved: Any) -> Any:
-    """The sampler's scheduler: DPM-solver++ or UniPC in flow-prediction mode, or the folder's own."""
-    from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
+    """The sampler's scheduler: DPM-solver++ or UniPC in flow-prediction mode, the distilled Euler, or the folder's."""
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        FlowMatchEulerDiscreteScheduler,
+        UniPCMultistepScheduler,
+    )
 
     if kind == "saved":
         return saved
+    if kind == "distilled":
+        return FlowMatchEulerDiscreteScheduler(shift=float(flow_shift), num_train_timesteps=1000)
     scheduler_class = DPMSolverMultistepScheduler if kind == "dpm" else UniPCMultistepScheduler
     return scheduler_class(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=float(flow_shift),
                            num_train_timesteps=1000)
@@ -151,21 +192,31 @@ class WanVaceEngine:
         pipe.text_encoder = None  # kept aside: loaded on demand, released after encoding
         self.pipe = pipe
         self._embeddings: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        if opts.lora:
-            load_lora(pipe, resolve_lora(opts.lora, models_dir), weight=opts.lora_weight,
-                      mode=opts.lora_mode)  # type: ignore[arg-type]
+        self.loras = lora_stack(opts, models_dir, pipe.transformer.config)
+        load_lora_stack(pipe, self.loras, mode=opts.lora_mode)  # type: ignore[arg-type]
         if opts.vae_tiling:
             pipe.vae.enable_tiling()
-        if opts.attention_backend:
-            try:
-                pipe.transformer.set_attention_backend(opts.attention_backend)
-            except (ValueError, RuntimeError, ImportError) as error:
-                raise ValidationError(f"attention backend {opts.attention_backend!r} is not usable here: {error}. "
-                                      "Use 'native' or install the kernel package (flash-attn, sageattention)"
-                                      ) from error
-        self._place_models()
+        self.attention_backend, self.attention_measurements = set_attention(pipe, opts, self.device, self.dtype)
+        free = free_vram_bytes(self.device) if self.device.type == "cuda" else None
+        self.placement = plan_for(pipe, opts, self.device, self.dtype, None if free is None else free[0])
+        apply_placement(pipe, self.placement.placement, self.device)
+        logging.getLogger(__name__).info("wan-vace on %s: placement %s; attention %s; preset %s", self.device,
+                                         self.placement.reason, self.attention_backend, opts.preset)
         if opts.compile:
             pipe.transformer.compile_repeated_blocks(fullgraph=True)
+
+    def runtime_report(self) -> dict[str, Any]:
+        """What this engine chose here (preset, schedule, LoRAs, placement, attention kernel), for the job report."""
+        opts = self.options
+        return {
+            "preset": opts.preset, "steps": opts.num_inference_steps, "guidance": opts.guidance_scale,
+            "scheduler": opts.scheduler, "flow_shift": opts.flow_shift, "sigmas": opts.sampling_sigmas(),
+            "loras": [{"adapter": layer.adapter_name, "path": str(layer.path), "weight": layer.weight}
+                      for layer in self.loras],
+            "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+            "placement": self.placement.to_dict(), "attention_backend": self.attention_backend,
+            "attention_measurements": self.attention_measurements,
+        }
 
     @classmethod
     def from_models_dir(cls, models_dir: Path, **options: Any) -> WanVaceEngine:
@@ -174,21 +225,6 @@ class WanVaceEngine:
     @classmethod
     def from_models_dir_14b(cls, models_dir: Path, **options: Any) -> WanVaceEngine:
         return cls(require_weights(WAN_VACE_14B, models_dir), models_dir=models_dir, **options)
-
-    def _place_models(self) -> None:
-        pipe, offload = self.pipe, self.options.offload
-        if offload == "none" or self.device.type != "cuda":
-            pipe.transformer.to(self.device)
-            pipe.vae.to(self.device)
-        elif offload == "model":
-            pipe.enable_model_cpu_offload(device=self.device)
-        elif offload == "sequential":
-            pipe.enable_sequential_cpu_offload(device=self.device)
-        else:
-            pipe.transformer.enable_group_offload(onload_device=self.device, offload_device="cpu",
-                                                  offload_type="block_level", num_blocks_per_group=1,
-                                                  use_stream=True)
-            pipe.vae.to(self.device)
 
     # ---- prompts -------------------------------------------------------------------------------
 
@@ -202,7 +238,7 @@ class WanVaceEngine:
                                       "reload it from; set the prompt embeddings first")
             self._text_encoder = UMT5EncoderModel.from_pretrained(self.folder, subfolder="text_encoder",
                                                                   torch_dtype=self.dtype, local_files_only=True)
-        encode_device = self.device if self.options.offload == "none" else torch.device("cpu")
+        encode_device = self.device if self.placement.text_encoder_on_gpu else torch.device("cpu")
         return self._text_encoder.to(encode_device).eval()
 
     def set_prompt_embeddings(self, prompt: str, prompt_embeds: Any, negative_embeds: Any = None) -> None:
@@ -277,7 +313,7 @@ class WanVaceEngine:
 
         opts = self.options
         settings = SamplingSettings(opts.num_inference_steps, opts.guidance_scale, opts.conditioning_scale,
-                                    opts.seed, opts.batch_cfg)
+                                    opts.seed, opts.batch_cfg, opts.sampling_sigmas())
         positive, negative = self.prompt_embeddings(prompt)
         return sample_vace_window(self.pipe, frames, holes, positive, negative, settings, device=self.device,
                                   dtype=self.dtype, context_frames=context_frames, on_step=on_step)

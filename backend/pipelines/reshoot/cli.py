@@ -42,6 +42,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", default=None, help="inpainting engine: classical (default) or wan-vace")
     p.add_argument("--models", default=None, help="folder holding model weights (default: $RECAST4D_MODELS)")
     p.add_argument("--lora", default=None, help="LoRA file/folder or id for the wan-vace engine")
+    p.add_argument("--fast", action="store_true",
+                   help="wan-vace few-step preset: step-distillation LoRA (<models>/loras), 4 steps (or --steps 1-8), "
+                        "guidance 1")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -144,6 +147,8 @@ def _apply_overrides(params: dict, args: argparse.Namespace) -> None:
                        ("steps", args.steps), ("guidance", args.guidance), ("seed", args.seed)):
         if value is not None:
             engine[key] = value
+    if getattr(args, "fast", False):
+        engine["fast"] = True
     if args.prompt is not None:
         params["prompt"] = args.prompt
     if args.fov is not None and "cameras" not in params:

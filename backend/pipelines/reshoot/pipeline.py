@@ -209,7 +209,9 @@ def run_reshoot(
                    "steps": request.engine.steps, "guidance": request.engine.guidance, "seed": request.engine.seed,
                    "lora": request.engine.lora, "lora_weight": request.engine.lora_weight,
                    "temporal_packing": request.engine.temporal_packing,
-                   "static_accumulation": request.engine.static_accumulation},
+                   "static_accumulation": request.engine.static_accumulation, "fast": request.engine.fast,
+                   # what the engine chose on this machine (preset, schedule, placement, attention kernel)
+                   "runtime": engine.runtime_report() if hasattr(engine, "runtime_report") else {}},
         "gaussians": {"enabled": request.gaussians.enabled,
                       "iterations": request.gaussians.resolved_iterations(dev.type),
                       "frames": gaussian_stats},

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.engines.fast_preset import FAST
 from protocol.camera import Camera
 from protocol.errors import ValidationError
 
@@ -53,14 +54,24 @@ class EngineOptions:
     packing_top_k: int = 4
     static_accumulation: bool = True
     models_dir: str | None = None
+    fast: bool = False  # few-step preset: step-distillation LoRA, 4 steps (or ``steps`` if 1-8), guidance 1
     options: dict = field(default_factory=dict)  # engine-specific extras (e.g. wan-vace offload, window_frames)
 
     def inpaint_options(self) -> dict:
-        """Constructor options for the inpainting engine: ``options`` plus, for wan-vace, the settings above."""
+        """Constructor options for the inpainting engine: ``options`` plus, for wan-vace, the settings above.
+
+        With ``fast`` the engine's fast preset sets the schedule and guidance 1; ``steps`` is passed
+        on only when it is a distilled schedule length (1-8), so the default 30 means the preset's 4.
+        """
         opts = dict(self.options)
-        if self.inpaint.startswith("wan-vace"):
+        if self.inpaint.startswith("wan-vace") and self.fast:
+            opts.setdefault("preset", "fast")
+            if 1 <= self.steps <= FAST.max_steps:
+                opts.setdefault("num_inference_steps", self.steps)
+        elif self.inpaint.startswith("wan-vace"):
             opts.setdefault("num_inference_steps", self.steps)
             opts.setdefault("guidance_scale", self.guidance)
+        if self.inpaint.startswith("wan-vace"):
             opts.setdefault("seed", self.seed)
             opts.setdefault("lora", self.lora)
             opts.setdefault("lora_weight", self.lora_weight)
@@ -162,6 +173,9 @@ class ReshootRequest:
         if not isinstance(prompt, str) or len(prompt.encode()) > MAX_PROMPT_BYTES:
             raise ValidationError(f"prompt must be text of at most {MAX_PROMPT_BYTES} bytes")
         engine = options_from(EngineOptions, params.get("engine", {}), "engine")
+        if engine.fast and not engine.inpaint.startswith("wan-vace"):
+            warnings.append(f"engine.fast has no effect with the {engine.inpaint!r} fill engine (it has no "
+                            "diffusion steps to cut); choose engine.inpaint = 'wan-vace'")
         if depth is None and engine.depth == "given":
             raise ValidationError(
                 "no depth was sent and the depth engine is 'given': send depth maps or choose "
