@@ -23,6 +23,7 @@ from . import (
     capture,
     capture_task,
     job_ledger,
+    outputs,
     results_stream,
     session,
     source,
@@ -144,7 +145,7 @@ def reshoot_request_steps(scene: bpy.types.Scene) -> capture.Capture:
             "guidance": gen["guidance"], "seed": gen["seed"], "temporal_packing": gen["temporal_packing"],
         },
         "gaussians": {"enabled": gen["fit_gaussians"]},
-        "outputs": settings.outputs.to_list(),
+        "outputs": outputs.reshoot_outputs(scene),
         "start_frame": frames[0],
     }
     inputs: dict[str, np.ndarray] = {"frames": rgb}

@@ -49,6 +49,8 @@ def test_undo_and_redo_after_refilm_keep_the_running_job(registered_addon):
         bpy.ops.ed.undo_push(message="before re-film")
         request = submit.JobRequest("job-1", "reshoot", {"start_frame": 1}, {}, ["Recast orbit"], ["orbit"])
         submit.submit_request(bpy.context, request)
+        lora = scene.recast4d.tune.tuned_loras.add()  # a tune job's entry belongs to the job list too
+        lora.name, lora.job_id = "shot-lora", "job-1"
         bpy.ops.ed.undo_push(message="Re-film Shot")  # what Blender does after an UNDO operator
         job = scene.recast4d.jobs[0]
         job.state = "RUNNING"  # events arrive later; they are not undo steps
@@ -59,6 +61,7 @@ def test_undo_and_redo_after_refilm_keep_the_running_job(registered_addon):
         jobs = bpy.context.scene.recast4d.jobs
         assert [j.job_id for j in jobs] == ["job-1"] and jobs[0].state == "RUNNING"
         assert jobs[0].stages["fill"].step == 2
+        assert [(e.name, e.job_id) for e in bpy.context.scene.recast4d.tune.tuned_loras] == [("shot-lora", "job-1")]
         bpy.ops.ed.redo()
         jobs = bpy.context.scene.recast4d.jobs
         assert [j.job_id for j in jobs] == ["job-1"] and jobs[0].state == "RUNNING"
