@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import bpy
 
 from . import session
+from .error_ui import draw_wrapped
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,6 @@ def poll_with(cls: type[bpy.types.Operator], problem: str | None) -> bool:
 
 def draw_engines(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     """The Backend section's engine list: each engine with a check mark or the reason it cannot run."""
-    from .error_ui import draw_wrapped
-
     engines = reported_engines()
     if engines is None:
         layout.label(text="Engines: not reported by this backend")
