@@ -267,3 +267,36 @@ def test_refilm_waits_for_a_live_backend_and_jobs_can_be_cancelled_or_removed_of
     assert bpy.ops.recast4d.remove_job() == {"FINISHED"}  # offline, a stuck job can be removed
     assert len(bpy.context.scene.recast4d.jobs) == 0
     job_ledger.clear()
+
+
+def test_refilm_modal_steps_on_timer_events_submits_at_the_end_and_esc_cancels(registered_addon):
+    """The operator's own ``modal()`` fed TIMER/ESC events by hand (headless Blender has no event
+    loop); ``self`` is a stand-in holding what ``invoke()`` would have set up."""
+    import bpy
+
+    from addon import session, submit
+
+    scene, _ = small_scene(bpy)
+    bpy.ops.recast4d.add_camera_path(preset="orbit", direction="left", amount=20.0)
+    op = submit.RECAST4D_OT_submit_job
+    reports: list = []
+    stand_in = type("RefilmStandIn", (), {"_timer": None, "_end": op._end, "_submit": op._submit,
+                                          "report": lambda self, kind, text: reports.append((kind, text))})
+    timer, esc, mouse = (type("Event", (), {"type": kind, "value": "PRESS"})() for kind in ("TIMER", "ESC", "MOUSEMOVE"))
+    client = connect_fake(session)
+    try:
+        running = stand_in()
+        running._task = submit.start_reshoot_capture(scene)
+        assert op.modal(running, bpy.context, mouse) == {"PASS_THROUGH"}  # the UI keeps its events
+        outcomes = [op.modal(running, bpy.context, timer) for _ in range(6)]  # 3 colour + 3 depth frames
+        assert outcomes == [{"RUNNING_MODAL"}] * 6 and not client.submitted
+        assert op.modal(running, bpy.context, timer) == {"FINISHED"}
+        assert len(client.submitted) == 1 and len(scene.recast4d.jobs) == 1
+        cancelled = stand_in()
+        cancelled._task = submit.start_reshoot_capture(scene)
+        op.modal(cancelled, bpy.context, timer)
+        assert op.modal(cancelled, bpy.context, esc) == {"CANCELLED"}
+        assert len(client.submitted) == 1 and any("cancelled" in text for _, text in reports)
+        assert submit.RECAST4D_OT_submit_job.poll(bpy.context)  # nothing left running
+    finally:
+        session.detach_client()
