@@ -183,7 +183,8 @@ def import_job_result(context: bpy.types.Context, job: RECAST4D_PG_job, *, ellip
         if video is not None:
             results.import_video(video, camera=camera, frame_start=imported.frame_start)
     if setup_render:
-        render_setup.setup_render_for_job(context.scene, job, splats=bool(imported.gaussian_objects))
+        # the imported result replaces the streamed preview: hide that from the render (restorable)
+        render_setup.setup_render_for_job(context.scene, job, hide_preview=True, splats=bool(imported.gaussian_objects))
     job.imported = True
     return imported
 
