@@ -171,7 +171,7 @@ def test_backend_section_lists_engines_and_buttons_say_why_they_are_off(register
         scene.recast4d.text_to_4d.prompt = "a beach"
         with pytest.raises(RuntimeError, match="video engine 'wan-t2v'|cannot run video wan-t2v"):
             bpy.ops.recast4d.generate_scene()
-        session.state().status["engines"][1]["usable"] = True  # weights there, but no GPU
+        session.state().status["engines"][1].update(usable=True, hint="no CUDA GPU: runs on CPU, very slowly")
         with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
             bpy.ops.recast4d.submit_job()
     finally:
