@@ -274,14 +274,15 @@ def test_refilm_modal_steps_on_timer_events_submits_at_the_end_and_esc_cancels(r
     loop); ``self`` is a stand-in holding what ``invoke()`` would have set up."""
     import bpy
 
-    from addon import session, submit
+    from addon import capture_task, session, submit
 
     scene, _ = small_scene(bpy)
     bpy.ops.recast4d.add_camera_path(preset="orbit", direction="left", amount=20.0)
     op = submit.RECAST4D_OT_submit_job
     reports: list = []
-    stand_in = type("RefilmStandIn", (), {"_timer": None, "_end": op._end, "_submit": op._submit,
-                                          "report": lambda self, kind, text: reports.append((kind, text))})
+    stand_in = type("RefilmStandIn", (capture_task.ModalCapture,), {
+        "finish_capture": op.finish_capture, "cancel_message": op.cancel_message,
+        "report": lambda self, kind, text: reports.append((kind, text))})
     timer, esc, mouse = (type("Event", (), {"type": kind, "value": "PRESS"})() for kind in ("TIMER", "ESC", "MOUSEMOVE"))
     client = connect_fake(session)
     try:
