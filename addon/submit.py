@@ -212,7 +212,7 @@ class RECAST4D_OT_submit_job(capture_task.ModalCapture, bpy.types.Operator):
                     "timers never run)",
     )
     timeout_s: bpy.props.FloatProperty(  # type: ignore[valid-type]
-        name="Timeout", default=3600.0, min=1.0, options={"SKIP_SAVE"}, subtype="TIME_ABSOLUTE",
+        name="Timeout", default=3600.0, min=1.0, options={"SKIP_SAVE"},
         description="Wait Until Done: seconds to wait before giving up (the job keeps running on the backend)")
 
     @classmethod
@@ -235,7 +235,7 @@ class RECAST4D_OT_submit_job(capture_task.ModalCapture, bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            task = start_reshoot_capture(context.scene)
+            task = self.start_capture(context.scene)
         except _errors.Recast4DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
