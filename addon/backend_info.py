@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import bpy
 
 from . import session
+from .error_ui import draw_wrapped
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,18 @@ def engine_problem(kind: str, name: str) -> str | None:
     return None
 
 
-def has_gpu() -> bool | None:
-    """True/False once the backend said whether it has a CUDA GPU; ``None`` before that."""
-    status = session.state().status
-    if not status.get("connected") or "gpu" not in status:
-        return None
-    return status.get("gpu") not in (None, "", "no GPU")
+def gpu_problem(kind: str, name: str, what: str) -> str | None:
+    """``"<what> needs a CUDA GPU ..."`` when the backend reported engine ``kind``/``name`` usable only
+    on its CPU, else ``None``.
 
-
-def gpu_problem(what: str) -> str | None:
-    """``"<what> needs a CUDA GPU on the backend ..."`` when the backend reported none, else ``None``."""
-    if has_gpu() is False:
-        return f"{what} needs a CUDA GPU on the backend; this backend has none (see 'recast4d doctor')"
+    The engine report says it (the registry's hint "no CUDA GPU: runs on CPU, very slowly", checked
+    when the report is made), not the welcome's ``gpu`` field, which a backend fills in by a probe
+    that may still be running when the first client says hello.
+    """
+    engine = find_engine(kind, name)
+    if engine is not None and engine.usable and "no cuda" in engine.hint.lower():
+        return (f"{what} needs a CUDA GPU on the backend; this one has none and would run "
+                f"{engine.label} on its CPU, very slowly")
     return None
 
 
@@ -100,8 +101,6 @@ def poll_with(cls: type[bpy.types.Operator], problem: str | None) -> bool:
 
 def draw_engines(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     """The Backend section's engine list: each engine with a check mark or the reason it cannot run."""
-    from .error_ui import draw_wrapped
-
     engines = reported_engines()
     if engines is None:
         layout.label(text="Engines: not reported by this backend")
@@ -121,12 +120,12 @@ def draw_engines(layout: bpy.types.UILayout, context: bpy.types.Context) -> None
 def reshoot_engine_problem(inpaint_engine: str) -> str | None:
     """Why a re-film job with fill engine ``inpaint_engine`` would fail on this backend, or ``None``."""
     return first_problem(engine_problem("inpaint", inpaint_engine),
-                         gpu_problem("Wan2.1 VACE") if inpaint_engine != "classical" else None)
+                         gpu_problem("inpaint", inpaint_engine, "Wan2.1 VACE") if inpaint_engine != "classical" else None)
 
 
 def tune_engine_problem() -> str | None:
     """Why Tune LoRA would fail here: it trains on Wan2.1 VACE (its weights) on a CUDA GPU."""
-    return first_problem(engine_problem("inpaint", "wan-vace"), gpu_problem("Tune LoRA"))
+    return first_problem(engine_problem("inpaint", "wan-vace"), gpu_problem("inpaint", "wan-vace", "Tune LoRA"))
 
 
 def generate_engine_problem(*, use_source: bool, has_image: bool, inpaint_engine: str) -> str | None:
@@ -138,5 +137,6 @@ def generate_engine_problem(*, use_source: bool, has_image: bool, inpaint_engine
         engine_problem("video", video) if video else None,
         engine_problem("depth", "depth-anything") if not use_source else None,
         engine_problem("inpaint", inpaint_engine),
-        gpu_problem("Generate 4D Scene") if video or inpaint_engine != "classical" else None,
+        gpu_problem("video", video, "Generate 4D Scene") if video else None,
+        gpu_problem("inpaint", inpaint_engine, "Generate 4D Scene") if inpaint_engine != "classical" else None,
     )

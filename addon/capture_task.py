@@ -119,6 +119,56 @@ def draw_status_bar(self, context: bpy.types.Context) -> None:
     row.progress(factor=task.fraction, type="BAR", text=f"{task.text} (Esc to cancel)")
 
 
+class ModalCapture:
+    """Operator mix-in: capture a frame per ``TIMER`` event, Esc cancels, then finish.
+
+    The operator provides ``start_capture(scene) -> CaptureTask`` (raises a ``Recast4DError`` when
+    it cannot start), ``finish_capture(context, task) -> {'FINISHED'} | {'CANCELLED'}`` (submits the
+    captured request) and ``execute`` (the blocking path for ``blender -b`` and scripts, used when
+    there is no window or the operator has ``wait_until_done`` set).
+    """
+
+    _task = None  # the running CaptureTask (set in invoke; runtime only, not an operator property)
+    _timer = None
+    cancel_message = "Cancelled while capturing the source; nothing was sent"
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background or context.window is None or getattr(self, "wait_until_done", False):
+            return self.execute(context)
+        try:
+            self._task = self.start_capture(context.scene)
+        except _errors.Recast4DError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(STEP_INTERVAL_S, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        task = self._task
+        if event.type == "ESC":
+            task.cancel()
+            self.end_capture(context)
+            self.report({"WARNING"}, self.cancel_message)
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}  # the interface keeps every other event
+        if not task.advance():
+            redraw_status_bar()
+            return {"RUNNING_MODAL"}
+        self.end_capture(context)
+        return self.finish_capture(context, task)
+
+    def end_capture(self, context: bpy.types.Context) -> None:
+        """Remove the event timer and clear the status bar."""
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        if self._task is not None:
+            stop(self._task)
+
+
 def register() -> None:
     bpy.types.STATUSBAR_HT_header.append(draw_status_bar)
 

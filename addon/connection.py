@@ -16,7 +16,7 @@ from pathlib import Path
 
 import bpy
 
-from . import session
+from . import backend_info, error_ui, session
 from .deps import protocol_module
 from .panel import SectionPanel, report_errors
 from .prefs import PreferenceValues, get_preferences
@@ -269,8 +269,6 @@ class RECAST4D_PT_backend(SectionPanel, bpy.types.Panel):
     bl_label = "Backend"
 
     def draw(self, context: bpy.types.Context) -> None:
-        from . import backend_info, error_ui
-
         layout = self.layout
         status = session.state().status
         client = session.current_client()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+from . import backend_info, error_ui
 from .panel import SectionPanel, scene_settings
 
 #: Fill engines the backend may offer; 'classical' needs no weights (OpenCV inpainting).
@@ -75,6 +76,9 @@ class RECAST4D_PT_generation(SectionPanel, bpy.types.Panel):
         layout = self.layout
         layout.use_property_split = True
         layout.prop(gen, "engine")
+        problem = backend_info.reshoot_engine_problem(gen.engine)
+        if problem:  # said before the job is sent, not after it failed
+            error_ui.draw_wrapped(layout.column(), context, problem, icon="ERROR")
         layout.prop(gen, "prompt")
         col = layout.column(align=True)
         col.prop(gen, "edited_first_frame")

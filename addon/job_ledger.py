@@ -51,6 +51,9 @@ class Ledger:
     order: dict[str, list[str]] = field(default_factory=dict)  # scene name -> job ids in list order
     active: dict[str, int] = field(default_factory=dict)  # scene name -> active_job_index
     removed: set[str] = field(default_factory=set)
+    #: scene name -> the Tune LoRA list (``tune.tuned_loras``: LoRA id, tune job id, offered), which
+    #: belongs to the jobs and is kept out of undo the same way
+    tuned_loras: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 _LEDGER = Ledger()
@@ -83,8 +86,9 @@ def snapshot_job(scene: bpy.types.Scene, job) -> JobSnapshot:
 def write_snapshot(job, snapshot: JobSnapshot) -> None:
     """Set ``job``'s properties and stages to ``snapshot``."""
     for name, value in snapshot.values.items():
-        if getattr(job, name, value) != value:
-            with contextlib.suppress(TypeError, AttributeError, ValueError):  # a property the add-on lost
+        # a property the add-on no longer has, or an ID reference that died with the undo: skip it
+        with contextlib.suppress(TypeError, AttributeError, ValueError, ReferenceError):
+            if getattr(job, name, value) != value:
                 setattr(job, name, value)
     if [s.name for s in job.stages] != [s.get("name") for s in snapshot.stages]:
         job.stages.clear()
@@ -111,6 +115,7 @@ def record_all() -> None:
                 ids.append(job.job_id)
         _LEDGER.order[scene.name] = ids
         _LEDGER.active[scene.name] = settings.active_job_index
+        _LEDGER.tuned_loras[scene.name] = [_copy_props(e, {"rna_type"}) for e in settings.tune.tuned_loras]
 
 
 def record_job(scene: bpy.types.Scene, job) -> None:
@@ -119,6 +124,7 @@ def record_job(scene: bpy.types.Scene, job) -> None:
         return
     _LEDGER.jobs[job.job_id] = snapshot_job(scene, job)
     _LEDGER.order[scene.name] = [j.job_id for j in scene.recast4d.jobs if j.job_id]
+    _LEDGER.active[scene.name] = scene.recast4d.active_job_index
     _LEDGER.removed.discard(job.job_id)
 
 
@@ -152,7 +158,24 @@ def restore_all() -> int:
         active = _LEDGER.active.get(scene.name)
         if active is not None and 0 <= active < len(settings.jobs):
             settings.active_job_index = active
+        _restore_tuned_loras(settings.tune.tuned_loras, _LEDGER.tuned_loras.get(scene.name))
     return added
+
+
+def _restore_tuned_loras(entries, recorded: list[dict[str, Any]] | None) -> None:
+    """Give the Tune LoRA list its recorded entries back (an undo must not forget a tuning job)."""
+    if recorded is None:
+        return
+    if [(e.name, e.job_id) for e in entries] == [(r.get("name"), r.get("job_id")) for r in recorded]:
+        for entry, values in zip(entries, recorded):
+            entry.offered = bool(values.get("offered", entry.offered))
+        return
+    entries.clear()
+    for values in recorded:
+        entry = entries.add()
+        for name, value in values.items():
+            with contextlib.suppress(TypeError, AttributeError, ValueError):
+                setattr(entry, name, value)
 
 
 def _reorder(settings, ids: list[str]) -> None:
@@ -193,6 +216,7 @@ def clear() -> None:
     _LEDGER.order.clear()
     _LEDGER.active.clear()
     _LEDGER.removed.clear()
+    _LEDGER.tuned_loras.clear()
 
 
 @persistent

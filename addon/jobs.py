@@ -11,7 +11,7 @@ from pathlib import Path
 
 import bpy
 
-from . import error_ui, job_ledger, results, session
+from . import capture_task, error_ui, job_ledger, render_setup, results, session
 from .deps import protocol_module
 from .panel import SectionPanel, report_errors, scene_settings
 
@@ -183,9 +183,8 @@ def import_job_result(context: bpy.types.Context, job: RECAST4D_PG_job, *, ellip
         if video is not None:
             results.import_video(video, camera=camera, frame_start=imported.frame_start)
     if setup_render:
-        from . import render_setup
-
-        render_setup.setup_render_for_job(context.scene, job, splats=bool(imported.gaussian_objects))
+        # the imported result replaces the streamed preview: hide that from the render (restorable)
+        render_setup.setup_render_for_job(context.scene, job, hide_preview=True, splats=bool(imported.gaussian_objects))
     job.imported = True
     return imported
 
@@ -374,8 +373,6 @@ class RECAST4D_PT_jobs(SectionPanel, bpy.types.Panel):
     bl_label = "Jobs"
 
     def draw(self, context: bpy.types.Context) -> None:
-        from . import capture_task
-
         settings = scene_settings(context)
         layout = self.layout
         layout.operator("recast4d.submit_job", icon="PLAY")

@@ -44,9 +44,9 @@ class RECAST4D_PG_outputs(bpy.types.PropertyGroup):
         return [n for n in names if allowed is None or n in allowed]
 
 
-def reshoot_outputs(context: bpy.types.Context) -> list[str]:
-    """``params["outputs"]`` of a ``reshoot`` job from the scene's output options."""
-    return scene_settings(context).outputs.to_list()
+def reshoot_outputs(scene: bpy.types.Scene) -> list[str]:
+    """``params["outputs"]`` of a ``reshoot`` job from ``scene``'s output options."""
+    return scene.recast4d.outputs.to_list()
 
 
 def generate_outputs(context: bpy.types.Context) -> list[str]:

@@ -23,6 +23,7 @@ from . import (
     capture,
     capture_task,
     job_ledger,
+    outputs,
     results_stream,
     session,
     source,
@@ -145,7 +146,7 @@ def reshoot_request_steps(scene: bpy.types.Scene) -> capture.Capture:
             "fast": gen["fast"] and gen["engine"] != "classical",
         },
         "gaussians": {"enabled": gen["fit_gaussians"]},
-        "outputs": settings.outputs.to_list(),
+        "outputs": outputs.reshoot_outputs(scene),
         "start_frame": frames[0],
     }
     inputs: dict[str, np.ndarray] = {"frames": rgb}
@@ -198,7 +199,7 @@ def submit_problem(context: bpy.types.Context) -> str | None:
     return backend_info.reshoot_engine_problem(settings.generation.engine)
 
 
-class RECAST4D_OT_submit_job(bpy.types.Operator):
+class RECAST4D_OT_submit_job(capture_task.ModalCapture, bpy.types.Operator):
     """Capture the shot (a frame at a time, Esc cancels), then send it, its cameras and the target paths to
     the backend"""
 
@@ -212,51 +213,19 @@ class RECAST4D_OT_submit_job(bpy.types.Operator):
                     "timers never run)",
     )
     timeout_s: bpy.props.FloatProperty(  # type: ignore[valid-type]
-        name="Timeout", default=3600.0, min=1.0, options={"SKIP_SAVE"}, subtype="TIME_ABSOLUTE",
+        name="Timeout", default=3600.0, min=1.0, options={"SKIP_SAVE"},
         description="Wait Until Done: seconds to wait before giving up (the job keeps running on the backend)")
-
-    _task = None  # the running capture_task.CaptureTask (runtime only, not a property)
-    _timer = None
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         return backend_info.poll_with(cls, submit_problem(context))
 
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if bpy.app.background or context.window is None or self.wait_until_done:
-            return self.execute(context)
-        try:
-            self._task = start_reshoot_capture(context.scene)
-        except _errors.Recast4DError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(capture_task.STEP_INTERVAL_S, window=context.window)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+    cancel_message = "Re-film cancelled while capturing the source; nothing was sent"
 
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        task = self._task
-        if event.type == "ESC":
-            task.cancel()
-            self._end(context)
-            self.report({"WARNING"}, "Re-film cancelled while capturing the source; nothing was sent")
-            return {"CANCELLED"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        if not task.advance():
-            capture_task.redraw_status_bar()
-            return {"RUNNING_MODAL"}
-        self._end(context)
-        return self._submit(context, task)
+    def start_capture(self, scene: bpy.types.Scene) -> capture_task.CaptureTask:
+        return start_reshoot_capture(scene)
 
-    def _end(self, context: bpy.types.Context) -> None:
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
-        capture_task.stop(self._task)
-
-    def _submit(self, context: bpy.types.Context, task: capture_task.CaptureTask) -> set[str]:
+    def finish_capture(self, context: bpy.types.Context, task: capture_task.CaptureTask) -> set[str]:
         try:
             request = finish_reshoot_capture(context, task)
         except _errors.Recast4DError as exc:
@@ -267,7 +236,7 @@ class RECAST4D_OT_submit_job(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            task = start_reshoot_capture(context.scene)
+            task = self.start_capture(context.scene)
         except _errors.Recast4DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -275,7 +244,7 @@ class RECAST4D_OT_submit_job(bpy.types.Operator):
             task.run_to_end()
         finally:
             capture_task.stop(task)
-        outcome = self._submit(context, task)
+        outcome = self.finish_capture(context, task)
         if "FINISHED" not in outcome or not self.wait_until_done:
             return outcome
         job_id = task.result.job_id

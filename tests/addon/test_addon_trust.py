@@ -49,6 +49,8 @@ def test_undo_and_redo_after_refilm_keep_the_running_job(registered_addon):
         bpy.ops.ed.undo_push(message="before re-film")
         request = submit.JobRequest("job-1", "reshoot", {"start_frame": 1}, {}, ["Recast orbit"], ["orbit"])
         submit.submit_request(bpy.context, request)
+        lora = scene.recast4d.tune.tuned_loras.add()  # a tune job's entry belongs to the job list too
+        lora.name, lora.job_id = "shot-lora", "job-1"
         bpy.ops.ed.undo_push(message="Re-film Shot")  # what Blender does after an UNDO operator
         job = scene.recast4d.jobs[0]
         job.state = "RUNNING"  # events arrive later; they are not undo steps
@@ -59,6 +61,7 @@ def test_undo_and_redo_after_refilm_keep_the_running_job(registered_addon):
         jobs = bpy.context.scene.recast4d.jobs
         assert [j.job_id for j in jobs] == ["job-1"] and jobs[0].state == "RUNNING"
         assert jobs[0].stages["fill"].step == 2
+        assert [(e.name, e.job_id) for e in bpy.context.scene.recast4d.tune.tuned_loras] == [("shot-lora", "job-1")]
         bpy.ops.ed.redo()
         jobs = bpy.context.scene.recast4d.jobs
         assert [j.job_id for j in jobs] == ["job-1"] and jobs[0].state == "RUNNING"
@@ -168,7 +171,7 @@ def test_backend_section_lists_engines_and_buttons_say_why_they_are_off(register
         scene.recast4d.text_to_4d.prompt = "a beach"
         with pytest.raises(RuntimeError, match="video engine 'wan-t2v'|cannot run video wan-t2v"):
             bpy.ops.recast4d.generate_scene()
-        session.state().status["engines"][1]["usable"] = True  # weights there, but no GPU
+        session.state().status["engines"][1].update(usable=True, hint="no CUDA GPU: runs on CPU, very slowly")
         with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
             bpy.ops.recast4d.submit_job()
     finally:
@@ -264,3 +267,37 @@ def test_refilm_waits_for_a_live_backend_and_jobs_can_be_cancelled_or_removed_of
     assert bpy.ops.recast4d.remove_job() == {"FINISHED"}  # offline, a stuck job can be removed
     assert len(bpy.context.scene.recast4d.jobs) == 0
     job_ledger.clear()
+
+
+def test_refilm_modal_steps_on_timer_events_submits_at_the_end_and_esc_cancels(registered_addon):
+    """The operator's own ``modal()`` fed TIMER/ESC events by hand (headless Blender has no event
+    loop); ``self`` is a stand-in holding what ``invoke()`` would have set up."""
+    import bpy
+
+    from addon import capture_task, session, submit
+
+    scene, _ = small_scene(bpy)
+    bpy.ops.recast4d.add_camera_path(preset="orbit", direction="left", amount=20.0)
+    op = submit.RECAST4D_OT_submit_job
+    reports: list = []
+    stand_in = type("RefilmStandIn", (capture_task.ModalCapture,), {
+        "finish_capture": op.finish_capture, "cancel_message": op.cancel_message,
+        "report": lambda self, kind, text: reports.append((kind, text))})
+    timer, esc, mouse = (type("Event", (), {"type": kind, "value": "PRESS"})() for kind in ("TIMER", "ESC", "MOUSEMOVE"))
+    client = connect_fake(session)
+    try:
+        running = stand_in()
+        running._task = submit.start_reshoot_capture(scene)
+        assert op.modal(running, bpy.context, mouse) == {"PASS_THROUGH"}  # the UI keeps its events
+        outcomes = [op.modal(running, bpy.context, timer) for _ in range(6)]  # 3 colour + 3 depth frames
+        assert outcomes == [{"RUNNING_MODAL"}] * 6 and not client.submitted
+        assert op.modal(running, bpy.context, timer) == {"FINISHED"}
+        assert len(client.submitted) == 1 and len(scene.recast4d.jobs) == 1
+        cancelled = stand_in()
+        cancelled._task = submit.start_reshoot_capture(scene)
+        op.modal(cancelled, bpy.context, timer)
+        assert op.modal(cancelled, bpy.context, esc) == {"CANCELLED"}
+        assert len(client.submitted) == 1 and any("cancelled" in text for _, text in reports)
+        assert submit.RECAST4D_OT_submit_job.poll(bpy.context)  # nothing left running
+    finally:
+        session.detach_client()

@@ -65,6 +65,8 @@ def test_two_jobs_undo_and_reconnect_as_a_user_would(registered_addon, tmp_path)
         scene.recast4d.active_job_index = 0
         assert bpy.ops.recast4d.import_result() == {"FINISHED"}
         assert scene.camera.name == "Recast orbit:left:10"  # Import Result made the target the scene camera
+        previews = [o for o in bpy.data.objects if o.get("recast4d_job") == first]
+        assert previews and all(o.hide_render for o in previews)  # the result replaces the preview
 
         # the backend connection drops, and comes back
         assert bpy.ops.recast4d.disconnect() == {"FINISHED"}
