@@ -31,7 +31,7 @@ class RECAST4D_PG_generation(bpy.types.PropertyGroup):
         description="White where the edited first frame differs from the source",
     )
     fast: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        name="Fast (Few-Step)", default=False,
+        name="Fast", default=False,
         description="Step-distillation LoRA on the backend (models folder, loras/): 4 steps at guidance 1 "
                     "instead of 30 with guidance; Steps 1-8 pick another distilled schedule length",
     )
