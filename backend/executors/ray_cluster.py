@@ -228,8 +228,7 @@ class RayExecutor:
         actor = self.actors[index]
         try:
             if not adopt:
-                self.ray.get(actor.start.remote(str(self.store.root.resolve()), job_id, record.kind),
-                             timeout=CALL_TIMEOUT_S)
+                self._call(actor.start, str(self.store.root.resolve()), job_id, record.kind)
             outcome = self._follow(index, job_id, cancel_event)
         except Exception as exc:
             outcome = self._fault_outcome(exc)
@@ -242,6 +241,19 @@ class RayExecutor:
         if self.store.transition(job_id, state, from_states={RUNNING}, error=error):
             self.events.job_state(job_id, state, error)
         actor.release.remote(job_id)
+
+    def _call(self, method: Any, *args: Any) -> Any:
+        """``ray.get(method.remote(*args))``, retried while the actor is unreachable or restarting
+        (up to ``CALL_TIMEOUT_S``): a restarted actor answers ``follow`` with "unknown job", which
+        fails the job; a worker that is only slow to answer keeps its job."""
+        deadline = time.monotonic() + CALL_TIMEOUT_S
+        while True:
+            try:
+                return self.ray.get(method.remote(*args), timeout=max(0.1, deadline - time.monotonic()))
+            except self.ray.exceptions.ActorUnavailableError:
+                if time.monotonic() >= deadline or (self._stopping.is_set() and self.detached):
+                    raise
+                time.sleep(0.2)
 
     def _fault_outcome(self, exc: Exception) -> tuple[str, dict[str, Any]]:
         ray_exceptions = self.ray.exceptions
@@ -269,7 +281,7 @@ class RayExecutor:
                                 self.options.cancel_grace_s)
                     self.ray.kill(actor, no_restart=False)
                     return CANCELLED, None
-            reply = self.ray.get(actor.follow.remote(job_id, cursor, FOLLOW_TIMEOUT_S), timeout=CALL_TIMEOUT_S)
+            reply = self._call(actor.follow, job_id, cursor, FOLLOW_TIMEOUT_S)
             if reply.get("unknown"):
                 return FAILED, _worker_died("it restarted and no longer holds the job")
             for event in reply["events"]:
