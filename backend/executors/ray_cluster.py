@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-from backend.jobs import CANCELLED, FAILED, QUEUED, RUNNING, JobStore, WorkerEvents, get_job_kind, job_kinds
+from backend.jobs import CANCELLED, FAILED, QUEUED, RUNNING, JobStore, WorkerEvents, get_job_kind
 from protocol.errors import Recast4DError
 
 from . import ExecutorOptions
@@ -94,7 +94,6 @@ class RayExecutor:
                 log.warning("the Ray cluster has no GPUs: workers run on CPU (num_gpus=0)")
         workers = options.workers or max(1, int(resources.get("GPU", 0) // gpus) if gpus else 1)
         self.pool = options.pool or default_pool_name(store)
-        kind_modules = sorted({get_job_kind(k).run.__module__ for k in job_kinds()})
         runtime_env = {"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}} if os.environ.get("PYTHONPATH") else None
         remote_class = ray.remote(JobRunner)
         self.actors = []
@@ -108,7 +107,7 @@ class RayExecutor:
                 actor_options["lifetime"] = "detached"
             if runtime_env:
                 actor_options["runtime_env"] = runtime_env
-            self.actors.append(remote_class.options(**actor_options).remote(kind_modules, options.engine_cache))
+            self.actors.append(remote_class.options(**actor_options).remote(options.engine_cache))
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._lock = threading.Lock()
         self._cancel: dict[str, threading.Event] = {}
@@ -228,7 +227,8 @@ class RayExecutor:
         actor = self.actors[index]
         try:
             if not adopt:
-                self._call(actor.start, str(self.store.root.resolve()), job_id, record.kind)
+                kind_module = get_job_kind(record.kind).run.__module__  # the worker imports it if needed
+                self._call(actor.start, str(self.store.root.resolve()), job_id, record.kind, kind_module)
             outcome = self._follow(index, job_id, cancel_event)
         except Exception as exc:
             outcome = self._fault_outcome(exc)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.jobs import JobContext, load_job_kind_modules
+from backend.jobs import JobContext, job_kinds, load_job_kind_modules
 from backend.jobs.chunks import write_chunk
 from backend.jobs.store import chunk_path, validate_stream_name
 from backend.jobs.worker import run_job_kind
@@ -137,12 +137,11 @@ def load_job_context(job: RemoteJob, files: RemoteJobFiles) -> JobContext:
 class JobRunner:
     """A Ray actor (threaded, ``max_concurrency`` > 2) that runs one job at a time and reports events.
 
-    ``kind_modules``: modules that register the server's job kinds (imported once, here);
-    ``engine_cache``: engines kept loaded between jobs.
+    ``engine_cache``: engines kept loaded between jobs. A job kind's module is imported the first
+    time a job of that kind arrives, so a worker only pays for the pipelines it runs.
     """
 
-    def __init__(self, kind_modules: list[str], engine_cache: int = 2) -> None:
-        self.loaded_modules = load_job_kind_modules(kind_modules)
+    def __init__(self, engine_cache: int = 2) -> None:
         enable_engine_cache(engine_cache)
         self._cond = threading.Condition()
         self._jobs: dict[str, RemoteJob] = {}
@@ -161,8 +160,13 @@ class JobRunner:
             return [{"job_id": j.job_id, "jobs_root": j.jobs_root, "ended": j.outcome is not None}
                     for j in self._jobs.values()]
 
-    def start(self, jobs_root: str, job_id: str, kind: str) -> None:
-        """Start ``job_id`` (stored under ``jobs_root``) in a thread; a repeated start is a no-op."""
+    def start(self, jobs_root: str, job_id: str, kind: str, kind_module: str) -> None:
+        """Start ``job_id`` (stored under ``jobs_root``) in a thread; a repeated start is a no-op.
+
+        ``kind_module`` registers ``kind`` (imported here unless the kind is known already).
+        """
+        if kind not in job_kinds():
+            load_job_kind_modules([kind_module])
         with self._cond:
             if job_id in self._jobs:
                 return

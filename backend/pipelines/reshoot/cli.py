@@ -3,7 +3,8 @@
     recast4d run --video IN.mp4 --depth DEPTH_DIR --camera-path orbit:left:30 --out OUT
     recast4d run --job job.json [--out OUT]
 
-``job.json`` holds the same request the server takes: ``{"params": {...}, "inputs": {name: file}}``,
+``job.json`` holds the same request the server takes: ``{"params": {...}, "inputs": {name: file}}``
+(``"kind": "tune"`` or ``"generate"`` runs those job kinds instead; ``backend/executors/job_file.py``),
 where ``frames`` is a video file or an image folder, ``depth`` a folder/.npy/.npz of depth maps and
 other inputs ``.npy`` files; relative paths are resolved against the job file's folder.
 """
@@ -11,8 +12,6 @@ other inputs ``.npy`` files; relative paths are resolved against the job file's 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,17 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    params, inputs, out = (_from_job_file(args) if args.job else _from_arguments(args))
+    if args.job:
+        from backend.executors.job_file import read_job_file
+
+        job = read_job_file(args.job)
+        if job.kind != "reshoot":  # tune / generate job files (farm templates) run through their job kind
+            from backend.executors.batch import run_job_file
+
+            return run_job_file(job, args.out)
+        params, inputs, out = job.params, job.read_inputs(), job.out
+    else:
+        params, inputs, out = _from_arguments(args)
     _apply_overrides(params, args)
     out = args.out or out
     if out is None:
@@ -104,38 +113,6 @@ def _trajectory(spec: str, index: int) -> dict:
             traj["time_map"] = list(data.source_frames)
         return traj
     return {"name": safe_name(spec.split(":")[0] + str(index), index), "preset": spec}
-
-
-def _from_job_file(args: argparse.Namespace) -> tuple[dict, dict, Path | None]:
-    from backend.engines.depth import load_depth_sequence
-    from backend.media import read_frames
-
-    job_path: Path = args.job
-    try:
-        doc = json.loads(job_path.read_text())
-    except FileNotFoundError as exc:
-        raise ValidationError(f"job file not found: {job_path}") from exc
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"{job_path} is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("params"), dict):
-        raise ValidationError(f"{job_path} must be a map with 'params' (and 'inputs' naming files)")
-    base = job_path.parent
-    params = doc["params"]
-    inputs: dict[str, np.ndarray] = {}
-    for name, value in (doc.get("inputs") or {}).items():
-        path = (base / os.path.expanduser(str(value))).resolve()
-        if name == "frames":
-            video = read_frames(path, fps=params.get("fps"))
-            inputs["frames"] = video.frames
-            params.setdefault("fps", video.fps)
-        elif name == "depth":
-            inputs["depth"] = load_depth_sequence(path)
-        else:
-            if not path.exists():
-                raise ValidationError(f"input {name!r}: file not found: {path}")
-            inputs[name] = np.load(path, allow_pickle=False)
-    out = doc.get("out")
-    return params, inputs, (base / out) if out else None
 
 
 def _apply_overrides(params: dict, args: argparse.Namespace) -> None:
