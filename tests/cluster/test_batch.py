@@ -93,3 +93,19 @@ def test_batch_on_ray_workers(ray_cluster, tmp_path):
     assert [o.state for o in outcomes] == [DONE] * 3
     store = JobStore(tmp_path / "jobs")
     assert all(store.get(f"shot{i}").streams["points"].chunks == 3 for i in range(3))
+
+
+def test_run_job_runs_a_generate_job_file_through_its_job_kind(tmp_path, monkeypatch):
+    from backend.media import write_png_sequence
+
+    scene = sliding_square_scene(num_frames=3, width=32, height=24)
+    write_png_sequence(tmp_path / "frames", scene.frames)
+    np.save(tmp_path / "depth.npy", scene.depth)
+    np.save(tmp_path / "masks.npy", scene.foreground)
+    (tmp_path / "gen.json").write_text(json.dumps({
+        "kind": "generate", "params": {"fov_deg": 60, "gaussians": {"iterations": 0},
+                                       "outpaint": {"rings": [[[0, 20]]], "fit_iterations": 0}},
+        "inputs": {"frames": "frames", "depth": "depth.npy", "foreground": "masks.npy"}}))
+    monkeypatch.setenv("RECAST4D_JOBS", str(tmp_path / "jobs"))
+    assert main(["run", "--job", str(tmp_path / "gen.json"), "--out", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["split"]["kind"] == "mask"
