@@ -76,6 +76,7 @@ class WanVaceOptions:
     release_text_encoder: bool = True
     embeddings_cache_dir: str | None = None  # also keep prompt embeddings on disk (safetensors), across runs
     batch_cfg: bool = True  # run cond + uncond as one batch of 2
+    context_parallel: dict | None = None  # {"ring": R, "ulysses": U}: one job on R x U GPUs (torchrun); unmeasured
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> WanVaceOptions:
@@ -90,6 +91,10 @@ class WanVaceOptions:
             raise ValidationError(f"offload must be none/model/group/sequential, got {opts.offload!r}")
         if opts.scheduler not in ("dpm", "unipc", "saved"):
             raise ValidationError(f"scheduler must be dpm/unipc/saved, got {opts.scheduler!r}")
+        if opts.context_parallel is not None:
+            from backend.engines.context_parallel import ContextParallelOptions
+
+            ContextParallelOptions.from_option(opts.context_parallel)
         return opts
 
 
@@ -163,6 +168,11 @@ class WanVaceEngine:
                 raise ValidationError(f"attention backend {opts.attention_backend!r} is not usable here: {error}. "
                                       "Use 'native' or install the kernel package (flash-attn, sageattention)"
                                       ) from error
+        if opts.context_parallel is not None:  # several GPUs in one job (backend/engines/context_parallel.py)
+            from backend.engines.context_parallel import ContextParallelOptions, enable_context_parallel
+
+            enable_context_parallel(pipe.transformer, ContextParallelOptions.from_option(opts.context_parallel),
+                                    attention_backend=opts.attention_backend)
         self._place_models()
         if opts.compile:
             pipe.transformer.compile_repeated_blocks(fullgraph=True)
