@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from clusterkit import ray_options, worker_actor
+from clusterkit import ray_options, start_ray_server, worker_actor
 from jobkinds_for_tests import frame_arrays
 from serverkit import connect, running_server
 
@@ -133,6 +133,34 @@ def test_a_server_restart_finds_the_job_still_running_on_the_cluster(ray_cluster
         runs = (tmp_path / "jobs" / "shot" / "runs.txt").read_text().count("run")
         assert runs == 1  # followed again, not run again
         client.close()
+
+
+def test_a_killed_server_process_leaves_its_job_running_and_the_next_one_adopts_it(ray_cluster, tmp_path):
+    """``recast4d serve --executor ray --ray-address``: SIGKILL the server mid-job, start another."""
+    address = ray_cluster.get_runtime_context().gcs_address
+    jobs_dir, conn_file = tmp_path / "jobs", tmp_path / "server.json"
+    first = start_ray_server(jobs_dir, conn_file, address)
+    try:
+        client = connect(conn_file, timeout_s=TIMEOUT_S)
+        client.submit("crash", "test.points", {"frames": 10, "points": POINTS, "delay_s": 0.3, "seed": 13})
+        deadline = time.monotonic() + TIMEOUT_S
+        while len(list((jobs_dir / "crash" / "streams" / "points").glob("*.chunk"))) < 2:
+            assert time.monotonic() < deadline, "the job wrote no chunks"
+            time.sleep(0.05)
+    finally:
+        first.kill()
+        first.wait(10)
+    second = start_ray_server(jobs_dir, conn_file, address)
+    try:
+        client.reconnect(resume_jobs=["crash"])
+        result = client.wait_job("crash", timeout_s=TIMEOUT_S)
+        assert result.state == DONE, result.error
+        assert_frames(dict(enumerate(result.streams["points"].ordered())), 10, 13)
+        assert (jobs_dir / "crash" / "runs.txt").read_text().count("run") == 1  # adopted, not run again
+        client.close()
+    finally:
+        second.terminate()
+        second.wait(20)
 
 
 def test_the_second_job_on_a_worker_does_not_reload_its_engine(ray_cluster, tmp_path):
