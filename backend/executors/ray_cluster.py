@@ -44,7 +44,15 @@ CALL_TIMEOUT_S = 60.0
 
 
 class RayMissing(Recast4DError):
+    """Ray is not installed (``pip install 'recast4d[cluster]'``)."""
+
     code = "missing_package"
+
+
+class ClusterUnavailable(Recast4DError):
+    """The Ray cluster named by ``--ray-address`` cannot be joined (or a local one cannot start)."""
+
+    code = "cluster_unavailable"
 
 
 def import_ray() -> Any:
@@ -79,11 +87,17 @@ class RayExecutor:
         self.options = options
         self.owns_ray = False
         if not ray.is_initialized():
-            if options.ray_address:
-                ray.init(address=options.ray_address, namespace=NAMESPACE, log_to_driver=False)
-            else:
-                ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
-                self.owns_ray = True
+            try:
+                if options.ray_address:
+                    ray.init(address=options.ray_address, namespace=NAMESPACE, log_to_driver=False)
+                else:
+                    ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
+                    self.owns_ray = True
+            except Exception as exc:  # unreachable address, a Ray version mismatch, no permission...
+                where = f"the Ray cluster at {options.ray_address}" if options.ray_address else "a local Ray instance"
+                raise ClusterUnavailable(f"cannot use {where}: {type(exc).__name__}: {str(exc)[:500]}; check "
+                                         "--ray-address (the head's host:port, as printed by `ray start --head`)"
+                                         ) from exc
         # Actors outlive this server only on a cluster it did not start.
         self.detached = not self.owns_ray
         resources = ray.cluster_resources()
