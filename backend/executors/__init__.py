@@ -91,9 +91,9 @@ def make_executor(options: ExecutorOptions, store: JobStore, events: WorkerEvent
         from .ray_cluster import RayExecutor
 
         return RayExecutor(store, events, options)
-    from backend.jobs import Worker
+    from .inprocess import InProcessExecutor
 
-    return Worker(store, events=events)
+    return InProcessExecutor(store, events=events)
 
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorOptions", "make_executor"]
