@@ -219,12 +219,16 @@ def batch_command(args: argparse.Namespace) -> int:
     return 0 if all(o.state == "done" for o in outcomes) else 1
 
 
-def run_job_file(job: JobFile, out: Path | None) -> int:
+def run_job_file(job: JobFile, out: Path | None, *, ignored_flags: list[str] | None = None) -> int:
     """``recast4d run --job`` for the kinds other than reshoot: the job runs in-process through its
-    job kind (as on the server), in the default jobs folder; its outputs are copied to ``out``."""
+    job kind (as on the server), in the default jobs folder; its outputs are copied to ``out``.
+    ``ignored_flags``: reshoot override flags given on the command line, refused here."""
     from backend.cli import default_jobs_dir
     from backend.executors import ExecutorOptions
 
+    if ignored_flags:
+        raise ValidationError(f"{', '.join(ignored_flags)} only apply to reshoot job files; put them in the "
+                              f"'params' of {job.path} ({job.kind} job)")
     job.out = out or job.out
     if job.out is None:
         raise ValidationError(f"say where to write the results of {job.path} with --out DIR (or 'out' in the file)")

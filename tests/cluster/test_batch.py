@@ -107,5 +107,6 @@ def test_run_job_runs_a_generate_job_file_through_its_job_kind(tmp_path, monkeyp
                                        "outpaint": {"rings": [[[0, 20]]], "fit_iterations": 0}},
         "inputs": {"frames": "frames", "depth": "depth.npy", "foreground": "masks.npy"}}))
     monkeypatch.setenv("RECAST4D_JOBS", str(tmp_path / "jobs"))
+    assert main(["run", "--job", str(tmp_path / "gen.json"), "--engine", "wan-vace", "--out", str(tmp_path / "x")]) == 1
     assert main(["run", "--job", str(tmp_path / "gen.json"), "--out", str(tmp_path / "out")]) == 0
     assert json.loads((tmp_path / "out" / "report.json").read_text())["split"]["kind"] == "mask"

@@ -59,7 +59,8 @@ def run_command(args: argparse.Namespace) -> int:
         if job.kind != "reshoot":  # tune / generate job files (farm templates) run through their job kind
             from backend.executors.batch import run_job_file
 
-            return run_job_file(job, args.out)
+            flags = [f"--{name.replace('_', '-')}" for name in _OVERRIDES if getattr(args, name) is not None]
+            return run_job_file(job, args.out, ignored_flags=flags)
         params, inputs, out = job.params, job.read_inputs(), job.out
     else:
         params, inputs, out = _from_arguments(args)
@@ -113,6 +114,10 @@ def _trajectory(spec: str, index: int) -> dict:
             traj["time_map"] = list(data.source_frames)
         return traj
     return {"name": safe_name(spec.split(":")[0] + str(index), index), "preset": spec}
+
+
+#: The flags that override a reshoot job file's params (see :func:`_apply_overrides`).
+_OVERRIDES = ("engine", "models", "lora", "steps", "guidance", "seed", "prompt", "fov", "gaussian_iterations")
 
 
 def _apply_overrides(params: dict, args: argparse.Namespace) -> None:
