@@ -4,7 +4,7 @@ Status: Ulysses with :func:`wan_vace_cp_plan` is checked on CPU (two gloo proces
 VACE transformer output as one, ``tests/cluster/test_context_parallel.py``); ring attention needs a
 CUDA attention kernel that returns the log-sum-exp and is not checked here. The speed-up on several
 GPUs is **unmeasured** until it runs on a multi-GPU machine (``docs/farm.md``). Every process runs
-the whole job; writing the outputs from rank 0 only is not wired into ``recast4d run`` yet.
+the whole job; under ``torchrun`` ``recast4d run --job`` writes the outputs from rank 0 only.
 
 How it runs: context parallelism splits the video token sequence of every attention call across
 ``ring_degree x ulysses_degree`` processes, one per GPU, all running the same pipeline call; it needs
@@ -78,6 +78,8 @@ def enable_context_parallel(transformer: Any, options: ContextParallelOptions, *
                             attention_backend: str | None = None) -> None:
     """Split ``transformer``'s attention across the ``torch.distributed`` processes (one per GPU).
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised here (NCCL on CUDA).
+
     ``attention_backend``: the backend the model was set to (None = diffusers' default, ``native``);
     ring attention needs one of :data:`RING_BACKENDS`. On CUDA each process takes the GPU of its
     ``LOCAL_RANK``, so call this before the model is moved to ``cuda``. Raises ValidationError when
@@ -90,6 +92,8 @@ def enable_context_parallel(transformer: Any, options: ContextParallelOptions, *
     import torch.distributed as dist
     from diffusers import ContextParallelConfig
 
+    if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")  # launched by torchrun
     if not dist.is_available() or not dist.is_initialized():
         raise ValidationError("context_parallel needs one process per GPU under torch.distributed: launch with "
                               f"torchrun --nproc-per-node {options.world_size} (or drop the option)")

@@ -12,7 +12,9 @@ other inputs ``.npy`` files; relative paths are resolved against the job file's 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,8 @@ def run_command(args: argparse.Namespace) -> int:
     out = args.out or out
     if out is None:
         raise ValidationError("say where to write results with --out DIR")
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun (context parallelism): rank 0 writes the results
+        out = Path(tempfile.mkdtemp(prefix=f"recast4d-rank{os.environ['RANK']}-"))
 
     from .pipeline import run_reshoot
     from .request import ReshootRequest
