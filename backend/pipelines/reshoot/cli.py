@@ -70,7 +70,8 @@ def run_command(args: argparse.Namespace) -> int:
     out = args.out or out
     if out is None:
         raise ValidationError("say where to write results with --out DIR")
-    if int(os.environ.get("RANK", "0")) > 0:  # torchrun (context parallelism): rank 0 writes the results
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
+        # torchrun (context parallelism, backend/engines/context_parallel.py): rank 0 writes the results
         out = Path(tempfile.mkdtemp(prefix=f"recast4d-rank{os.environ['RANK']}-"))
 
     from .pipeline import run_reshoot
