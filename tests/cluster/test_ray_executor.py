@@ -59,6 +59,7 @@ def assert_frames(arrays_by_frame: dict[int, dict], frames: int, seed: int) -> N
 
 def test_two_jobs_run_at_once_and_both_stream_to_the_client(ray_cluster, tmp_path):
     with running_server(tmp_path, executor=ray_options(2)) as server:
+        ray_cluster.get([worker_actor(ray_cluster, i).pid.remote() for i in (0, 1)])  # both workers are up
         client = connect(tmp_path / "server.json", timeout_s=TIMEOUT_S)
         params = {"frames": 4, "points": POINTS, "delay_s": 0.3}
         client.submit("a", "test.points", dict(params, seed=1))
