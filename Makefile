@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU torch from the machine's wheel cache; never a CUDA build in CI.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[backend,test,dev]'
+	$(PY) -m pip install --quiet -e '.[backend,test,dev,cluster,farm]'
 	touch $(STAMP)
 
 venv-blender53: $(STAMP53)

@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 AddCommand = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -31,6 +32,7 @@ COMMAND_MODULES: list[str] = [
     "backend.pipelines.reshoot.cli",
     "backend.pipelines.tune.cli",
     "backend.pipelines.generate.cli",
+    "backend.executors.batch",
 ]
 
 
@@ -54,7 +56,28 @@ def add_serve(subparsers: argparse._SubParsersAction) -> None:
                    help="where to write the connection file (default: the user runtime dir)")
     p.add_argument("--job-kinds", action="append", default=None, metavar="MODULE",
                    help="module that registers job kinds (repeatable); default: the built-in pipelines")
+    add_executor_arguments(p)
     p.set_defaults(func=_serve)
+
+
+def add_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """``--executor`` and the Ray options (``serve`` and ``batch``); see ``docs/farm.md``."""
+    p.add_argument("--executor", choices=["inprocess", "ray"], default="inprocess",
+                   help="where jobs run: this process (default) or a Ray cluster (pip install 'recast4d[cluster]')")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join (e.g. 10.0.0.5:6379 or auto); default: start a local Ray instance")
+    p.add_argument("--ray-workers", type=int, default=None,
+                   help="worker actors (default: one per GPU of the cluster, at least 1)")
+    p.add_argument("--ray-gpus-per-worker", type=float, default=None,
+                   help="GPUs per worker actor (default: 1 on a GPU cluster, 0 without GPUs)")
+
+
+def executor_options(args: argparse.Namespace) -> Any:
+    """The :class:`backend.executors.ExecutorOptions` that ``--executor`` and ``--ray-*`` describe."""
+    from backend.executors import ExecutorOptions
+
+    return ExecutorOptions(kind=args.executor, ray_address=args.ray_address, workers=args.ray_workers,
+                           gpus_per_worker=args.ray_gpus_per_worker)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -76,6 +99,7 @@ def _serve(args: argparse.Namespace) -> int:
         jobs_dir=args.jobs_dir or default_jobs_dir(),
         allow_remote=args.allow_remote,
         connection_file=args.connection_file,
+        executor=executor_options(args),
     )
     return serve_forever(config)
 

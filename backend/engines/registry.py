@@ -246,7 +246,13 @@ def _get_engine(kind: str, name: str, models_dir: str | os.PathLike[str] | None,
             f"{kind} engine {name!r} needs the Python packages {', '.join(missing)}; "
             "install them with pip install 'recast4d[backend]'"
         )
-    return spec.load_factory()(models_dir=folder, **options)
+    from backend.executors.engine_cache import EngineCache, active_engine_cache
+
+    cache = active_engine_cache()  # on in cluster workers: the second job reuses the loaded engine
+    if cache is None:
+        return spec.load_factory()(models_dir=folder, **options)
+    return cache.get_or_build(EngineCache.key(kind, name, str(folder), options),
+                              lambda: spec.load_factory()(models_dir=folder, **options))
 
 
 def get_inpaint_engine(name: str = "classical", models_dir: str | os.PathLike[str] | None = None,

@@ -93,6 +93,7 @@ class WanVaceOptions:
     release_text_encoder: bool = True
     embeddings_cache_dir: str | None = None  # also keep prompt embeddings on disk (safetensors), across runs
     batch_cfg: bool = True  # run cond + uncond as one batch of 2
+    context_parallel: dict | None = None  # {"ring": R, "ulysses": U}: one job on R x U GPUs (torchrun); unmeasured
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> WanVaceOptions:
@@ -121,6 +122,10 @@ class WanVaceOptions:
             raise ValidationError(f"scheduler must be dpm/unipc/distilled/saved, got {opts.scheduler!r}")
         if opts.vram_budget_gb is not None and opts.vram_budget_gb <= 0:
             raise ValidationError(f"vram_budget_gb must be > 0 GiB, got {opts.vram_budget_gb}")
+        if opts.context_parallel is not None:
+            from backend.engines.context_parallel import ContextParallelOptions
+
+            ContextParallelOptions.from_option(opts.context_parallel)
         return opts
 
     def sampling_sigmas(self) -> list[float] | None:
@@ -197,6 +202,11 @@ class WanVaceEngine:
         if opts.vae_tiling:
             pipe.vae.enable_tiling()
         self.attention_backend, self.attention_measurements = set_attention(pipe, opts, self.device, self.dtype)
+        if opts.context_parallel is not None:  # several GPUs in one job (backend/engines/context_parallel.py)
+            from backend.engines.context_parallel import ContextParallelOptions, enable_context_parallel
+
+            enable_context_parallel(pipe.transformer, ContextParallelOptions.from_option(opts.context_parallel),
+                                    attention_backend=self.attention_backend)
         free = free_vram_bytes(self.device) if self.device.type == "cuda" else None
         self.placement = plan_for(pipe, opts, self.device, self.dtype, None if free is None else free[0])
         apply_placement(pipe, self.placement.placement, self.device)

@@ -25,6 +25,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,11 @@ def request_digest(kind: str, params: dict[str, Any], inputs: dict[str, InputSpe
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def chunk_path(job_dir: Path, stream: str, chunk: int) -> Path:
+    """Where chunk ``chunk`` (0-based) of ``stream`` lives inside a job folder."""
+    return job_dir / "streams" / stream / f"{chunk:06d}.chunk"
+
+
 def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as fh:
@@ -213,12 +219,15 @@ class JobStore:
                 continue  # a damaged folder is skipped, never fatal
             self._jobs[record.job_id] = record
 
-    def recover(self) -> list[str]:
-        """Mark jobs a previous server left queued/running as failed (retryable); return their ids."""
+    def recover(self, keep: Collection[str] = ()) -> list[str]:
+        """Mark jobs a previous server left queued/running as failed (retryable); return their ids.
+
+        ``keep``: ids an executor found still running elsewhere (a cluster worker); left as they are.
+        """
         recovered = []
         with self._lock:
             for record in self._jobs.values():
-                if record.state in (QUEUED, RUNNING):
+                if record.state in (QUEUED, RUNNING) and record.job_id not in keep:
                     record.state = FAILED
                     record.error = {
                         "code": "server_restarted",
@@ -238,7 +247,7 @@ class JobStore:
         return self.job_dir(job_id) / "outputs"
 
     def _chunk_path(self, job_id: str, stream: str, chunk: int) -> Path:
-        return self.job_dir(job_id) / "streams" / stream / f"{chunk:06d}.chunk"
+        return chunk_path(self.job_dir(job_id), stream, chunk)
 
     # ----------------------------------------------------------------- create / query
     def get(self, job_id: str) -> JobRecord | None:
@@ -416,6 +425,27 @@ class JobStore:
             info.bytes += nbytes
             self._save_state(record)
         return index
+
+    def record_chunk(self, job_id: str, stream: str, chunk: int, nbytes: int) -> bool:
+        """Count chunk ``chunk`` of ``stream`` that another process (a cluster worker) already wrote
+        into this job's folder at :func:`chunk_path`. Returns False for a chunk counted before (a
+        replay after a server restart); raises ValueError for a gap or a missing file."""
+        validate_stream_name(stream)
+        with self._lock:
+            record = self._require(job_id)
+            info = record.streams.setdefault(stream, StreamInfo())
+            if chunk < info.chunks:
+                return False
+            if chunk > info.chunks:
+                raise ValueError(f"chunk {chunk} of stream {stream!r} of job {job_id!r} reported before chunk "
+                                 f"{info.chunks}")
+            if not self._chunk_path(job_id, stream, chunk).is_file():
+                raise ValueError(f"chunk {chunk} of stream {stream!r} of job {job_id!r} is not in the job folder "
+                                 f"{self.job_dir(job_id)} (do the cluster workers see the same jobs folder?)")
+            info.chunks = chunk + 1
+            info.bytes += int(nbytes)
+            self._save_state(record)
+        return True
 
     def read_chunk(self, job_id: str, stream: str, chunk: int) -> StoredChunk:
         return read_chunk(self._chunk_path(job_id, validate_stream_name(stream), chunk))

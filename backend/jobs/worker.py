@@ -6,11 +6,12 @@ import logging
 import queue
 import threading
 import traceback
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from protocol.errors import Cancelled, Recast4DError
 
-from .context import JobEvents, NullEvents, make_context
+from .context import JobContext, JobEvents, NullEvents, make_context
 from .registry import get_job_kind
 from .store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobStore
 
@@ -65,6 +66,11 @@ class Worker:
     def queue_length(self) -> int:
         return self._queue.qsize()
 
+    def recover(self) -> list[str]:
+        """At start-up: jobs a previous server left queued/running cannot resume in this process, so
+        they are marked failed (retryable); returns their ids."""
+        return self.store.recover()
+
     def request_cancel(self, job_id: str) -> None:
         """Set the job's cancel flag (seen by ``ctx.cancel()`` at its next check).
 
@@ -100,29 +106,41 @@ class Worker:
         self.events.job_state(job_id, RUNNING, None)
         record = self.store.get(job_id)
         assert record is not None
-        state, error = DONE, None
-        try:
-            kind = get_job_kind(record.kind)
-            ctx = make_context(self.store, job_id, self.events, cancel_event)
-            kind.run(ctx)
-            if cancel_event.is_set():
-                raise Cancelled("job cancelled")
-        except Cancelled:
-            state, error = CANCELLED, None
-            if self._stopping:
-                state, error = FAILED, {
-                    "code": "shutting_down", "message": "the server shut down while this job ran", "retryable": True,
-                }
-        except Recast4DError as exc:
-            state, error = FAILED, {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
-        except MemoryError:
-            state, error = FAILED, {"code": "out_of_memory", "message": "the job ran out of memory", "retryable": True}
-        except Exception as exc:
-            self.store.log(job_id, "unexpected error:\n" + traceback.format_exc())
+        state, error = run_job_kind(record.kind, lambda: make_context(self.store, job_id, self.events, cancel_event))
+        if state == CANCELLED and self._stopping:
             state, error = FAILED, {
-                "code": "internal",
-                "message": f"the job failed unexpectedly: {type(exc).__name__}: {exc} (see the job's log.txt)",
-                "retryable": False,
+                "code": "shutting_down", "message": "the server shut down while this job ran", "retryable": True,
             }
         if self.store.transition(job_id, state, from_states={RUNNING}, error=error):
             self.events.job_state(job_id, state, error)
+
+
+def run_job_kind(kind_name: str, make_ctx: Callable[[], JobContext]) -> tuple[str, dict[str, Any] | None]:
+    """Run a job of kind ``kind_name`` to its end; returns ``(state, error)`` (done, failed or cancelled).
+
+    The one place that turns what a job raised into its final state and wire error, used by the
+    in-process worker and by cluster workers (``backend.executors``) alike. Unexpected errors are
+    written to the job's ``log.txt`` with their traceback.
+    """
+    ctx: JobContext | None = None
+    try:
+        kind = get_job_kind(kind_name)
+        ctx = make_ctx()
+        kind.run(ctx)
+        if ctx.cancel():
+            raise Cancelled("job cancelled")
+    except Cancelled:
+        return CANCELLED, None
+    except Recast4DError as exc:
+        return FAILED, {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
+    except MemoryError:
+        return FAILED, {"code": "out_of_memory", "message": "the job ran out of memory", "retryable": True}
+    except Exception as exc:
+        if ctx is not None:
+            ctx.log("unexpected error:\n" + traceback.format_exc())
+        return FAILED, {
+            "code": "internal",
+            "message": f"the job failed unexpectedly: {type(exc).__name__}: {exc} (see the job's log.txt)",
+            "retryable": False,
+        }
+    return DONE, None

@@ -27,7 +27,8 @@ from typing import Any
 
 import zmq
 
-from backend.jobs import CANCELLED, DONE, FAILED, RUNNING, JobStore, Worker
+from backend.executors import Executor, make_executor
+from backend.jobs import CANCELLED, DONE, FAILED, RUNNING, JobStore
 from protocol.connection import ConnectionInfo, default_connection_path
 from protocol.errors import ProtocolError, Recast4DError
 from protocol.messages import (
@@ -93,8 +94,12 @@ class Server(RequestHandlers, ResultStreaming):
         self.codec = Codec(self.key, self.session, self.limits)
         self._jobs_lock = lock_jobs_dir(Path(config.jobs_dir))
         self.store = JobStore(config.jobs_dir)
-        self.recovered = self.store.recover()
-        self.worker = Worker(self.store, events=self)
+        try:
+            self.worker: Executor = make_executor(config.executor, self.store, events=self)
+        except BaseException:
+            self._jobs_lock.close()
+            raise
+        self.recovered = self.worker.recover()
         self.gpu: dict[str, Any] | None = None
         self.clients: dict[bytes, ClientState] = {}
         self.subscribers: dict[str, set[bytes]] = {}

@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backend.executors import ExecutorOptions
 from protocol.errors import Recast4DError
 
 
@@ -28,6 +29,7 @@ class ServerConfig:
     ``max_jobs_per_client``: unfinished jobs one client may have.
     ``poll_interval_ms``: longest idle sleep of the I/O loop (requests and worker events wake it at
     once; this only paces progress flushing and housekeeping).
+    ``executor``: where jobs run (``backend.executors``: the in-process worker by default, or Ray).
     """
 
     host: str = "127.0.0.1"
@@ -42,6 +44,7 @@ class ServerConfig:
     upload_chunk_bytes: int = 8 << 20
     poll_interval_ms: int = 50
     key: bytes | None = None
+    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
 
 
 def is_loopback(host: str) -> bool:

@@ -147,6 +147,9 @@ class RequestHandlers:
         self.subscribe(client, req.job_id)
         if not created and self.store.retry(req.job_id) is not None:
             created = True  # a retryable failure (e.g. the server stopped mid-job): run it again
+            for other in self.clients.values():  # its streams start afresh: senders of the old run go
+                for key in [k for k in other.senders if k[0] == req.job_id]:
+                    del other.senders[key]
         if not created:  # idempotent: the original reply, then where the job is now
             reply = record.reply or {"job_id": record.job_id, "queue_pos": 0}
             self.send(client, JobAccepted(**reply), parent_id=msg.msg_id)

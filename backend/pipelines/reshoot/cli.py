@@ -3,7 +3,8 @@
     recast4d run --video IN.mp4 --depth DEPTH_DIR --camera-path orbit:left:30 --out OUT
     recast4d run --job job.json [--out OUT]
 
-``job.json`` holds the same request the server takes: ``{"params": {...}, "inputs": {name: file}}``,
+``job.json`` holds the same request the server takes: ``{"params": {...}, "inputs": {name: file}}``
+(``"kind": "tune"`` or ``"generate"`` runs those job kinds instead; ``backend/executors/job_file.py``),
 where ``frames`` is a video file or an image folder, ``depth`` a folder/.npy/.npz of depth maps and
 other inputs ``.npy`` files; relative paths are resolved against the job file's folder.
 """
@@ -11,9 +12,9 @@ other inputs ``.npy`` files; relative paths are resolved against the job file's 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,25 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    params, inputs, out = (_from_job_file(args) if args.job else _from_arguments(args))
+    if args.job:
+        from backend.executors.job_file import read_job_file
+
+        job = read_job_file(args.job)
+        if job.kind != "reshoot":  # tune / generate job files (farm templates) run through their job kind
+            from backend.executors.batch import run_job_file
+
+            flags = [f"--{name.replace('_', '-')}" for name in _OVERRIDES if getattr(args, name) is not None]
+            return run_job_file(job, args.out, ignored_flags=flags)
+        params, inputs, out = job.params, job.read_inputs(), job.out
+    else:
+        params, inputs, out = _from_arguments(args)
     _apply_overrides(params, args)
     out = args.out or out
     if out is None:
         raise ValidationError("say where to write results with --out DIR")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
+        # torchrun (context parallelism, backend/engines/context_parallel.py): rank 0 writes the results
+        out = Path(tempfile.mkdtemp(prefix=f"recast4d-rank{os.environ['RANK']}-"))
 
     from .pipeline import run_reshoot
     from .request import ReshootRequest
@@ -109,36 +124,8 @@ def _trajectory(spec: str, index: int) -> dict:
     return {"name": safe_name(spec.split(":")[0] + str(index), index), "preset": spec}
 
 
-def _from_job_file(args: argparse.Namespace) -> tuple[dict, dict, Path | None]:
-    from backend.engines.depth import load_depth_sequence
-    from backend.media import read_frames
-
-    job_path: Path = args.job
-    try:
-        doc = json.loads(job_path.read_text())
-    except FileNotFoundError as exc:
-        raise ValidationError(f"job file not found: {job_path}") from exc
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"{job_path} is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("params"), dict):
-        raise ValidationError(f"{job_path} must be a map with 'params' (and 'inputs' naming files)")
-    base = job_path.parent
-    params = doc["params"]
-    inputs: dict[str, np.ndarray] = {}
-    for name, value in (doc.get("inputs") or {}).items():
-        path = (base / os.path.expanduser(str(value))).resolve()
-        if name == "frames":
-            video = read_frames(path, fps=params.get("fps"))
-            inputs["frames"] = video.frames
-            params.setdefault("fps", video.fps)
-        elif name == "depth":
-            inputs["depth"] = load_depth_sequence(path)
-        else:
-            if not path.exists():
-                raise ValidationError(f"input {name!r}: file not found: {path}")
-            inputs[name] = np.load(path, allow_pickle=False)
-    out = doc.get("out")
-    return params, inputs, (base / out) if out else None
+#: The flags that override a reshoot job file's params (see :func:`_apply_overrides`).
+_OVERRIDES = ("engine", "models", "lora", "steps", "guidance", "seed", "prompt", "fov", "gaussian_iterations")
 
 
 def _apply_overrides(params: dict, args: argparse.Namespace) -> None:
