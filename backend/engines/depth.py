@@ -140,6 +140,7 @@ class DepthAnythingEngine:
     """
 
     name = "depth-anything"
+    relative = True  # affine-invariant: scale and disparity shift come from the cameras (source_depth stage)
 
     def __init__(self, folder: str | os.PathLike[str], *, device: str | None = None, input_size: int = 518,
                  batch_size: int = 8, median_depth: float = 1.0, smooth_sigma: float = 1.0) -> None:

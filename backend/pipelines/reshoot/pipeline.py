@@ -44,7 +44,6 @@ from backend.geometry import (
     PointFrames,
     accumulate_static,
     concatenate_frames,
-    depth_to_planar,
     fill_depth_holes,
     lift_frames,
     render_points,
@@ -59,6 +58,7 @@ from protocol.errors import ValidationError
 from protocol.paths import build_path
 from protocol.paths.spec import parse_path_spec
 
+from ..source_depth import estimate_source_depth, planar_given_depth
 from ..stages import StageClock, StageProgressFn
 from .outputs import versions, write_report, write_trajectory_outputs
 from .request import ReshootRequest, Trajectory
@@ -110,10 +110,10 @@ def run_reshoot(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     clock = StageClock(progress, cancel)
     width, height = request.size
-    K_src, w2c_src = stack_cameras(request.cameras)
 
     with clock.stage("depth") as stage_progress:
         depth_z = source_depth(request, dev, stage_progress, cancel)
+    K_src, w2c_src = stack_cameras(request.cameras)  # after the depth stage: it may estimate intrinsics
     trajectories = resolve_trajectories(request, depth_z)
 
     with clock.stage("lift") as stage_progress:
@@ -230,17 +230,20 @@ def run_reshoot(
 
 
 def source_depth(request: ReshootRequest, device: torch.device, progress, cancel: CancelFn | None) -> torch.Tensor:
-    """Planar z-depth ``(F,H,W)`` float32 metres of the source frames (0 = unknown)."""
-    K, _ = stack_cameras(request.cameras)
-    K_t = torch.as_tensor(K, dtype=torch.float32, device=device)
+    """Planar z-depth ``(F,H,W)`` float32 metres of the source frames (0 = unknown), given or estimated
+    (:mod:`backend.pipelines.source_depth`); an engine's intrinsics estimate replaces guessed cameras."""
     if request.depth is not None:
-        depth = torch.as_tensor(np.ascontiguousarray(request.depth), dtype=torch.float32, device=device)
-        depth = depth_to_planar(depth, K_t, request.depth_kind)
+        depth = planar_given_depth(request.depth, request.depth_kind, request.cameras)
     else:
-        engine = get_depth_engine(request.engine.depth, request.engine.models_dir)
-        estimate = engine.predict(request.frames, progress=progress, cancel=cancel)
-        depth = torch.as_tensor(estimate, dtype=torch.float32, device=device)
-    return torch.where(torch.isfinite(depth) & (depth > 0), depth, torch.zeros_like(depth))
+        estimate = estimate_source_depth(request.frames, request.cameras, request.engine.depth,
+                                         models_dir=request.engine.models_dir,
+                                         cameras_guessed=request.cameras_guessed, progress=progress, cancel=cancel)
+        if estimate.intrinsics_estimated:
+            request.cameras = estimate.cameras
+            request.warnings[:] = [w for w in request.warnings if not w.startswith("no source camera given")]
+        request.warnings.extend(estimate.notes)
+        depth = estimate.depth
+    return torch.as_tensor(depth, dtype=torch.float32, device=device)
 
 
 def resolve_trajectories(request: ReshootRequest, depth_z: torch.Tensor) -> list[Trajectory]:

@@ -1,0 +1,265 @@
+"""Scale and global disparity shift of relative video depth, recovered from known camera motion.
+
+A relative depth network (Depth Anything V2) predicts affine-invariant inverse depth. After
+:func:`backend.engines.depth_align.consistent_depth_from_disparity` every frame shares frame 0's
+affine ambiguity: ``u_i = 1 / D_i ~= alpha / z_i + beta`` with one unknown scale ``alpha`` and one
+unknown *disparity shift* ``beta`` for the whole clip. ``beta != 0`` bends the geometry (a 20 %
+shift distorts depth by ~4 %) and no per-frame fit can see it. Camera motion can: with the source
+cameras known, the true inverse depth ``v = s (u - b m)`` (``m`` = median of ``u``) is the one for
+which points lifted from frame ``i`` land, in frame ``j``, at the depth frame ``j`` has there.
+
+:func:`align_to_camera_motion` picks a few frame pairs with the widest baselines, samples pixels,
+and minimises a trimmed mean of ``|log(z_reprojected / z_j)|`` over ``(log s, b)`` with a coarse
+grid then finer grids. Points that fail (behind the camera, outside frame ``j``, occluded or moving)
+count as a fixed large residual, so the trimmed mean stays comparable between candidates. The
+result is accepted only when the minimum is well defined (the loss rises clearly when the scale
+halves or doubles); ``b`` stays 0 when the loss does not prefer another value.
+
+Conventions: planar z-depth in the cameras' units, OpenCV cameras (``K`` pixels, ``world_to_camera``
+4x4), pixel centres at +0.5.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backend.progress import CancelFn, check_cancel
+
+SAMPLES_PER_FRAME = 1000
+MAX_PAIRS = 8
+PAIR_WINDOW = 12  # frames either side searched for a partner with the widest baseline
+FAILED_RESIDUAL = 0.2  # |log depth ratio| cap, also charged to a point that cannot be checked
+SHARPNESS = 0.1  # accept a fit only if halving or doubling its scale raises the loss by 10 %
+
+
+def camera_baseline(world_to_camera: np.ndarray) -> float:
+    """Largest distance between any camera centre and the first one (scene units)."""
+    w2c = np.asarray(world_to_camera, dtype=np.float64)
+    centres = -np.einsum("nji,nj->ni", w2c[:, :3, :3], w2c[:, :3, 3])
+    return float(np.linalg.norm(centres - centres[0], axis=1).max())
+
+
+def _pairs(centres: np.ndarray) -> list[tuple[int, int]]:
+    """Up to ``MAX_PAIRS`` (0, j): frame 0 with partners spread over the next ``2 * PAIR_WINDOW`` frames
+    that sit away from it (frame 0's scale and shift are measured; every other frame is fitted to it)."""
+    n = len(centres)
+    candidates = np.arange(1, min(n, 2 * PAIR_WINDOW + 1))
+    candidates = candidates[np.linalg.norm(centres[candidates] - centres[0], axis=1) > 0]
+    if candidates.size == 0:
+        return []
+    chosen = candidates[np.unique(np.linspace(0, candidates.size - 1, min(candidates.size, MAX_PAIRS)).round()
+                                  .astype(int))]
+    return [(0, int(j)) for j in chosen]
+
+
+class _PairSamples:
+    """Sampled pixels of frame i (their rays and ``u``) and frame j's ``u`` map and camera."""
+
+    def __init__(self, u: np.ndarray, K: np.ndarray, w2c: np.ndarray, i: int, j: int,
+                 rng: np.random.Generator) -> None:
+        height, width = u.shape[1:]
+        rows, cols = np.nonzero(u[i] > 0)
+        if rows.size > SAMPLES_PER_FRAME:
+            keep = rng.choice(rows.size, SAMPLES_PER_FRAME, replace=False)
+            rows, cols = rows[keep], cols[keep]
+        Kinv = np.linalg.inv(K[i])
+        pixels = np.stack([cols + 0.5, rows + 0.5, np.ones(rows.size)], axis=0)
+        self.rays = Kinv @ pixels  # (3, N), unit z
+        self.u_i = u[i][rows, cols]
+        relative = w2c[j] @ np.linalg.inv(w2c[i])
+        self.R, self.t = relative[:3, :3], relative[:3, 3:4]
+        self.K_j = K[j]
+        self.u_j = u[j]
+        self.width, self.height = width, height
+        self.count = rows.size
+
+    def residuals(self, scale: float, shift: float) -> np.ndarray:
+        """``|log(z_reprojected / z_j)|`` per sample for ``v = scale * (u - shift)``; failures get the fixed value."""
+        out = np.full(self.count, FAILED_RESIDUAL)
+        v_i = scale * (self.u_i - shift)
+        ok = v_i > 0
+        cam_j = self.R @ (self.rays[:, ok] / v_i[ok]) + self.t
+        z = cam_j[2]
+        front = z > 1e-9
+        proj = self.K_j @ cam_j[:, front]
+        x, y = proj[0] / proj[2] - 0.5, proj[1] / proj[2] - 0.5  # continuous pixel-index coordinates
+        inside = (x >= 0) & (y >= 0) & (x <= self.width - 1) & (y <= self.height - 1)
+        x0 = np.clip(np.floor(x).astype(int), 0, self.width - 2)
+        y0 = np.clip(np.floor(y).astype(int), 0, self.height - 2)
+        fx, fy = x - x0, y - y0
+        corners = np.stack([self.u_j[y0, x0], self.u_j[y0, x0 + 1], self.u_j[y0 + 1, x0], self.u_j[y0 + 1, x0 + 1]])
+        known = inside & (corners > 0).all(axis=0)
+        u_j = ((1 - fy) * ((1 - fx) * corners[0] + fx * corners[1]) + fy * ((1 - fx) * corners[2] + fx * corners[3]))
+        v_j = scale * (u_j - shift)
+        good = known & (v_j > 0)
+        ratio = np.ones_like(v_j)
+        ratio[good] = z[front][good] * v_j[good]
+        res = np.where(good, np.abs(np.log(np.maximum(ratio, 1e-12))), FAILED_RESIDUAL)
+        slots = np.flatnonzero(ok)[front]
+        out[slots] = np.minimum(res, FAILED_RESIDUAL)
+        return out
+
+
+    def profiled_residuals(self, scale: float, shift: float) -> np.ndarray:
+        """Like :meth:`residuals` for frame i's candidate ``v = scale * (u - shift)``, with frame j's own
+        affine map fitted (least squares, one trimmed refit) instead of assumed equal: frame j may carry
+        a different scale and shift than frame i, as per-frame network output does."""
+        out = np.full(self.count, FAILED_RESIDUAL)
+        v_i = scale * (self.u_i - shift)
+        ok = v_i > 0
+        cam_j = self.R @ (self.rays[:, ok] / v_i[ok]) + self.t
+        z = cam_j[2]
+        front = z > 1e-9
+        proj = self.K_j @ cam_j[:, front]
+        x, y = proj[0] / proj[2] - 0.5, proj[1] / proj[2] - 0.5
+        inside = (x >= 0) & (y >= 0) & (x <= self.width - 1) & (y <= self.height - 1)
+        x0 = np.clip(np.floor(x).astype(int), 0, self.width - 2)
+        y0 = np.clip(np.floor(y).astype(int), 0, self.height - 2)
+        fx, fy = x - x0, y - y0
+        corners = np.stack([self.u_j[y0, x0], self.u_j[y0, x0 + 1], self.u_j[y0 + 1, x0], self.u_j[y0 + 1, x0 + 1]])
+        good = inside & (corners > 0).all(axis=0)
+        if good.sum() < 16:
+            return out
+        u_j = ((1 - fy) * ((1 - fx) * corners[0] + fx * corners[1]) + fy * ((1 - fx) * corners[2] + fx * corners[3]))
+        target = 1.0 / z[front]
+        design = np.stack([u_j[good], np.ones(int(good.sum()))], axis=1)
+        keep = np.ones(int(good.sum()), bool)
+        for _ in range(2):
+            solution, *_ = np.linalg.lstsq(design[keep], target[good][keep], rcond=None)
+            fitted = design @ solution
+            error = np.abs(np.log(np.maximum(fitted, 1e-12) / target[good]))
+            keep = error <= max(3.0 * float(np.median(error)), 1e-9)
+            if keep.sum() < 16:
+                break
+        res = np.full(good.shape, FAILED_RESIDUAL)
+        res[good] = np.where(fitted > 0, np.minimum(error, FAILED_RESIDUAL), FAILED_RESIDUAL)
+        out[np.flatnonzero(ok)[front]] = res
+        return out
+
+
+def _loss(samples: list[_PairSamples], scale: float, shift: float) -> float:
+    """Mean capped residual: bounded influence of occlusions and moving parts, every point counted."""
+    return float(np.concatenate([s.profiled_residuals(scale, shift) for s in samples]).mean())
+
+
+def _grid_search(samples: list[_PairSamples], log_scales: np.ndarray, shifts: np.ndarray,
+                 cancel: CancelFn | None) -> tuple[float, float, float]:
+    best = (np.inf, 0.0, 0.0)
+    for log_scale in log_scales:
+        check_cancel(cancel)
+        scale = float(np.exp(log_scale))
+        for shift in shifts:
+            loss = _loss(samples, scale, float(shift))
+            if loss < best[0]:
+                best = (loss, float(log_scale), float(shift))
+    return best
+
+
+def _global_fit(u_norm: np.ndarray, K: np.ndarray, w2c: np.ndarray, pairs: list[tuple[int, int]],
+                baseline: float, seed: int, cancel: CancelFn | None) -> tuple[float, float, float, float]:
+    """``(loss, scale, shift, loss at half/double scale)`` of ``v = scale * (u_norm - shift)``."""
+    rng = np.random.default_rng(seed)
+    samples = [_PairSamples(u_norm, K, w2c, i, j, rng) for i, j in pairs]
+    low = float(np.percentile(u_norm[u_norm > 0], 1.0))
+    shifts = np.linspace(-1.0, min(0.95, 0.98 * low), 13)
+    # scale: inverse depth per unit of normalised u; scenes 0.01..1000 baselines away are searched
+    log_scales = np.log(1.0 / baseline) + np.linspace(-7.0, 7.0, 15)
+    loss, log_scale, shift = _grid_search(samples, log_scales, shifts, cancel)
+    step_s, step_b = log_scales[1] - log_scales[0], shifts[1] - shifts[0]
+    for _ in range(5):  # finer grids around the best point
+        loss, log_scale, shift = _grid_search(
+            samples, log_scale + np.linspace(-step_s, step_s, 7),
+            np.clip(shift + np.linspace(-step_b, step_b, 7), -1.0, 0.98 * low), cancel)
+        step_s, step_b = step_s / 3.0, step_b / 3.0
+    scale = float(np.exp(log_scale))
+    # b stays 0 unless the loss clearly prefers another value
+    zero_loss, zero_log_scale, _ = _grid_search(samples, log_scale + np.linspace(-0.3, 0.3, 31),
+                                                np.array([0.0]), cancel)
+    if zero_loss <= loss + 1e-4:
+        loss, scale, shift = zero_loss, float(np.exp(zero_log_scale)), 0.0
+    sharp = min(_loss(samples, scale * 2.0, shift), _loss(samples, scale / 2.0, shift))
+    return loss, scale, shift, sharp
+
+
+def warp_depth(depth_j: np.ndarray, K_j: np.ndarray, w2c_j: np.ndarray, K_i: np.ndarray, w2c_i: np.ndarray
+               ) -> np.ndarray:
+    """Planar depth of frame j's pixels seen from camera i (nearest pixel, z-buffered; 0 = nothing)."""
+    height, width = depth_j.shape
+    rows, cols = np.nonzero(depth_j > 0)
+    z = depth_j[rows, cols]
+    cam_j = (np.linalg.inv(K_j) @ np.stack([cols + 0.5, rows + 0.5, np.ones(rows.size)])) * z
+    relative = w2c_i @ np.linalg.inv(w2c_j)
+    cam_i = relative[:3, :3] @ cam_j + relative[:3, 3:4]
+    front = cam_i[2] > 1e-9
+    proj = K_i @ cam_i[:, front]
+    x = np.floor(proj[0] / proj[2]).astype(np.int64)
+    y = np.floor(proj[1] / proj[2]).astype(np.int64)
+    inside = (x >= 0) & (y >= 0) & (x < width) & (y < height)
+    out = np.full(height * width, np.inf)
+    np.minimum.at(out, y[inside] * width + x[inside], cam_i[2][front][inside])
+    return np.where(np.isfinite(out), out, 0.0).reshape(height, width)
+
+
+def _fit_frames_to_first(depth: np.ndarray, first: np.ndarray, K: np.ndarray, w2c: np.ndarray,
+                         cancel: CancelFn | None) -> np.ndarray:
+    """Every frame's inverse depth refitted (robust scale/shift) to frame 0's corrected depth warped into
+    its camera, where frame 0 sees nothing there to frame ``i - 1``'s (already fitted) warped depth."""
+    from backend.engines.depth_align import MIN_INVERSE_DEPTH, robust_scale_shift
+
+    out = depth.copy()
+    out[0] = first
+    for i in range(1, len(depth)):
+        check_cancel(cancel)
+        reference = warp_depth(first, K[0], w2c[0], K[i], w2c[i])
+        previous = warp_depth(out[i - 1], K[i - 1], w2c[i - 1], K[i], w2c[i])
+        reference = np.where(reference > 0, reference, previous)
+        both = (reference > 0) & (depth[i] > 0)
+        if both.sum() < 64:
+            continue
+        scale, shift = robust_scale_shift(1.0 / depth[i][both], 1.0 / reference[both])
+        inverse = scale / np.where(depth[i] > 0, depth[i], 1.0) + shift
+        out[i] = np.where((depth[i] > 0) & (inverse > MIN_INVERSE_DEPTH), 1.0 / np.maximum(inverse, 1e-12), 0.0)
+    return out
+
+
+def align_to_camera_motion(depth: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray, *,
+                           seed: int = 0, cancel: CancelFn | None = None) -> tuple[np.ndarray, dict]:
+    """Put a consistent-scale relative depth sequence into the cameras' scale with its shift recovered.
+
+    ``depth (F,H,W)`` planar z (0 = unknown) sharing one affine inverse-depth ambiguity; ``K (F,3,3)``,
+    ``world_to_camera (F,4,4)`` OpenCV. Returns ``(depth, info)``: the corrected depth (float32, 0 where
+    the corrected inverse depth is not positive) and ``{"accepted", "scale", "shift", "loss", "reason",
+    "pairs"}`` where ``shift`` is the disparity shift removed, as a fraction of the median inverse
+    depth. After the global fit each frame is refitted against its neighbours warped into it
+    (``REFINE_ROUNDS`` times, each followed by a new global fit), which removes what the
+    same-pixel frame-to-frame alignment got wrong under camera motion. When not accepted the input
+    depth is returned unchanged.
+    """
+    depth = np.asarray(depth, dtype=np.float64)
+    K = np.ascontiguousarray(np.broadcast_to(np.asarray(K, dtype=np.float64), (len(depth), 3, 3)))
+    w2c = np.ascontiguousarray(np.broadcast_to(np.asarray(world_to_camera, dtype=np.float64), (len(depth), 4, 4)))
+    valid = np.isfinite(depth) & (depth > 0)
+    info: dict = {"accepted": False, "scale": 1.0, "shift": 0.0, "loss": None, "reason": "", "pairs": []}
+    if not valid.any():
+        info["reason"] = "no valid depth"
+        return depth.astype(np.float32), info
+    centres = -np.einsum("nji,nj->ni", w2c[:, :3, :3], w2c[:, :3, 3])
+    pairs = _pairs(centres)
+    info["pairs"] = pairs
+    if not pairs:
+        info["reason"] = "the camera does not move"
+        return depth.astype(np.float32), info
+    baseline = max(float(np.linalg.norm(centres[j] - centres[i])) for i, j in pairs)
+    current = np.where(valid, depth, 0.0)
+    u = np.where(current > 0, 1.0 / np.where(current > 0, current, 1.0), 0.0)
+    median_u = float(np.median(u[0][u[0] > 0])) if (u[0] > 0).any() else float(np.median(u[u > 0]))
+    u_norm = u / median_u  # shift in units of frame 0's median inverse depth
+    loss, scale, shift, sharp = _global_fit(u_norm, K, w2c, pairs, baseline, seed, cancel)
+    info.update(loss=loss, scale=scale / median_u, shift=shift)
+    if not sharp - loss > SHARPNESS * loss:
+        info["reason"] = f"the fit is flat in scale (loss {loss:.3f} vs {sharp:.3f} at half/double scale)"
+        return depth.astype(np.float32), info
+    inverse = scale * (u_norm[0] - shift)
+    first = np.where((u[0] > 0) & (inverse > 0), 1.0 / np.where(inverse > 0, inverse, 1.0), 0.0)
+    info["accepted"] = True
+    return _fit_frames_to_first(current, first, K, w2c, cancel).astype(np.float32), info
