@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.engines import FirstFrameEdit, InpaintContext, get_depth_engine, get_inpaint_engine
+from backend.engines import InpaintContext, get_depth_engine, get_inpaint_engine
 from backend.export import UsdSceneWriter
 from backend.export.stream import export_gaussian_frames
 from backend.gaussians import (
@@ -60,6 +60,7 @@ from protocol.paths.spec import parse_path_spec
 
 from ..source_depth import estimate_source_depth, planar_given_depth
 from ..stages import StageClock, StageProgressFn
+from .edit import lift_edit, target_edit
 from .outputs import versions, write_report, write_trajectory_outputs
 from .request import ReshootRequest, Trajectory
 
@@ -126,6 +127,12 @@ def run_reshoot(
     engine = get_inpaint_engine(request.engine.inpaint, request.engine.models_dir, **request.engine.inpaint_options())
     fill_depth_engine = (None if request.engine.depth == "given"
                          else get_depth_engine(request.engine.depth, request.engine.models_dir))
+    lifted_edit = None
+    if request.edit_frame is not None and request.edit_masks is not None:
+        with clock.stage("edit") as stage_progress:
+            lifted_edit = lift_edit(request.frames, depth_z, K_src, w2c_src, request.edit_frame, request.edit_masks,
+                                    depth_engine=fill_depth_engine, engine_name=request.engine.depth)
+            stage_progress(1, 1, f"{lifted_edit.changed_pixels} edited pixels, depth {lifted_edit.depth_method}")
 
     done: list[TrajectoryResult] = []
     generated: list[PointFrames] = []  # lifted from filled pixels, per source frame
@@ -150,8 +157,8 @@ def run_reshoot(
 
         with clock.stage("fill") as stage_progress:
             context = _packing_context(request, done, tm, holes, K_t, w2c_t, width, height)
-            edit = (FirstFrameEdit(request.edit_frame, request.edit_masks)
-                    if request.edit_frame is not None and request.edit_masks is not None else None)
+            # the edit as this trajectory's cameras see it (frame 0 and the edit region per target view)
+            edit = None if lifted_edit is None else target_edit(lifted_edit, K_t, w2c_t, tm, render_rgb, holes)
             filled = engine.fill(render_rgb, holes, request.prompt, context=context, edit=edit,
                                  progress=stage_progress, cancel=cancel)
 
@@ -222,6 +229,8 @@ def run_reshoot(
                    "fused": fused.num_points},
         "stages": clock.summary(),
         "wall_seconds": round(time.time() - started, 3),
+        "edit": None if lifted_edit is None else {"changed_pixels": lifted_edit.changed_pixels,
+                                                  "depth": lifted_edit.depth_method},
         "warnings": request.warnings,
         "versions": versions(),
     }

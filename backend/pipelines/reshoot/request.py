@@ -160,6 +160,9 @@ class ReshootRequest:
             edit_frame = video_frames(np.asarray(edit_frame)[None], name="edit_frame")[0]
             if edit_frame.shape != frames.shape[1:]:
                 raise ValidationError(f"edit_frame must be {w}x{h} like the video, got {edit_frame.shape}")
+        if (edit_frame is None) != (edit_masks is None):
+            raise ValidationError("edit_frame and edit_masks go together: send the edited first frame and the "
+                                  "per-frame masks of where the edit appears, or neither")
         prompt = params.get("prompt", "") or ""
         if not isinstance(prompt, str) or len(prompt.encode()) > MAX_PROMPT_BYTES:
             raise ValidationError(f"prompt must be text of at most {MAX_PROMPT_BYTES} bytes")
