@@ -91,7 +91,8 @@ def estimate_source_depth(frames: np.ndarray, cameras: list[Camera], engine_name
     notes: list[str] = []
     focal_px = None
     if hasattr(engine, "predict_metric"):
-        estimate = engine.predict_metric(frames, progress=progress, cancel=cancel)
+        known_focal = None if cameras_guessed else float(np.median([c.fx for c in cameras]))
+        estimate = engine.predict_metric(frames, focal_px=known_focal, progress=progress, cancel=cancel)
         depth, focal_px = estimate.depth, estimate.focal_px
     else:
         depth = engine.predict(frames, progress=progress, cancel=cancel)
