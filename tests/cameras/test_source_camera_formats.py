@@ -147,3 +147,20 @@ def test_transforms_bad_files_name_the_file(tmp_path: Path) -> None:
         warnings.simplefilter("error")  # no distortion: no warning
         path.write_text(json.dumps({"fl_x": 5, "w": 4, "h": 4, "frames": [{"transform_matrix": np.eye(4).tolist()}]}))
         assert read_camera_path(path).cameras[0].fx == 5.0
+
+
+def test_cli_source_cameras_must_match_the_clip(tmp_path: Path) -> None:
+    from backend.pipelines.cli_support import source_camera_dicts
+
+    cams = _moving_cameras(5)
+    write_camera_path(tmp_path / "sparse", cams, "colmap")
+    assert len(source_camera_dicts(tmp_path / "sparse", 5, 64, 48)) == 5
+    with pytest.raises(ValidationError, match=r"sparse.*images.txt.*5 registered images but the clip has 7"):
+        source_camera_dicts(tmp_path / "sparse", 7, 64, 48)
+    write_camera_path(tmp_path / "transforms.json", cams, "transforms")
+    with pytest.raises(ValidationError, match=r"transforms.json: 5 cameras for a clip of 7 frames"):
+        source_camera_dicts(tmp_path / "transforms.json", 7, 64, 48)
+    with pytest.raises(ValidationError, match=r"transforms.json: cameras are 64x48 but the clip is 32x24"):
+        source_camera_dicts(tmp_path / "transforms.json", 5, 32, 24)
+    with pytest.raises(ValidationError, match="camera file not found"):
+        source_camera_dicts(tmp_path / "nope.json", 5, 64, 48)

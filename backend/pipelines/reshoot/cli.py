@@ -32,7 +32,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=Path, help="depth maps: folder of EXR/PNG16/NPY, or .npy/.npz (metres)")
     p.add_argument("--depth-kind", choices=["z", "ray"], default="z",
                    help="planar z-depth (Blender's Z pass) or distance along the ray (default z)")
-    p.add_argument("--depth-engine", default=None, help="depth engine when --depth is missing (depth-anything)")
+    p.add_argument("--depth-engine", default=None, help="depth engine when --depth is missing (default depth-anything; depth-pro also estimates "
+                        "the focal length; depth-anything-metric-indoor/-outdoor; see `recast4d doctor`)")
     p.add_argument("--camera", type=Path, help="source camera(s): a camera-path file (nerfstudio JSON, ...), a "
                                                "transforms.json (nerfstudio / instant-ngp) or a COLMAP text model folder")
     p.add_argument("--fov", type=float, default=None, help="horizontal field of view guess when --camera is missing")
