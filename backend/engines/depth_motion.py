@@ -4,16 +4,19 @@ A relative depth network (Depth Anything V2) predicts affine-invariant inverse d
 :func:`backend.engines.depth_align.consistent_depth_from_disparity` every frame shares frame 0's
 affine ambiguity: ``u_i = 1 / D_i ~= alpha / z_i + beta`` with one unknown scale ``alpha`` and one
 unknown *disparity shift* ``beta`` for the whole clip. ``beta != 0`` bends the geometry (a 20 %
-shift distorts depth by ~4 %) and no per-frame fit can see it. Camera motion can: with the source
+shift distorts depth by ~5 %) and no per-frame fit can see it. Camera motion can: with the source
 cameras known, the true inverse depth ``v = s (u - b m)`` (``m`` = median of ``u``) is the one for
 which points lifted from frame ``i`` land, in frame ``j``, at the depth frame ``j`` has there.
 
-:func:`align_to_camera_motion` picks a few frame pairs with the widest baselines, samples pixels,
-and minimises a trimmed mean of ``|log(z_reprojected / z_j)|`` over ``(log s, b)`` with a coarse
-grid then finer grids. Points that fail (behind the camera, outside frame ``j``, occluded or moving)
-count as a fixed large residual, so the trimmed mean stays comparable between candidates. The
-result is accepted only when the minimum is well defined (the loss rises clearly when the scale
-halves or doubles); ``b`` stays 0 when the loss does not prefer another value.
+:func:`align_to_camera_motion` pairs frame 0 with up to ``MAX_PAIRS`` later frames that moved away
+from it, samples pixels of frame 0, and minimises the mean of ``min(|log(z_reprojected / z_j)|, FAILED_RESIDUAL)`` over ``(s, b)``,
+with frame ``j``'s own affine map fitted out for every candidate (per-frame network output has its
+own scale and shift). Points that fail (behind the camera, outside frame ``j``) count as the cap,
+so candidates stay comparable; occlusions and moving parts have bounded influence. The search
+profiles the loss over a grid of shifts, each with its best level (golden section). The result is
+accepted only when the minimum is well defined (the loss rises by ``SHARPNESS`` when the scale
+halves or doubles); ``b`` stays 0 when the loss does not prefer another value. Every other frame
+is then fitted to frame 0's corrected depth warped into its camera.
 
 Conventions: planar z-depth in the cameras' units, OpenCV cameras (``K`` pixels, ``world_to_camera``
 4x4), pixel centres at +0.5.
@@ -142,41 +145,58 @@ def _loss(samples: list[_PairSamples], scale: float, shift: float) -> float:
     return float(np.concatenate([s.profiled_residuals(scale, shift) for s in samples]).mean())
 
 
-def _grid_search(samples: list[_PairSamples], log_scales: np.ndarray, shifts: np.ndarray,
-                 cancel: CancelFn | None) -> tuple[float, float, float]:
-    best = (np.inf, 0.0, 0.0)
-    for log_scale in log_scales:
-        check_cancel(cancel)
-        scale = float(np.exp(log_scale))
-        for shift in shifts:
-            loss = _loss(samples, scale, float(shift))
-            if loss < best[0]:
-                best = (loss, float(log_scale), float(shift))
-    return best
+def _loss_at(samples: list[_PairSamples], log_level: float, shift: float) -> float:
+    """Loss of ``v = exp(log_level) * (u - shift) / (1 - shift)``: the level is the inverse depth at the
+    median, so changing the shift does not move the best level (the two are searched independently)."""
+    return _loss(samples, float(np.exp(log_level)) / (1.0 - shift), shift)
+
+
+def _best_level(samples: list[_PairSamples], shift: float, low: float, high: float,
+                cancel: CancelFn | None, iterations: int = 12) -> tuple[float, float]:
+    """``(loss, log level)`` minimising over ``[low, high]`` by golden-section search."""
+    check_cancel(cancel)
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = low, high
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = _loss_at(samples, c, shift), _loss_at(samples, d, shift)
+    for _ in range(iterations):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = _loss_at(samples, c, shift)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = _loss_at(samples, d, shift)
+    return (fc, c) if fc < fd else (fd, d)
 
 
 def _global_fit(u_norm: np.ndarray, K: np.ndarray, w2c: np.ndarray, pairs: list[tuple[int, int]],
                 baseline: float, seed: int, cancel: CancelFn | None) -> tuple[float, float, float, float]:
-    """``(loss, scale, shift, loss at half/double scale)`` of ``v = scale * (u_norm - shift)``."""
+    """``(loss, scale, shift, loss at half/double scale)`` of ``v = scale * (u_norm - shift)``.
+
+    The level (inverse depth at the median, log) is first found on a coarse grid at shift 0; then the
+    loss is profiled over a grid of shifts, each with its best level (golden section within a factor
+    e^1.5 of the coarse one), and the best shift refined on a finer grid around it.
+    """
     rng = np.random.default_rng(seed)
     samples = [_PairSamples(u_norm, K, w2c, i, j, rng) for i, j in pairs]
     low = float(np.percentile(u_norm[u_norm > 0], 1.0))
-    shifts = np.linspace(-1.0, min(0.95, 0.98 * low), 13)
-    # scale: inverse depth per unit of normalised u; scenes 0.01..1000 baselines away are searched
-    log_scales = np.log(1.0 / baseline) + np.linspace(-7.0, 7.0, 15)
-    loss, log_scale, shift = _grid_search(samples, log_scales, shifts, cancel)
-    step_s, step_b = log_scales[1] - log_scales[0], shifts[1] - shifts[0]
-    for _ in range(5):  # finer grids around the best point
-        loss, log_scale, shift = _grid_search(
-            samples, log_scale + np.linspace(-step_s, step_s, 7),
-            np.clip(shift + np.linspace(-step_b, step_b, 7), -1.0, 0.98 * low), cancel)
-        step_s, step_b = step_s / 3.0, step_b / 3.0
-    scale = float(np.exp(log_scale))
-    # b stays 0 unless the loss clearly prefers another value
-    zero_loss, zero_log_scale, _ = _grid_search(samples, log_scale + np.linspace(-0.3, 0.3, 31),
-                                                np.array([0.0]), cancel)
-    if zero_loss <= loss + 1e-4:
-        loss, scale, shift = zero_loss, float(np.exp(zero_log_scale)), 0.0
+    top = min(0.95, 0.98 * low)
+    # levels for scenes 0.001 .. 1000 baselines away
+    levels = np.log(1.0 / baseline) + np.arange(-7.0, 7.01, 0.25)
+    level0 = levels[int(np.argmin([_loss_at(samples, float(level), 0.0) for level in levels]))]
+    shifts = np.linspace(-1.0, top, 25)
+    profile = [(*_best_level(samples, float(b), level0 - 1.5, level0 + 1.5, cancel), float(b)) for b in shifts]
+    loss, level, shift = min(profile)
+    step = shifts[1] - shifts[0]
+    fine = np.clip(shift + np.linspace(-step, step, 9), -1.0, top)
+    loss, level, shift = min([(*_best_level(samples, float(b), level - 0.5, level + 0.5, cancel), float(b))
+                              for b in fine] + [(loss, level, shift)])
+    zero_loss, zero_level = _best_level(samples, 0.0, level0 - 1.5, level0 + 1.5, cancel)
+    if zero_loss <= loss + 1e-4:  # the shift stays 0 unless the loss clearly prefers another
+        loss, level, shift = zero_loss, zero_level, 0.0
+    scale = float(np.exp(level)) / (1.0 - shift)
     sharp = min(_loss(samples, scale * 2.0, shift), _loss(samples, scale / 2.0, shift))
     return loss, scale, shift, sharp
 

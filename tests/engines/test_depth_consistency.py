@@ -11,59 +11,30 @@ import pytest
 
 from backend.engines.depth_align import consistent_depth_from_disparity
 from backend.engines.depth_motion import align_to_camera_motion
-from protocol.camera import Camera, look_at, stack_cameras
+from backend.pipelines.reshoot.synthetic import (
+    floor_wall_sphere_depth,
+    moving_camera_cameras,
+    scale_invariant_error,
+)
+from backend.pipelines.reshoot.synthetic import shifted_disparity as scene_shifted_disparity
+from protocol.camera import Camera, stack_cameras
 
 SCALES = np.array([1.0, 1.2, 0.9, 1.1, 1.3, 0.8, 1.0, 1.05, 0.95])  # the network's per-frame scale drift
 
 
-def moving_cameras(n: int = 9, width: int = 64, height: int = 48) -> list[Camera]:
-    """A camera sliding 1.2 m sideways and 0.4 m forward while aiming at a point 5 m ahead."""
-    K = np.array([[45.0, 0.0, width / 2], [0.0, 45.0, height / 2], [0.0, 0.0, 1.0]])
-    return [Camera(K, look_at(np.array([-0.6 + 1.2 * i / (n - 1), -0.2, 0.4 * i / (n - 1)]),
-                              np.array([0.2, 0.3, 5.0])), width, height) for i in range(n)]
-
-
-def raycast_depth(cameras: list[Camera]) -> np.ndarray:
-    """Exact planar z (F,H,W) of a floor (y = 1), a back wall (z = 8) and a sphere (OpenCV world)."""
-    out = []
-    for cam in cameras:
-        v, u = np.mgrid[0:cam.height, 0:cam.width] + 0.5
-        rays = np.linalg.inv(cam.K) @ np.stack([u.ravel(), v.ravel(), np.ones(u.size)])
-        d, o = cam.camera_to_world[:3, :3] @ rays, cam.camera_to_world[:3, 3:4]
-        t = np.full(u.size, np.inf)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for hit in ((1.0 - o[1]) / d[1], (8.0 - o[2]) / d[2]):
-                t = np.where(hit > 0, np.minimum(t, hit), t)
-        oc = o - np.array([[0.4], [0.1], [4.0]])
-        a, b, c = (d * d).sum(0), 2 * (d * oc).sum(0), (oc * oc).sum() - 0.81
-        disc = b * b - 4 * a * c
-        sphere = (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a)
-        t = np.where((disc > 0) & (sphere > 0), np.minimum(t, sphere), t)
-        out.append(t.reshape(cam.height, cam.width))  # unit-z rays: t is planar depth
-    return np.stack(out).astype(np.float32)
-
-
-def shifted_disparity(depth: np.ndarray, shift_fraction: float = 0.2) -> np.ndarray:
-    """What a relative network predicts: inverse depth plus a global shift, times a per-frame scale."""
-    inverse = 1.0 / depth
-    scales = SCALES[: len(depth), None, None]
-    return ((inverse + shift_fraction * np.median(inverse[0])) / scales).astype(np.float32)
-
-
-def alignment_error(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """Mean relative depth error after the best single scale (what a shift distorts; scale is free)."""
-    scale = np.median(truth / estimate)
-    return float(np.mean(np.abs(estimate * scale - truth) / truth))
+def shifted_disparity(depth: np.ndarray) -> np.ndarray:
+    """The network's view of ``depth``: a 20 % global disparity shift and the per-frame scale drift."""
+    return scene_shifted_disparity(depth, SCALES[: len(depth)], 0.2)
 
 
 def test_global_disparity_shift_is_recovered_from_camera_motion() -> None:
-    cams = moving_cameras()
-    truth = raycast_depth(cams)
+    cams = moving_camera_cameras()
+    truth = floor_wall_sphere_depth(cams)
     relative = consistent_depth_from_disparity(shifted_disparity(truth), median_depth=1.0, smooth_sigma=1.0)
-    before = alignment_error(relative, truth)
+    before = scale_invariant_error(relative, truth)
     K, w2c = stack_cameras(cams)
     aligned, info = align_to_camera_motion(relative, K, w2c)
-    after = alignment_error(aligned, truth)
+    after = scale_invariant_error(aligned, truth)
     assert before > 0.04  # the shift bends the geometry; per-frame scale fits cannot see it
     assert info["accepted"] and after <= 0.01, (before, after, info)
     assert 0.12 < info["shift"] < 0.22  # 0.2 of the true median inverse depth = 1/6 of the shifted one
@@ -72,8 +43,8 @@ def test_global_disparity_shift_is_recovered_from_camera_motion() -> None:
 
 
 def test_a_static_camera_cannot_measure_the_shift_and_says_so() -> None:
-    cams = [moving_cameras()[0]] * 4
-    truth = raycast_depth(cams)
+    cams = [moving_camera_cameras()[0]] * 4
+    truth = floor_wall_sphere_depth(cams)
     relative = consistent_depth_from_disparity(shifted_disparity(truth), median_depth=1.0)
     K, w2c = stack_cameras(cams)
     out, info = align_to_camera_motion(relative, K, w2c)
@@ -102,15 +73,15 @@ def test_depth_stage_aligns_estimated_depth_to_given_cameras(tiny_models_dir: Pa
     from backend.engines.depth import DepthAnythingEngine
     from backend.pipelines.source_depth import estimate_source_depth
 
-    cams = moving_cameras()
-    truth = raycast_depth(cams)
+    cams = moving_camera_cameras()
+    truth = floor_wall_sphere_depth(cams)
     disparity = shifted_disparity(truth)
     monkeypatch.setattr(DepthAnythingEngine, "predict_disparity", lambda self, frames, **kw: disparity)
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, truth.shape + (3,), dtype=np.uint8)
     result = estimate_source_depth(frames, cams, "depth-anything", models_dir=str(tiny_models_dir))
     assert result.motion_alignment["accepted"] and not result.notes
-    assert alignment_error(result.depth, truth) <= 0.01
+    assert scale_invariant_error(result.depth, truth) <= 0.01
     guessed = estimate_source_depth(frames, [Camera.from_fov(60.0, 64, 48)] * len(cams), "depth-anything",
                                     models_dir=str(tiny_models_dir), cameras_guessed=True)
     assert guessed.motion_alignment is None and "relative" in guessed.notes[0]
