@@ -85,3 +85,16 @@ def test_depth_stage_aligns_estimated_depth_to_given_cameras(tiny_models_dir: Pa
     guessed = estimate_source_depth(frames, [Camera.from_fov(60.0, 64, 48)] * len(cams), "depth-anything",
                                     models_dir=str(tiny_models_dir), cameras_guessed=True)
     assert guessed.motion_alignment is None and "relative" in guessed.notes[0]
+
+
+def test_black_frames_are_refused_before_the_job_runs() -> None:
+    from backend.pipelines.reshoot.request import ReshootRequest
+    from protocol.errors import ValidationError
+
+    frames = np.random.default_rng(1).integers(0, 256, (4, 16, 24, 3), dtype=np.uint8)
+    frames[2] = 0
+    params = {"engine": {"depth": "depth-anything"}, "trajectories": [{"name": "a", "preset": "orbit:left:10"}]}
+    with pytest.raises(ValidationError, match=r"frames: 1 of 4 frames are blank.*frame\(s\) 2"):
+        ReshootRequest.from_params(params, {"frames": frames})
+    depth = np.full((4, 16, 24), 2.0, np.float32)  # with depth maps the black frame is just dark content
+    assert ReshootRequest.from_params({**params, "engine": {}}, {"frames": frames, "depth": depth}).num_frames == 4
