@@ -56,7 +56,7 @@ def _pairs(centres: np.ndarray) -> list[tuple[int, int]]:
 
 
 class _PairSamples:
-    """Sampled pixels of frame i (their rays and ``u``) and frame j's ``u`` map and camera."""
+    """Sampled pixels of frame i (their rays with unit z and ``u``) and frame j's ``u`` map and camera."""
 
     def __init__(self, u: np.ndarray, K: np.ndarray, w2c: np.ndarray, i: int, j: int,
                  rng: np.random.Generator) -> None:
@@ -76,37 +76,11 @@ class _PairSamples:
         self.width, self.height = width, height
         self.count = rows.size
 
-    def residuals(self, scale: float, shift: float) -> np.ndarray:
-        """``|log(z_reprojected / z_j)|`` per sample for ``v = scale * (u - shift)``; failures get the fixed value."""
-        out = np.full(self.count, FAILED_RESIDUAL)
-        v_i = scale * (self.u_i - shift)
-        ok = v_i > 0
-        cam_j = self.R @ (self.rays[:, ok] / v_i[ok]) + self.t
-        z = cam_j[2]
-        front = z > 1e-9
-        proj = self.K_j @ cam_j[:, front]
-        x, y = proj[0] / proj[2] - 0.5, proj[1] / proj[2] - 0.5  # continuous pixel-index coordinates
-        inside = (x >= 0) & (y >= 0) & (x <= self.width - 1) & (y <= self.height - 1)
-        x0 = np.clip(np.floor(x).astype(int), 0, self.width - 2)
-        y0 = np.clip(np.floor(y).astype(int), 0, self.height - 2)
-        fx, fy = x - x0, y - y0
-        corners = np.stack([self.u_j[y0, x0], self.u_j[y0, x0 + 1], self.u_j[y0 + 1, x0], self.u_j[y0 + 1, x0 + 1]])
-        known = inside & (corners > 0).all(axis=0)
-        u_j = ((1 - fy) * ((1 - fx) * corners[0] + fx * corners[1]) + fy * ((1 - fx) * corners[2] + fx * corners[3]))
-        v_j = scale * (u_j - shift)
-        good = known & (v_j > 0)
-        ratio = np.ones_like(v_j)
-        ratio[good] = z[front][good] * v_j[good]
-        res = np.where(good, np.abs(np.log(np.maximum(ratio, 1e-12))), FAILED_RESIDUAL)
-        slots = np.flatnonzero(ok)[front]
-        out[slots] = np.minimum(res, FAILED_RESIDUAL)
-        return out
-
-
     def profiled_residuals(self, scale: float, shift: float) -> np.ndarray:
-        """Like :meth:`residuals` for frame i's candidate ``v = scale * (u - shift)``, with frame j's own
-        affine map fitted (least squares, one trimmed refit) instead of assumed equal: frame j may carry
-        a different scale and shift than frame i, as per-frame network output does."""
+        """``min(|log(z_reprojected / z_j)|, FAILED_RESIDUAL)`` per sample for frame i's candidate
+        ``v = scale * (u - shift)``, with frame j's own affine map in inverse depth fitted (least squares,
+        one trimmed refit) rather than assumed equal: per-frame network output carries its own scale and
+        shift. Samples that fail (behind camera j, outside its image, unknown depth) get the cap."""
         out = np.full(self.count, FAILED_RESIDUAL)
         v_i = scale * (self.u_i - shift)
         ok = v_i > 0
