@@ -98,3 +98,19 @@ def test_black_frames_are_refused_before_the_job_runs() -> None:
         ReshootRequest.from_params(params, {"frames": frames})
     depth = np.full((4, 16, 24), 2.0, np.float32)  # with depth maps the black frame is just dark content
     assert ReshootRequest.from_params({**params, "engine": {}}, {"frames": frames, "depth": depth}).num_frames == 4
+
+
+def test_reshoot_with_estimated_depth_and_moving_given_cameras(tiny_models_dir: Path, tmp_path: Path) -> None:
+    """The whole job with the real tiny Depth Anything network (random weights: whatever it predicts,
+    the camera-motion fit must either be accepted or say why not, and the job must finish)."""
+    from backend.pipelines.reshoot.pipeline import run_reshoot
+    from backend.pipelines.reshoot.request import ReshootRequest
+
+    cams = moving_camera_cameras(5, 32, 24)
+    frames = np.random.default_rng(2).integers(0, 256, (5, 24, 32, 3), dtype=np.uint8)
+    params = {"cameras": [c.to_dict() for c in cams], "outputs": ["video"], "gaussians": {"enabled": False},
+              "engine": {"depth": "depth-anything", "models_dir": str(tiny_models_dir)},
+              "trajectories": [{"name": "orbit", "preset": "orbit:left:10"}]}
+    result = run_reshoot(ReshootRequest.from_params(params, {"frames": frames}), tmp_path, device="cpu")
+    assert result.points.num_points > 0 and result.report["stages"][0]["stage"] == "depth"
+    assert not any("relative" in w for w in result.report["warnings"])  # the cameras move: no static-camera note
