@@ -2,8 +2,10 @@
 
 Request (see ``backend/pipelines/tune/request.py``): ``params`` = fps, per-frame source ``cameras``
 (OpenCV, ``protocol.camera``), ``depth_kind`` ``"z"``, ``lora_id``, prompt and ``tune`` options
-(``steps``, ``rank``, ``angles`` degrees); ``inputs`` = ``frames`` uint8 (F, H, W, 3) and ``depth``
-float32 (F, H, W) metres. Tuning needs depth, so the source must be "This Scene" (rendered with depth).
+(``steps``, ``rank``, ``angles`` degrees); ``inputs`` = ``frames`` uint8 (F, H, W, 3) and, for "This
+Scene" (rendered with a depth pass), ``depth`` float32 (F, H, W) metres. A Movie Clip or image sequence
+sends no depth and ``depth_engine = "depth-anything"``: the backend estimates it with the same depth
+stage a re-film job uses (and the source camera's motion puts it into the scene's scale).
 
 The backend registers the finished LoRA as ``<models>/loras/<lora_id>``, where ``reshoot`` jobs find
 it by id. The add-on always sends the id (typed, or ``<scene>-<job id>``) and remembers it per job;
@@ -112,15 +114,13 @@ def build_tune_request(context: bpy.types.Context) -> submit.JobRequest:
     if lora_id and not LORA_ID_PATTERN.match(lora_id):
         raise _errors.ValidationError(f"LoRA id {lora_id!r} must be 1-100 letters, digits, '.', '-' or '_', "
                                       "starting with a letter or digit")
-    if settings.source.kind != "SCENE":
-        raise _errors.ValidationError("tuning needs depth maps: set the Source to 'This Scene' (rendered with depth)")
     options = tune.to_params()
     count = len(source.source_frames(context.scene, settings.source))
     if count < MIN_TUNE_FRAMES:  # checked before the (slow) capture
         raise _errors.ValidationError(f"tuning needs a shot of at least {MIN_TUNE_FRAMES} frames, this one has {count}")
     frames, source_cameras, rgb, depth = capture_source(context)
-    if depth is None:
-        raise _errors.ValidationError("the source gave no depth maps; tuning needs them")
+    if depth is None and settings.source.kind == "SCENE":
+        raise _errors.ValidationError("the scene render gave no depth maps; enable the Z pass and try again")
     scene = context.scene
     job_id = uuid.uuid4().hex
     params = {
@@ -131,7 +131,12 @@ def build_tune_request(context: bpy.types.Context) -> submit.JobRequest:
         "prompt": settings.generation.prompt,
         "tune": options,
     }
-    return submit.JobRequest(job_id, "tune", params, {"frames": rgb, "depth": depth})
+    inputs = {"frames": rgb}
+    if depth is not None:
+        inputs["depth"] = depth
+    else:  # Movie Clip / image sequence: the backend estimates depth, as for a re-film job
+        params["depth_engine"] = "depth-anything"
+    return submit.JobRequest(job_id, "tune", params, inputs)
 
 
 def submit_and_wait(operator: bpy.types.Operator, context: bpy.types.Context,
@@ -255,8 +260,6 @@ def tune_problem(context: bpy.types.Context) -> str | None:
     if problem:
         return problem
     settings = scene_settings(context)
-    if settings.source.kind != "SCENE":
-        return "Tuning needs depth: set the Source to 'This Scene'"
     problem = source.source_problem(context.scene, settings.source)
     if problem:
         return problem

@@ -109,3 +109,48 @@ def build_tiny_depth_model():
         model.head.conv3.bias.fill_(1.0)
         model.head.conv3.weight.mul_(2000.0)
     return model
+
+
+def build_tiny_metric_depth_model(max_depth: int = 20):
+    """A Depth Anything V2 *metric* model (``depth_estimation_type="metric"``, output 0..``max_depth`` m)."""
+    import torch
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    torch.manual_seed(0)
+    backbone = Dinov2Config(image_size=28, patch_size=14, hidden_size=32, num_hidden_layers=4,
+                            num_attention_heads=2, intermediate_size=37,
+                            out_features=["stage1", "stage2", "stage3", "stage4"], reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, patch_size=14,
+                                 reassemble_factors=[4, 2, 1, 0.5], neck_hidden_sizes=[16, 32, 32, 32],
+                                 fusion_hidden_size=16, head_hidden_size=8, depth_estimation_type="metric",
+                                 max_depth=max_depth)
+    return DepthAnythingForDepthEstimation(config).eval()
+
+
+#: the field of view (degrees) the tiny Depth Pro's FOV head always predicts
+TINY_DEPTH_PRO_FOV = 55.0
+
+
+def build_tiny_depth_pro_model():
+    """A ``DepthProForDepthEstimation`` with tiny DINOv2 encoders (32 px input) and an FOV head that
+    predicts :data:`TINY_DEPTH_PRO_FOV` degrees for every image; canonical inverse depth kept positive."""
+    import torch
+    from transformers import DepthProConfig, DepthProForDepthEstimation
+
+    torch.manual_seed(0)
+    encoder = {"model_type": "dinov2", "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+               "intermediate_size": 32, "patch_size": 4, "image_size": 16}
+    config = DepthProConfig(patch_size=16, fusion_hidden_size=16, intermediate_hook_ids=[1, 0],
+                            intermediate_feature_dims=[8, 8], scaled_images_ratios=[0.5, 1.0],
+                            scaled_images_overlap_ratios=[0.0, 0.25], scaled_images_feature_dims=[16, 8],
+                            use_fov_model=True, num_fov_head_layers=1, image_model_config=dict(encoder),
+                            patch_model_config=dict(encoder), fov_model_config=dict(encoder))
+    model = DepthProForDepthEstimation(config).eval()
+    with torch.no_grad():
+        final = model.fov_model.head.layers[-1]
+        final.weight.zero_()
+        final.bias.fill_(TINY_DEPTH_PRO_FOV)
+        depth_out = model.head.layers[-2]  # the 1x1 conv before the final ReLU
+        depth_out.bias.fill_(0.5)
+        depth_out.weight.abs_().mul_(0.05)  # non-negative inputs (ReLU) -> strictly positive output
+    return model

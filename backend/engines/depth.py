@@ -140,6 +140,7 @@ class DepthAnythingEngine:
     """
 
     name = "depth-anything"
+    relative = True  # affine-invariant: scale and disparity shift come from the cameras (source_depth stage)
 
     def __init__(self, folder: str | os.PathLike[str], *, device: str | None = None, input_size: int = 518,
                  batch_size: int = 8, median_depth: float = 1.0, smooth_sigma: float = 1.0) -> None:
@@ -211,29 +212,42 @@ class DepthAnythingEngine:
         """
         disparity = self.predict_disparity(frames, progress=progress, cancel=cancel)
         if reference is None:
-            return consistent_depth_from_disparity(disparity, median_depth=self.median_depth,
+            return consistent_depth_from_disparity(disparity, median_depth=self.first_frame_median_depth(disparity),
                                                    smooth_sigma=self.smooth_sigma)
-        reference = np.asarray(reference, dtype=np.float32)
-        if reference.shape != disparity.shape:
-            raise ValidationError(f"reference depth {reference.shape} must match the frames {disparity.shape}")
-        mask = np.ones(reference.shape, bool) if reference_mask is None else np.asarray(reference_mask, bool)
-        if mask.shape != reference.shape:
-            raise ValidationError(f"reference mask {mask.shape} must match the reference depth {reference.shape}")
-        num_frames = disparity.shape[0]
-        scales, shifts = np.empty(num_frames), np.empty(num_frames)
-        known = mask & np.isfinite(reference) & (reference > 0)
-        fitted = known.reshape(num_frames, -1).sum(axis=1) >= MIN_REFERENCE_PIXELS
-        if not fitted.any():
-            raise ValidationError(f"cannot align estimated depth: no frame has {MIN_REFERENCE_PIXELS} pixels with a "
-                                  "known reference depth (the render along this path saw almost nothing)")
-        for index in np.flatnonzero(fitted):
-            check_cancel(cancel)
-            _, scales[index], shifts[index] = align_depth(disparity[index], reference[index], mask[index],
-                                                          space="inverse")
-        # frames whose render saw (almost) nothing take the fit of the nearest frame that has one
-        with_fit = np.flatnonzero(fitted)
-        nearest = with_fit[np.abs(np.arange(num_frames)[:, None] - with_fit[None, :]).argmin(axis=1)]
-        scales, shifts = scales[nearest], shifts[nearest]
-        inverse = smooth_affine_alignment(disparity, scales, shifts, self.smooth_sigma)
-        aligned = (1.0 / np.maximum(inverse, MIN_INVERSE_DEPTH)).astype(np.float32)
-        return aligned
+        return align_sequence_to_reference(disparity, reference, reference_mask, self.smooth_sigma, cancel)
+
+    def first_frame_median_depth(self, disparity: np.ndarray) -> float:
+        """Median depth frame 0 gets without a reference: ``median_depth`` (relative output has no scale)."""
+        return self.median_depth
+
+
+def align_sequence_to_reference(disparity: np.ndarray, reference: np.ndarray, reference_mask: np.ndarray | None,
+                                smooth_sigma: float, cancel: CancelFn | None = None) -> np.ndarray:
+    """z-depth (F, H, W) float32 of inverse-depth predictions ``disparity`` aligned to ``reference``.
+
+    Each frame's (scale, shift) is fitted in inverse-depth space on the pixels of ``reference_mask``
+    (default all) with a known reference depth; a frame with fewer than ``MIN_REFERENCE_PIXELS``
+    takes the nearest frame's fit; the fits are smoothed over ``smooth_sigma`` frames.
+    """
+    reference = np.asarray(reference, dtype=np.float32)
+    if reference.shape != disparity.shape:
+        raise ValidationError(f"reference depth {reference.shape} must match the frames {disparity.shape}")
+    mask = np.ones(reference.shape, bool) if reference_mask is None else np.asarray(reference_mask, bool)
+    if mask.shape != reference.shape:
+        raise ValidationError(f"reference mask {mask.shape} must match the reference depth {reference.shape}")
+    num_frames = disparity.shape[0]
+    scales, shifts = np.empty(num_frames), np.empty(num_frames)
+    known = mask & np.isfinite(reference) & (reference > 0)
+    fitted = known.reshape(num_frames, -1).sum(axis=1) >= MIN_REFERENCE_PIXELS
+    if not fitted.any():
+        raise ValidationError(f"cannot align estimated depth: no frame has {MIN_REFERENCE_PIXELS} pixels with a "
+                              "known reference depth (the render along this path saw almost nothing)")
+    for index in np.flatnonzero(fitted):
+        check_cancel(cancel)
+        _, scales[index], shifts[index] = align_depth(disparity[index], reference[index], mask[index],
+                                                      space="inverse")
+    # frames whose render saw (almost) nothing take the fit of the nearest frame that has one
+    with_fit = np.flatnonzero(fitted)
+    nearest = with_fit[np.abs(np.arange(num_frames)[:, None] - with_fit[None, :]).argmin(axis=1)]
+    inverse = smooth_affine_alignment(disparity, scales[nearest], shifts[nearest], smooth_sigma)
+    return (1.0 / np.maximum(inverse, MIN_INVERSE_DEPTH)).astype(np.float32)

@@ -13,6 +13,10 @@ frame. Depth here is z-depth along the camera's +z axis (OpenCV convention), in 
 
 Fits are robust: an L1-style initial estimate (medians) is refined by least squares on inliers
 (residual < ``outlier_sigma`` x 1.4826 x MAD), repeated a few times.
+
+Flat scenes: when more than half of the pixels share one value (a wall filling the view) the MAD is
+0. Spreads then fall back to the mean absolute deviation (:func:`robust_spread`); a fit whose inliers
+all share one prediction cannot tell scale from shift and is solved as a pure scale (shift 0).
 """
 
 from __future__ import annotations
@@ -26,17 +30,38 @@ from protocol.errors import ValidationError
 MIN_INVERSE_DEPTH = 1e-6
 
 
+def robust_spread(values: np.ndarray) -> float:
+    """Median absolute deviation, or the mean absolute deviation when the MAD is 0 (over half the
+    values equal); 0 only for constant values."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        return 0.0
+    deviation = np.abs(values - np.median(values))
+    mad = float(np.median(deviation))
+    return mad if mad > 0 else float(deviation.mean())
+
+
+def _pure_scale(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``y ~= scale * x`` (shift 0) by least squares: what a fit on one predicted value can determine."""
+    denominator = float(np.dot(x, x))
+    return (float(np.dot(x, y) / denominator) if denominator > 0 else 1.0), 0.0
+
+
 def robust_scale_shift(x: np.ndarray, y: np.ndarray, *, outlier_sigma: float = 2.5,
                        iterations: int = 4) -> tuple[float, float]:
-    """Robust fit of ``y ~= scale * x + shift`` over 1-D samples; (scale, shift)."""
+    """Robust fit of ``y ~= scale * x + shift`` over 1-D samples; (scale, shift).
+
+    Constant ``x`` (a flat scene) gives the pure-scale fit ``y ~= scale * x``.
+    """
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     if x.size < 2:
         raise ValidationError("depth alignment needs at least 2 valid pixels")
     x_med, y_med = np.median(x), np.median(y)
-    x_spread = np.median(np.abs(x - x_med))
-    y_spread = np.median(np.abs(y - y_med))
-    scale = y_spread / x_spread if x_spread > 0 else 1.0
+    x_spread, y_spread = robust_spread(x), robust_spread(y)
+    if x_spread <= 0:
+        return _pure_scale(x, y)
+    scale = y_spread / x_spread
     shift = y_med - scale * x_med
     inliers = np.ones(x.shape, dtype=bool)
     for _ in range(iterations):
@@ -46,6 +71,8 @@ def robust_scale_shift(x: np.ndarray, y: np.ndarray, *, outlier_sigma: float = 2
         inliers = np.abs(residual) <= max(threshold, 1e-12 * max(1.0, abs(y_med)))
         if inliers.sum() < 2:
             break
+        if np.ptp(x[inliers]) <= 1e-12 * max(1.0, abs(x_med)):  # inliers on one value: scale only
+            return _pure_scale(x[inliers], y[inliers])
         design = np.stack([x[inliers], np.ones(int(inliers.sum()))], axis=1)
         solution, *_ = np.linalg.lstsq(design, y[inliers], rcond=None)
         scale, shift = float(solution[0]), float(solution[1])
@@ -114,12 +141,22 @@ def smooth_affine_alignment(disparity: np.ndarray, scales: np.ndarray, shifts: n
     ok = np.isfinite(disparity) if valid is None else (np.asarray(valid, bool) & np.isfinite(disparity))
     medians = np.empty(disparity.shape[0])
     spreads = np.empty(disparity.shape[0])
-    for index in range(disparity.shape[0]):
-        values = disparity[index][ok[index]]
+    frames = [disparity[index][ok[index]] for index in range(disparity.shape[0])]
+    # one spread measure for the whole clip, so a_i means the same thing in every frame: the MAD, or
+    # the mean absolute deviation when some frame's MAD is 0 (flat scene); constant frames use 1
+    mad_zero = any(v.size and np.median(np.abs(v - np.median(v))) <= 0 for v in frames)
+    for index, values in enumerate(frames):
         medians[index] = np.median(values) if values.size else 0.0
-        spread = np.median(np.abs(values - medians[index])) if values.size else 0.0
+        deviation = np.abs(values - medians[index])
+        spread = (float(deviation.mean()) if mad_zero else float(np.median(deviation))) if values.size else 0.0
         spreads[index] = spread if spread > 0 else 1.0
-    spread_coeff = smooth_parameters(np.asarray(scales) * spreads, sigma_frames)
+    spread_raw = np.asarray(scales, dtype=np.float64) * spreads
+    constant = np.array([v.size == 0 or np.ptp(v) <= 0 for v in frames])
+    if constant.any() and not constant.all():  # a constant frame has no spread: borrow the nearest one's
+        varied = np.flatnonzero(~constant)
+        nearest = varied[np.abs(np.arange(len(frames))[:, None] - varied[None, :]).argmin(axis=1)]
+        spread_raw = spread_raw[nearest]
+    spread_coeff = smooth_parameters(spread_raw, sigma_frames)
     median_coeff = smooth_parameters(np.asarray(scales) * medians + np.asarray(shifts), sigma_frames)
     normalised = (disparity - medians[:, None, None]) / spreads[:, None, None]
     return spread_coeff[:, None, None] * normalised + median_coeff[:, None, None]

@@ -70,10 +70,13 @@ class FirstFrameEdit:
     (F, H, W) bool, True where the edit should appear in each frame. Frame 0's region is ignored
     (frame 0 is given), so the model propagates the edit from frame 0 into the marked regions of
     the later frames (the paper's editing mask whose first-frame mask is 0).
+    ``first_frame_holes``: optional (H, W) bool, pixels of frame 0 still to generate (an edit rendered
+    into a target camera leaves disocclusions); by default all of frame 0 is kept.
     """
 
     first_frame: np.ndarray
     region: np.ndarray
+    first_frame_holes: np.ndarray | None = None
 
 
 class InpaintEngine(Protocol):
@@ -105,7 +108,8 @@ def validate_fill_inputs(frames: np.ndarray, holes: np.ndarray) -> tuple[np.ndar
 
 def apply_first_frame_edit(frames: np.ndarray, holes: np.ndarray,
                            edit: FirstFrameEdit | None) -> tuple[np.ndarray, np.ndarray]:
-    """Frames/holes for first-frame guidance: frame 0 := edited frame (kept), later frames' edit region -> holes."""
+    """Frames/holes for first-frame guidance: frame 0 := edited frame (kept but for its ``first_frame_holes``),
+    later frames' edit region -> holes."""
     if edit is None:
         return frames, holes
     first = np.asarray(edit.first_frame)
@@ -118,6 +122,11 @@ def apply_first_frame_edit(frames: np.ndarray, holes: np.ndarray,
     frames[0] = first
     holes = holes | region
     holes[0] = False
+    if edit.first_frame_holes is not None:
+        first_holes = np.asarray(edit.first_frame_holes, dtype=bool)
+        if first_holes.shape != holes.shape[1:]:
+            raise ValidationError(f"first-frame holes must be {holes.shape[1:]} bool, got {first_holes.shape}")
+        holes[0] = first_holes
     return frames, holes
 
 

@@ -116,6 +116,14 @@ DEPTH_ANYTHING_SMALL = WeightsFolder(
 DEPTH_ANYTHING_LARGE = WeightsFolder(
     "Depth-Anything-V2-Large-hf", "config.json", "depth-anything/Depth-Anything-V2-Large-hf"
 )
+DEPTH_ANYTHING_METRIC_INDOOR = WeightsFolder(
+    "Depth-Anything-V2-Metric-Indoor-Small-hf", "config.json", "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"
+)
+DEPTH_ANYTHING_METRIC_OUTDOOR = WeightsFolder(
+    "Depth-Anything-V2-Metric-Outdoor-Small-hf", "config.json",
+    "depth-anything/Depth-Anything-V2-Metric-Outdoor-Small-hf"
+)
+DEPTH_PRO = WeightsFolder("DepthPro-hf", "config.json", "apple/DepthPro-hf")
 
 WAN_T2V_1_3B = WeightsFolder("Wan2.1-T2V-1.3B-Diffusers", "model_index.json", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
 WAN_I2V_14B_480P = WeightsFolder("Wan2.1-I2V-14B-480P-Diffusers", "model_index.json",
@@ -160,6 +168,21 @@ for _spec in (
         "depth-anything-large", "depth", "Depth Anything V2 Large (transformers; CC-BY-NC-4.0 weights)",
         "backend.engines.depth:DepthAnythingEngine.from_models_dir_large", weights=(DEPTH_ANYTHING_LARGE,),
         packages=("torch", "transformers"),
+    ),
+    EngineSpec(
+        "depth-pro", "depth", "Depth Pro (transformers): metric depth and the focal length, for clips without a camera",
+        "backend.engines.depth_metric:DepthProEngine.from_models_dir", weights=(DEPTH_PRO,),
+        packages=("torch", "transformers"),
+    ),
+    EngineSpec(
+        "depth-anything-metric-indoor", "depth", "Depth Anything V2 Metric Indoor Small (transformers), metres",
+        "backend.engines.depth_metric:MetricDepthAnythingEngine.from_models_dir_indoor",
+        weights=(DEPTH_ANYTHING_METRIC_INDOOR,), packages=("torch", "transformers"),
+    ),
+    EngineSpec(
+        "depth-anything-metric-outdoor", "depth", "Depth Anything V2 Metric Outdoor Small (transformers), metres",
+        "backend.engines.depth_metric:MetricDepthAnythingEngine.from_models_dir_outdoor",
+        weights=(DEPTH_ANYTHING_METRIC_OUTDOOR,), packages=("torch", "transformers"),
     ),
     EngineSpec(
         "wan-t2v", "video", "Wan2.1 T2V 1.3B text-to-video (diffusers WanPipeline)",

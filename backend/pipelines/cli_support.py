@@ -16,6 +16,26 @@ def read_camera_file(path: Path) -> CameraPathData:
     return read_camera_path(path)
 
 
+def source_camera_dicts(path: Path, num_frames: int, width: int, height: int) -> list[dict]:
+    """The source cameras of a ``--camera`` file (any camera-path format, a transforms.json or a COLMAP
+    model folder) for a clip of ``num_frames`` frames of ``width x height`` pixels, as request dicts.
+
+    One camera (a static shot) or one per frame; a different count or image size is an error that
+    names the file.
+    """
+    if not path.exists():
+        raise ValidationError(f"camera file not found: {path}")
+    cameras = read_camera_path(path, num_frames=num_frames, width=width, height=height).cameras
+    if len(cameras) not in (1, num_frames):
+        raise ValidationError(f"camera file {path}: {len(cameras)} cameras for a clip of {num_frames} frames; "
+                              "it needs one per frame (or one for a static camera): trim the clip or the cameras")
+    sizes = sorted({(c.width, c.height) for c in cameras})
+    if sizes != [(width, height)]:
+        raise ValidationError(f"camera file {path}: cameras are {' / '.join(f'{w}x{h}' for w, h in sizes)} but the "
+                              f"clip is {width}x{height}; write the cameras for the clip's resolution")
+    return [c.to_dict() for c in cameras]
+
+
 def safe_name(text: str, index: int) -> str:
     """``text`` reduced to letters, digits, ``-`` and ``_`` (a trajectory, file or LoRA id); ``path<index>`` if empty."""
     clean = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text).strip("_")

@@ -96,7 +96,7 @@ def test_polls_say_why_tuning_is_disabled(registered_addon):
     session.state().status["connected"] = True  # the backend answered (welcome)
     try:
         bpy.context.scene.recast4d.source.kind = "CLIP"
-        with pytest.raises(RuntimeError, match="needs depth"):
+        with pytest.raises(RuntimeError, match="Pick a Movie Clip"):  # tuning a clip needs the clip
             bpy.ops.recast4d.tune_lora()
         small_scene(bpy, frames=3)
         with pytest.raises(RuntimeError, match="at least 5 frames"):

@@ -214,4 +214,4 @@ def test_bad_txt_and_npz_contents(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="does not exist"):
         read_camera_path(tmp_path / "missing.json")
     with pytest.raises(ValidationError, match="unknown camera path format"):
-        write_camera_path(tmp_path / "x", [_source()], "colmap")
+        write_camera_path(tmp_path / "x", [_source()], "alembic")

@@ -9,19 +9,20 @@ import os
 from pathlib import Path
 
 import pytest
-from tiny_models import build_tiny_vace_pipeline
+from tiny_models import build_tiny_depth_model, build_tiny_vace_pipeline
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
 def tune_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A models folder holding a tiny random ``Wan2.1-VACE-1.3B-diffusers``."""
+    """A models folder holding a tiny random ``Wan2.1-VACE-1.3B-diffusers`` and ``Depth-Anything-V2-Small-hf``."""
     import torch
 
     torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("tune_models")
     build_tiny_vace_pipeline().save_pretrained(root / "Wan2.1-VACE-1.3B-diffusers")
+    build_tiny_depth_model().save_pretrained(root / "Depth-Anything-V2-Small-hf")
     return root
 
 

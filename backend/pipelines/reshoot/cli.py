@@ -22,7 +22,7 @@ import numpy as np
 
 from protocol.errors import ValidationError
 
-from ..cli_support import ProgressBars, read_camera_file, safe_name
+from ..cli_support import ProgressBars, read_camera_file, safe_name, source_camera_dicts
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
@@ -33,8 +33,10 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=Path, help="depth maps: folder of EXR/PNG16/NPY, or .npy/.npz (metres)")
     p.add_argument("--depth-kind", choices=["z", "ray"], default="z",
                    help="planar z-depth (Blender's Z pass) or distance along the ray (default z)")
-    p.add_argument("--depth-engine", default=None, help="depth engine when --depth is missing (depth-anything)")
-    p.add_argument("--camera", type=Path, help="source camera(s) as a camera-path file (nerfstudio JSON, ...)")
+    p.add_argument("--depth-engine", default=None, help="depth engine when --depth is missing (default depth-anything; depth-pro also estimates "
+                        "the focal length; depth-anything-metric-indoor/-outdoor; see `recast4d doctor`)")
+    p.add_argument("--camera", type=Path, help="source camera(s): a camera-path file (nerfstudio JSON, ...), a "
+                                               "transforms.json (nerfstudio / instant-ngp) or a COLMAP text model folder")
     p.add_argument("--fov", type=float, default=None, help="horizontal field of view guess when --camera is missing")
     p.add_argument("--camera-path", action="append", default=[], metavar="FILE|PRESET",
                    help="target path: a file (nerfstudio, ReCamMaster, TrajectoryCrafter, ViewCrafter, GEN3C) or "
@@ -107,7 +109,8 @@ def _from_arguments(args: argparse.Namespace) -> tuple[dict, dict, Path | None]:
     params: dict[str, Any] = {"fps": video.fps, "depth_kind": args.depth_kind,
                               "trajectories": [_trajectory(spec, i) for i, spec in enumerate(args.camera_path)]}
     if args.camera is not None:
-        params["cameras"] = [c.to_dict() for c in read_camera_file(args.camera).cameras]
+        num_frames, height, width = video.frames.shape[:3]
+        params["cameras"] = source_camera_dicts(args.camera, num_frames, width, height)
     if args.depth is None:
         params.setdefault("engine", {})["depth"] = args.depth_engine or "depth-anything"
     return params, inputs, None

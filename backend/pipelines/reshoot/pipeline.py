@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.engines import FirstFrameEdit, InpaintContext, get_depth_engine, get_inpaint_engine
+from backend.engines import InpaintContext, get_depth_engine, get_inpaint_engine
 from backend.export import UsdSceneWriter
 from backend.export.stream import export_gaussian_frames
 from backend.gaussians import (
@@ -44,7 +44,6 @@ from backend.geometry import (
     PointFrames,
     accumulate_static,
     concatenate_frames,
-    depth_to_planar,
     fill_depth_holes,
     lift_frames,
     render_points,
@@ -59,7 +58,9 @@ from protocol.errors import ValidationError
 from protocol.paths import build_path
 from protocol.paths.spec import parse_path_spec
 
+from ..source_depth import estimate_source_depth, planar_given_depth
 from ..stages import StageClock, StageProgressFn
+from .edit import lift_edit, target_edit
 from .outputs import versions, write_report, write_trajectory_outputs
 from .request import ReshootRequest, Trajectory
 
@@ -110,10 +111,10 @@ def run_reshoot(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     clock = StageClock(progress, cancel)
     width, height = request.size
-    K_src, w2c_src = stack_cameras(request.cameras)
 
     with clock.stage("depth") as stage_progress:
         depth_z = source_depth(request, dev, stage_progress, cancel)
+    K_src, w2c_src = stack_cameras(request.cameras)  # after the depth stage: it may estimate intrinsics
     trajectories = resolve_trajectories(request, depth_z)
 
     with clock.stage("lift") as stage_progress:
@@ -126,6 +127,12 @@ def run_reshoot(
     engine = get_inpaint_engine(request.engine.inpaint, request.engine.models_dir, **request.engine.inpaint_options())
     fill_depth_engine = (None if request.engine.depth == "given"
                          else get_depth_engine(request.engine.depth, request.engine.models_dir))
+    lifted_edit = None
+    if request.edit_frame is not None and request.edit_masks is not None:
+        with clock.stage("edit") as stage_progress:
+            lifted_edit = lift_edit(request.frames, depth_z, K_src, w2c_src, request.edit_frame, request.edit_masks,
+                                    depth_engine=fill_depth_engine, engine_name=request.engine.depth)
+            stage_progress(1, 1, f"{lifted_edit.changed_pixels} edited pixels, depth {lifted_edit.depth_method}")
 
     done: list[TrajectoryResult] = []
     generated: list[PointFrames] = []  # lifted from filled pixels, per source frame
@@ -150,8 +157,8 @@ def run_reshoot(
 
         with clock.stage("fill") as stage_progress:
             context = _packing_context(request, done, tm, holes, K_t, w2c_t, width, height)
-            edit = (FirstFrameEdit(request.edit_frame, request.edit_masks)
-                    if request.edit_frame is not None and request.edit_masks is not None else None)
+            # the edit as this trajectory's cameras see it (frame 0 and the edit region per target view)
+            edit = None if lifted_edit is None else target_edit(lifted_edit, K_t, w2c_t, tm, render_rgb, holes)
             filled = engine.fill(render_rgb, holes, request.prompt, context=context, edit=edit,
                                  progress=stage_progress, cancel=cancel)
 
@@ -224,6 +231,8 @@ def run_reshoot(
                    "fused": fused.num_points},
         "stages": clock.summary(),
         "wall_seconds": round(time.time() - started, 3),
+        "edit": None if lifted_edit is None else {"changed_pixels": lifted_edit.changed_pixels,
+                                                  "depth": lifted_edit.depth_method},
         "warnings": request.warnings,
         "versions": versions(),
     }
@@ -232,17 +241,20 @@ def run_reshoot(
 
 
 def source_depth(request: ReshootRequest, device: torch.device, progress, cancel: CancelFn | None) -> torch.Tensor:
-    """Planar z-depth ``(F,H,W)`` float32 metres of the source frames (0 = unknown)."""
-    K, _ = stack_cameras(request.cameras)
-    K_t = torch.as_tensor(K, dtype=torch.float32, device=device)
+    """Planar z-depth ``(F,H,W)`` float32 metres of the source frames (0 = unknown), given or estimated
+    (:mod:`backend.pipelines.source_depth`); an engine's intrinsics estimate replaces guessed cameras."""
     if request.depth is not None:
-        depth = torch.as_tensor(np.ascontiguousarray(request.depth), dtype=torch.float32, device=device)
-        depth = depth_to_planar(depth, K_t, request.depth_kind)
+        depth = planar_given_depth(request.depth, request.depth_kind, request.cameras)
     else:
-        engine = get_depth_engine(request.engine.depth, request.engine.models_dir)
-        estimate = engine.predict(request.frames, progress=progress, cancel=cancel)
-        depth = torch.as_tensor(estimate, dtype=torch.float32, device=device)
-    return torch.where(torch.isfinite(depth) & (depth > 0), depth, torch.zeros_like(depth))
+        estimate = estimate_source_depth(request.frames, request.cameras, request.engine.depth,
+                                         models_dir=request.engine.models_dir,
+                                         cameras_guessed=request.cameras_guessed, progress=progress, cancel=cancel)
+        if estimate.intrinsics_estimated:
+            request.cameras = estimate.cameras
+            request.warnings[:] = [w for w in request.warnings if not w.startswith("no source camera given")]
+        request.warnings.extend(estimate.notes)
+        depth = estimate.depth
+    return torch.as_tensor(depth, dtype=torch.float32, device=device)
 
 
 def resolve_trajectories(request: ReshootRequest, depth_z: torch.Tensor) -> list[Trajectory]:

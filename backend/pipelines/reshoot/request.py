@@ -33,6 +33,7 @@ from protocol.camera import Camera
 from protocol.errors import ValidationError
 
 from ..fields import camera_list, optional_map, options_from, positive_float, source_cameras, video_frames
+from ..source_depth import check_depth_estimable
 
 ALL_OUTPUTS = frozenset({"usd", "ply", "video", "png", "masks", "cameras"})
 MAX_PROMPT_BYTES = 4096
@@ -133,6 +134,7 @@ class ReshootRequest:
     gaussians: GaussianOptions = field(default_factory=GaussianOptions)
     outputs: frozenset[str] = ALL_OUTPUTS
     warnings: list[str] = field(default_factory=list)
+    cameras_guessed: bool = False  # no "cameras" sent: a field-of-view guess (a depth engine may estimate K)
 
     @property
     def num_frames(self) -> int:
@@ -169,6 +171,9 @@ class ReshootRequest:
             edit_frame = video_frames(np.asarray(edit_frame)[None], name="edit_frame")[0]
             if edit_frame.shape != frames.shape[1:]:
                 raise ValidationError(f"edit_frame must be {w}x{h} like the video, got {edit_frame.shape}")
+        if (edit_frame is None) != (edit_masks is None):
+            raise ValidationError("edit_frame and edit_masks go together: send the edited first frame and the "
+                                  "per-frame masks of where the edit appears, or neither")
         prompt = params.get("prompt", "") or ""
         if not isinstance(prompt, str) or len(prompt.encode()) > MAX_PROMPT_BYTES:
             raise ValidationError(f"prompt must be text of at most {MAX_PROMPT_BYTES} bytes")
@@ -181,6 +186,8 @@ class ReshootRequest:
                 "no depth was sent and the depth engine is 'given': send depth maps or choose "
                 "engine.depth = 'depth-anything'"
             )
+        if depth is None:
+            check_depth_estimable(frames)
         outputs = params.get("outputs", sorted(ALL_OUTPUTS))
         unknown = set(outputs) - ALL_OUTPUTS
         if unknown:
@@ -195,7 +202,7 @@ class ReshootRequest:
             frames=frames, fps=fps, start_frame=start_frame, cameras=cameras, trajectories=trajectories, depth=depth,
             depth_kind=depth_kind, foreground=foreground, edit_frame=edit_frame, edit_masks=edit_masks,
             prompt=prompt, engine=engine, gaussians=gaussians,
-            outputs=frozenset(outputs), warnings=warnings,
+            outputs=frozenset(outputs), warnings=warnings, cameras_guessed=params.get("cameras") is None,
         )
 
 

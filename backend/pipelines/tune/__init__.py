@@ -10,6 +10,6 @@ from .pipeline import run_tune
 from .request import TuneRequest
 
 register_job_kind("tune", run_tune_job, validate_tune,
-                  description="tune a per-video inpainting LoRA (video + depth -> LoRA id for reshoot)")
+                  description="tune a per-video inpainting LoRA (video [+ depth] -> LoRA id for reshoot)")
 
 __all__ = ["TuneRequest", "run_tune"]

@@ -1,6 +1,10 @@
 """``recast4d tune``: tune a per-video inpainting LoRA from the command line (no server needed).
 
-    recast4d tune --video IN.mp4 --depth DEPTH_DIR --out RUN_DIR [--lora-id my-shot] [--prompt TEXT]
+    recast4d tune --video IN.mp4 [--depth DEPTH_DIR] --out RUN_DIR [--lora-id my-shot] [--prompt TEXT]
+
+Without ``--depth`` the depth is estimated from the video by ``--depth-engine`` (default
+``depth-anything``), exactly as ``recast4d run`` does; ``--camera`` (a camera-path file, a
+transforms.json or a COLMAP model) gives it the source cameras to put the depth into their scale.
 
 The LoRA lands in ``RUN_DIR/lora`` (diffusers format) and, unless ``--no-register``, in
 ``<models>/loras/<lora-id>`` (default id: the name of ``RUN_DIR``), so that
@@ -24,14 +28,17 @@ from protocol.errors import ValidationError
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("tune", help="tune a per-video inpainting LoRA (video + depth -> LoRA id)",
+    p = subparsers.add_parser("tune", help="tune a per-video inpainting LoRA (video [+ depth] -> LoRA id)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--video", type=Path, required=True, help="source video (mp4/mov/webm) or image-sequence folder")
-    p.add_argument("--depth", type=Path, required=True,
-                   help="depth maps: folder of EXR/PNG16/NPY, or .npy/.npz (metres)")
+    p.add_argument("--depth", type=Path, default=None,
+                   help="depth maps: folder of EXR/PNG16/NPY, or .npy/.npz (metres); default: estimated")
+    p.add_argument("--depth-engine", default=None,
+                   help="depth engine when --depth is missing (default depth-anything; see `recast4d doctor`)")
     p.add_argument("--out", type=Path, required=True, help="run folder (data, checkpoints, previews, LoRA)")
     p.add_argument("--depth-kind", choices=["z", "ray"], default="z", help="planar z (default) or ray distance")
-    p.add_argument("--camera", type=Path, help="source camera(s) as a camera-path file (nerfstudio JSON, ...)")
+    p.add_argument("--camera", type=Path, help="source camera(s): a camera-path file (nerfstudio JSON, ...), a "
+                                               "transforms.json (nerfstudio / instant-ngp) or a COLMAP text model folder")
     p.add_argument("--fov", type=float, default=None, help="horizontal field of view guess when --camera is missing")
     p.add_argument("--prompt", default=None, help="text describing the video")
     p.add_argument("--models", default=None, help="folder holding model weights (default: $RECAST4D_MODELS)")
@@ -84,16 +91,23 @@ def run_command(args: argparse.Namespace) -> int:
     from backend.engines.depth import load_depth_sequence
     from backend.media import read_frames
 
-    from ..cli_support import ProgressBars, read_camera_file, safe_name
+    from ..cli_support import ProgressBars, safe_name, source_camera_dicts
     from .pipeline import run_tune
     from .request import TuneRequest
 
     video = read_frames(args.video, fps=args.fps)
-    inputs: dict[str, np.ndarray] = {"frames": video.frames, "depth": load_depth_sequence(args.depth)}
+    inputs: dict[str, np.ndarray] = {"frames": video.frames}
     params: dict[str, Any] = {"fps": video.fps, "depth_kind": args.depth_kind, "tune": tune_options(args),
                               "resume": not args.restart}
+    if args.depth is not None:
+        inputs["depth"] = load_depth_sequence(args.depth)
+        if args.depth_engine is not None:
+            raise ValidationError("give either --depth (depth maps) or --depth-engine (estimate them), not both")
+    else:
+        params["depth_engine"] = args.depth_engine or "depth-anything"
     if args.camera is not None:
-        params["cameras"] = [c.to_dict() for c in read_camera_file(args.camera).cameras]
+        num_frames, height, width = video.frames.shape[:3]
+        params["cameras"] = source_camera_dicts(args.camera, num_frames, width, height)
     elif args.fov is not None:
         params["fov_deg"] = args.fov
     if args.prompt is not None:
@@ -103,10 +117,14 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.no_register:
         params["lora_id"] = args.lora_id or safe_name(args.out.resolve().name, 0)
     request = TuneRequest.from_params(params, inputs)
-    for warning in request.warnings:
+    printed = list(request.warnings)
+    for warning in printed:
         print(f"warning: {warning}", file=sys.stderr)
     with ProgressBars() as bars:
         result = run_tune(request, args.out, progress=bars.update)
+    for note in request.warnings:
+        if note not in printed:
+            print(f"warning: {note}", file=sys.stderr)
     print(f"wrote {result.lora_dir} after {len(result.history)} steps "
           f"(final loss {result.report['final_loss'] or float('nan'):.4f}) in {result.report['wall_seconds']:.1f} s")
     if result.registered is not None:

@@ -31,9 +31,13 @@ def run_tune_job(ctx: JobContext) -> None:
     request = TuneRequest.from_params(ctx.params, ctx.inputs)
     if request.lora_id is None:
         request.lora_id = _default_lora_id(ctx.job_id)
-    for warning in request.warnings:
+    logged = list(request.warnings)
+    for warning in logged:
         ctx.log(f"warning: {warning}")
     result = run_tune(request, ctx.output_dir, progress=ctx.progress, cancel=ctx.cancel)
+    for note in request.warnings:  # what the depth stage found (estimated intrinsics, relative scale)
+        if note not in logged:
+            ctx.log(f"warning: {note}")
     ctx.log(f"LoRA registered as {request.lora_id!r} at {result.registered}")
     stream_file(ctx, "pytorch_lora_weights.safetensors", result.lora_dir / "pytorch_lora_weights.safetensors")
     stream_file(ctx, "report.json", result.out_dir / "report.json")
