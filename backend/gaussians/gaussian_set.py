@@ -364,3 +364,22 @@ def _least_aligned_axis(directions: torch.Tensor) -> torch.Tensor:
     """(N, 3) world axis least aligned with each unit direction (a safe cross-product partner)."""
     eye = torch.eye(3, device=directions.device, dtype=directions.dtype)
     return eye[directions.abs().argmin(dim=-1)]
+
+
+def initial_gaussians(
+    points: np.ndarray | torch.Tensor,
+    colors: np.ndarray | torch.Tensor,
+    radius: np.ndarray | torch.Tensor,
+    tangent_u: np.ndarray | torch.Tensor | None = None,
+    tangent_v: np.ndarray | torch.Tensor | None = None,
+    *,
+    sh_degree: int = 0,
+    device: torch.device | str | None = None,
+) -> GaussianSet:
+    """The pipelines' starting Gaussians for lifted points: surface-aligned discs
+    (:func:`gaussians_from_surface`) where the points carry their pixel tangents, else isotropic
+    ones of std-dev ``radius`` (:func:`gaussians_from_points`). Units as in those functions."""
+    if tangent_u is not None and tangent_v is not None:
+        return gaussians_from_surface(points, colors, tangent_u, tangent_v, sh_degree=sh_degree, device=device)
+    return gaussians_from_points(points, colors, radius, opacity=SURFACE_OPACITY, sh_degree=sh_degree,
+                                 device=device)

@@ -63,18 +63,20 @@ def _candidate_pairs(proj: ProjectedGaussians, width: int, height: int) -> tuple
         if total == 0:
             return torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(0, dtype=torch.int32, device=device)
         gid = torch.repeat_interleave(torch.arange(count.shape[0], device=device), count, output_size=total)
-        first = (torch.cumsum(count, 0) - count).to(torch.float32)
+        first = (torch.cumsum(count, 0) - count).to(u.dtype)
+        # one gather of every per-Gaussian value the candidates need
+        g_first, g_len, g_x_lo, g_y_lo, g_u, g_v, con_a, con_b, con_c, g_opacity = torch.stack(
+            [first, nx, x_lo, y_lo, u, v, proj.conics[:, 0], proj.conics[:, 1], proj.conics[:, 2], proj.opacities],
+            dim=1).index_select(0, gid).unbind(1)
         # position inside the box, in float32 (exact for boxes below 2^24 pixels; no int64 division)
-        local = torch.arange(total, device=device, dtype=torch.float32) - first.index_select(0, gid)
-        row_len = nx.index_select(0, gid)
-        box_row = torch.floor((local + 0.5) / row_len)
-        col = x_lo.index_select(0, gid) + (local - box_row * row_len)
-        row = y_lo.index_select(0, gid) + box_row
-        dx = (col + 0.5) - u.index_select(0, gid)
-        dy = (row + 0.5) - v.index_select(0, gid)
-        con = proj.conics.index_select(0, gid)
-        power = -0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) - con[:, 1] * dx * dy
-        alpha = torch.clamp_max(proj.opacities.index_select(0, gid) * torch.exp(power), ALPHA_MAX)
+        local = torch.arange(total, device=device, dtype=u.dtype) - g_first
+        box_row = torch.floor((local + 0.5) / g_len)
+        col = g_x_lo + (local - box_row * g_len)
+        row = g_y_lo + box_row
+        dx = (col + 0.5) - g_u
+        dy = (row + 0.5) - g_v
+        power = -0.5 * (con_a * dx * dx + con_c * dy * dy) - con_b * dx * dy
+        alpha = torch.clamp_max(g_opacity * torch.exp(power), ALPHA_MAX)
         keep = torch.nonzero((alpha >= ALPHA_MIN) & (power <= 0)).squeeze(1)
         gid = gid.index_select(0, keep)
         pixel = (row.index_select(0, keep) * width + col.index_select(0, keep)).to(torch.int32)
@@ -112,13 +114,15 @@ def rasterize_pairs(
         pixel_long = pixel.to(torch.int64)
         row = torch.div(pixel, width, rounding_mode="floor")
         col = pixel - row * width
-        # one gather of every per-Gaussian attribute (one index_add in backward)
-        packed = torch.cat([proj.means2d, proj.conics, proj.opacities[:, None], proj.colors,
-                            proj.depths[:, None]], dim=1).index_select(0, gid)
-        dx = (col.to(dtype) + 0.5) - packed[:, 0]
-        dy = (row.to(dtype) + 0.5) - packed[:, 1]
-        power = -0.5 * (packed[:, 2] * dx * dx + packed[:, 4] * dy * dy) - packed[:, 3] * dx * dy
-        alpha = torch.clamp_max(packed[:, 5] * torch.exp(power), ALPHA_MAX)
+        # one gather of the per-Gaussian scalars (unbind: one stack, one index_add in backward)
+        mean_u, mean_v, con_a, con_b, con_c, opacity, z = torch.cat(
+            [proj.means2d, proj.conics, proj.opacities[:, None], proj.depths[:, None]], dim=1
+        ).index_select(0, gid).unbind(1)
+        colors = proj.colors.index_select(0, gid)
+        dx = (col.to(dtype) + 0.5) - mean_u
+        dy = (row.to(dtype) + 0.5) - mean_v
+        power = -0.5 * (con_a * dx * dx + con_c * dy * dy) - con_b * dx * dy
+        alpha = torch.clamp_max(opacity * torch.exp(power), ALPHA_MAX)
         log_one_minus = torch.log1p(-alpha)
         # segmented scan: inclusive sum of log(1 - alpha) along each pixel's run, in float64 so
         # subtracting the run's start value loses nothing (the global sum grows with the pair count)
@@ -133,8 +137,8 @@ def rasterize_pairs(
         # below 1e-4 (and every one behind it) is skipped
         contributes = log_t_incl.detach() > LOG_TRANSMITTANCE_MIN
         weights = torch.where(contributes, alpha * torch.exp(log_t_excl), torch.zeros_like(alpha))
-        rgb = rgb.index_add(0, pixel_long, weights[:, None] * packed[:, 6:9])
-        depth = depth.index_add(0, pixel_long, weights * packed[:, 9])
+        rgb = rgb.index_add(0, pixel_long, weights[:, None] * colors)
+        depth = depth.index_add(0, pixel_long, weights * z)
         log_trans = log_trans.index_add(0, pixel_long, torch.where(contributes, log_one_minus,
                                                                    torch.zeros_like(log_one_minus)))
     alpha_img = (1.0 - torch.exp(log_trans)).reshape(height, width)

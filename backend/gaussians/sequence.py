@@ -2,7 +2,8 @@
 
 Warm-start strategy (keeps static content temporally coherent):
 
-1. Frame 0 is initialised from its lifted points (:func:`gaussians_from_points`) and fitted with
+1. Frame 0 is initialised from its lifted points (:func:`initial_gaussians`: surface-aligned discs
+   when the frame carries pixel tangents, isotropic Gaussians otherwise) and fitted with
    ``config.iterations`` steps.
 2. For frame t > 0 the new lifted points are compared with the previous frame's *fitted* Gaussians
    on a voxel grid (cell = ``cell_size`` metres, default twice the median initial std-dev, i.e.
@@ -33,7 +34,7 @@ from backend.progress import CancelFn, ProgressFn, check_cancel
 from protocol.errors import ValidationError
 
 from .fit import FitConfig, FitView, fit_frame
-from .gaussian_set import GaussianSet, gaussians_from_points
+from .gaussian_set import GaussianSet, gaussians_from_points, initial_gaussians
 
 _COORD_LIMIT = 2**20 - 1
 _KEY_BASE = 2**21
@@ -42,17 +43,22 @@ _KEY_BASE = 2**21
 @dataclass
 class SequenceFrame:
     """One frame's input: lifted ``points`` (N, 3) metres, ``colors`` (N, 3) in [0, 1], footprint
-    ``radius`` (N,) metres, and the views that supervise it."""
+    ``radius`` (N,) metres, the views that supervise it, and optionally the pixel tangents
+    ``tangent_u``/``tangent_v`` (N, 3) metres of ``backend.geometry.PointFrames`` (surface-aligned
+    initialisation)."""
 
     points: np.ndarray | torch.Tensor
     colors: np.ndarray | torch.Tensor
     radius: np.ndarray | torch.Tensor
     views: Sequence[FitView | tuple]
+    tangent_u: np.ndarray | torch.Tensor | None = None
+    tangent_v: np.ndarray | torch.Tensor | None = None
 
 
 @dataclass
 class FittedFrame:
-    """A finished frame: its index, fitted Gaussians and fitting statistics."""
+    """A finished frame: its index, fitted Gaussians and fitting statistics (``dropped_invalid``:
+    Gaussians the export dropped as unusable, see ``backend.export.sanitize``)."""
 
     index: int
     gaussians: GaussianSet
@@ -61,6 +67,7 @@ class FittedFrame:
     kept_from_previous: int = 0
     initialised: int = 0
     dropped_from_previous: int = 0
+    dropped_invalid: int = 0
 
 
 @dataclass
@@ -113,7 +120,7 @@ def fit_sequence(
     *,
     warm_iterations: int | None = None,
     cell_size: float | None = None,
-    opacity: float = 0.9,
+    opacity: float | None = None,
     sh_degree: int = 0,
     device: torch.device | str = "cpu",
     progress: ProgressFn | None = None,
@@ -122,7 +129,8 @@ def fit_sequence(
     """Fit each frame in order with a warm start from the previous one; yield frames as they finish.
 
     ``progress`` counts optimiser steps over the whole sequence when ``frames`` has a length,
-    otherwise over the current frame.
+    otherwise over the current frame. ``opacity`` given: isotropic Gaussians of that initial
+    opacity on every frame (:func:`gaussians_from_points`); ``None``: :func:`initial_gaussians`.
     """
     config = config or FitConfig()
     warm_steps = config.iterations // 2 if warm_iterations is None else int(warm_iterations)
@@ -131,8 +139,12 @@ def fit_sequence(
     done_steps = 0
     for index, frame in enumerate(frames):
         check_cancel(cancel)
-        init = gaussians_from_points(frame.points, frame.colors, frame.radius, opacity=opacity,
+        if opacity is None:
+            init = initial_gaussians(frame.points, frame.colors, frame.radius, frame.tangent_u, frame.tangent_v,
                                      sh_degree=sh_degree, device=device)
+        else:
+            init = gaussians_from_points(frame.points, frame.colors, frame.radius, opacity=opacity,
+                                         sh_degree=sh_degree, device=device)
         if previous is None:
             merged, kept, fresh, dropped = init, 0, len(init), 0
             steps = config.iterations
