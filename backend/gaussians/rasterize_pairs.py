@@ -6,8 +6,8 @@ agreement is tested): the same projection, culling, depth sort, SH colours, 0.3 
 exponent is positive, front-to-back compositing with early termination once the transmittance
 would drop below 1e-4. Only the evaluation differs:
 
-1. *Bounding-box culling.* Every projected Gaussian lists the pixels inside its screen bounding box
-   (gsplat's opacity-aware box, which contains every pixel where its alpha reaches 1/255), and the
+1. *Ellipse culling.* Every projected Gaussian lists, row by row of its screen bounding box
+   (gsplat's opacity-aware box), the span of pixels inside its ellipse ``alpha >= 1/255``, and the
    pairs whose alpha stays below 1/255 are dropped before anything is differentiated. A pixel only
    ever meets the few Gaussians that reach it (about 10-30 for one Gaussian per source pixel)
    instead of every Gaussian of its 16x16 tile.
@@ -39,48 +39,66 @@ from .rasterize_torch import (
 )
 
 LOG_TRANSMITTANCE_MIN = math.log(TRANSMITTANCE_MIN)
+_SPAN_TOLERANCE = 1e-2  # added to the ellipse's 2 ln(opacity * 255): float rounding never loses a pixel
 
 
 def _candidate_pairs(proj: ProjectedGaussians, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(gaussian, pixel)`` index pairs with alpha >= 1/255, ordered by pixel, then front to back:
     ``gaussian`` int64 rows of ``proj``, ``pixel`` int32 ``row * width + column``.
 
-    Computed without gradients: the pairs are only a selection; :func:`rasterize_pairs`
-    re-evaluates alpha on them with autograd."""
+    Per Gaussian, every pixel row of its bounding box gets the span of columns inside its ellipse
+    ``alpha >= 1/255`` (solved per row, widened by a tolerance); the pairs of those spans are then
+    tested exactly. Computed without gradients: the pairs are only a selection;
+    :func:`rasterize_pairs` re-evaluates alpha on them with autograd."""
     device = proj.means2d.device
+    empty = (torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(0, dtype=torch.int32, device=device))
     with torch.no_grad():
         u, v = proj.means2d[:, 0], proj.means2d[:, 1]
         rx, ry = proj.radii[:, 0], proj.radii[:, 1]
-        # columns j whose centre j + 0.5 lies within (u - rx, u + rx): floor(u - rx) .. floor(u + rx)
+        # bounding box: columns j whose centre j + 0.5 lies within (u - rx, u + rx), same for rows
         x_lo = torch.floor(u - rx).clamp(0, width - 1)
         x_hi = torch.floor(u + rx).clamp(0, width - 1)
         y_lo = torch.floor(v - ry).clamp(0, height - 1)
         y_hi = torch.floor(v + ry).clamp(0, height - 1)
-        nx = (x_hi - x_lo + 1).clamp_min(0)
-        ny = (y_hi - y_lo + 1).clamp_min(0)
-        count = (nx * ny).to(torch.int64)
-        total = int(count.sum())
+        rows_per_gaussian = (y_hi - y_lo + 1).clamp_min(0).to(torch.int64)
+        n_rows = int(rows_per_gaussian.sum())
+        if n_rows == 0:
+            return empty
+        # alpha >= 1/255  <=>  a dx^2 + 2 b dx dy + c dy^2 <= 2 ln(opacity * 255) (conic a, b, c)
+        two_t = 2.0 * torch.log((proj.opacities / ALPHA_MIN).clamp_min(1.0)) + _SPAN_TOLERANCE
+        first_row = (torch.cumsum(rows_per_gaussian, 0) - rows_per_gaussian).to(u.dtype)
+        rid = torch.repeat_interleave(torch.arange(u.shape[0], device=device), rows_per_gaussian,
+                                      output_size=n_rows)
+        r_first, r_y_lo, r_u, r_v, r_x_lo, r_x_hi, con_a, con_b, con_c, r_two_t = torch.stack(
+            [first_row, y_lo, u, v, x_lo, x_hi, proj.conics[:, 0], proj.conics[:, 1], proj.conics[:, 2], two_t],
+            dim=1).index_select(0, rid).unbind(1)
+        row = r_y_lo + (torch.arange(n_rows, device=device, dtype=u.dtype) - r_first)
+        dy = (row + 0.5) - r_v
+        discriminant = dy * dy * (con_b * con_b - con_a * con_c) + con_a * r_two_t
+        half_width = torch.sqrt(discriminant.clamp_min(0.0)) / con_a
+        centre = r_u - con_b * dy / con_a
+        span_lo = torch.maximum(torch.ceil(centre - half_width - 0.5), r_x_lo)
+        span_hi = torch.minimum(torch.floor(centre + half_width - 0.5), r_x_hi)
+        span = torch.where(discriminant >= 0, span_hi - span_lo + 1, 0.0).clamp_min(0).to(torch.int64)
+        total = int(span.sum())
         if total == 0:
-            return torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(0, dtype=torch.int32, device=device)
-        gid = torch.repeat_interleave(torch.arange(count.shape[0], device=device), count, output_size=total)
-        first = (torch.cumsum(count, 0) - count).to(u.dtype)
-        # one gather of every per-Gaussian value the candidates need
-        g_first, g_len, g_x_lo, g_y_lo, g_u, g_v, con_a, con_b, con_c, g_opacity = torch.stack(
-            [first, nx, x_lo, y_lo, u, v, proj.conics[:, 0], proj.conics[:, 1], proj.conics[:, 2], proj.opacities],
-            dim=1).index_select(0, gid).unbind(1)
-        # position inside the box, in float32 (exact for boxes below 2^24 pixels; no int64 division)
-        local = torch.arange(total, device=device, dtype=u.dtype) - g_first
-        box_row = torch.floor((local + 0.5) / g_len)
-        col = g_x_lo + (local - box_row * g_len)
-        row = g_y_lo + box_row
+            return empty
+        first_pair = (torch.cumsum(span, 0) - span).to(u.dtype)
+        pid = torch.repeat_interleave(torch.arange(n_rows, device=device), span, output_size=total)
+        p_first, p_span_lo, p_row = torch.stack([first_pair, span_lo, row], dim=1).index_select(0, pid).unbind(1)
+        col = p_span_lo + (torch.arange(total, device=device, dtype=u.dtype) - p_first)
+        gid = rid.index_select(0, pid)
+        g_u, g_v, g_a, g_b, g_c, g_opacity = torch.cat(
+            [proj.means2d, proj.conics, proj.opacities[:, None]], dim=1).index_select(0, gid).unbind(1)
         dx = (col + 0.5) - g_u
-        dy = (row + 0.5) - g_v
-        power = -0.5 * (con_a * dx * dx + con_c * dy * dy) - con_b * dx * dy
+        dy = (p_row + 0.5) - g_v
+        power = -0.5 * (g_a * dx * dx + g_c * dy * dy) - g_b * dx * dy
         alpha = torch.clamp_max(g_opacity * torch.exp(power), ALPHA_MAX)
         keep = torch.nonzero((alpha >= ALPHA_MIN) & (power <= 0)).squeeze(1)
         gid = gid.index_select(0, keep)
-        pixel = (row.index_select(0, keep) * width + col.index_select(0, keep)).to(torch.int32)
-        # pairs come front to back (Gaussians are depth-sorted); a stable sort by pixel keeps that
+        pixel = (p_row.index_select(0, keep) * width + col.index_select(0, keep)).to(torch.int32)
+        # pairs come front to back (Gaussians are depth-sorted, rows and spans keep that order);
+        # a stable sort by pixel keeps it within each pixel
         pixel, order = torch.sort(pixel, stable=True)
         return gid.index_select(0, order), pixel
 

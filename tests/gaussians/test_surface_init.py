@@ -15,9 +15,8 @@ from backend.gaussians import (
 )
 from backend.gaussians.gaussian_set import rotation_to_quat
 from backend.gaussians.rasterize_torch import BLENDER_EPS2D, quat_to_rotmat
-from backend.geometry import concatenate_frames, lift_frames, render_points
-from backend.pipelines.reshoot.synthetic import ROOM_PIVOT, room_scene_view
-from protocol.camera import Camera, look_at
+from backend.pipelines.reshoot.synthetic import room_fit_case
+from protocol.camera import Camera
 
 
 def _covariance(g) -> torch.Tensor:
@@ -51,19 +50,6 @@ def test_disc_covariance_spans_the_pixel_tangents_and_is_thin_along_the_normal()
     torch.testing.assert_close((axis_3 * normal).sum(-1).abs(), torch.ones(200), atol=1e-4, rtol=0)
 
 
-def _orbit(deg: float, width: int, height: int, elevation: float = 0.0) -> Camera:
-    a, e = np.radians(deg), np.radians(elevation)
-    yaw = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    pitch = np.array([[1, 0, 0], [0, np.cos(e), -np.sin(e)], [0, np.sin(e), np.cos(e)]])
-    return Camera.from_fov(60.0, width, height, look_at(ROOM_PIVOT + yaw @ pitch @ -ROOM_PIVOT, ROOM_PIVOT))
-
-
-def _lift(cam: Camera, keep: np.ndarray | None = None):
-    rgb, depth = room_scene_view(cam)
-    return rgb, lift_frames(torch.from_numpy(rgb)[None], torch.from_numpy(depth)[None], cam.K, cam.world_to_camera,
-                            keep_mask=None if keep is None else torch.from_numpy(keep)[None])
-
-
 def _held_out_psnr(g, cam: Camera, truth: np.ndarray, seen: torch.Tensor) -> float:
     out = rasterize(g, cam, eps2d=BLENDER_EPS2D).rgb.detach().clamp(0, 1)
     mse = float(((out - torch.from_numpy(truth)) ** 2).mean(-1)[seen].mean())
@@ -71,21 +57,14 @@ def _held_out_psnr(g, cam: Camera, truth: np.ndarray, seen: torch.Tensor) -> flo
 
 
 def test_surface_discs_are_sharper_than_spheres_from_a_held_out_camera_and_fitting_adds_more() -> None:
-    """Room scene, 80x60: fit on the source and a 15-degree orbit, score a 7.5-degree view never
-    fitted, on the pixels the lifted points cover (what a Blender render of the result shows)."""
-    width, height = 80, 60
-    source, target, held_out = _orbit(0, width, height), _orbit(15, width, height), _orbit(7.5, width, height, 4)
-    rgb_s, points_s = _lift(source)
-    holes = ~render_points(points_s, target.K, target.world_to_camera, width, height).mask[0].numpy()
-    rgb_t, points_t = _lift(target, holes)
-    points = concatenate_frames([points_s, points_t])  # one frame: the source plus the filled view
-    truth, _ = room_scene_view(held_out)
-    seen = render_points(concatenate_frames([points_s]), held_out.K, held_out.world_to_camera, width, height).mask[0]
-    seen = seen | render_points(concatenate_frames([points_t]), held_out.K, held_out.world_to_camera,
-                                width, height).mask[0]
+    """Room scene, 80x60: fit on the source and a 15-degree orbit, score a view never fitted (7.5
+    degrees, from 4 degrees above) on the pixels the lifted points cover (what a render shows)."""
+    case = room_fit_case(80, 60, held_out=((7.5, 4.0),))
+    points = case.points
     spheres = gaussians_from_points(points.xyz, points.rgb, points.radius)
     discs = gaussians_from_surface(points.xyz, points.rgb, points.tangent_u, points.tangent_v)
-    fitted = fit_frame(discs, [FitView(rgb_s, source), FitView(rgb_t, target)], FitConfig(iterations=4)).gaussians
+    fitted = fit_frame(discs, [FitView(*view) for view in case.views], FitConfig(iterations=4)).gaussians
+    held_out, truth, seen = case.held_out[0], case.truths[0], torch.from_numpy(case.seen[0])
     psnr_spheres, psnr_discs, psnr_fitted = (_held_out_psnr(g, held_out, truth, seen) for g in (spheres, discs, fitted))
     assert psnr_discs > psnr_spheres + 3.0, (psnr_spheres, psnr_discs)
     assert psnr_fitted > psnr_discs + 1.0, (psnr_discs, psnr_fitted)

@@ -1,8 +1,11 @@
-"""A small analytic dynamic scene with exact depth, for tests and benchmarks (no Blender needed).
+"""Small analytic scenes with exact depth, for tests and benchmarks (no Blender needed).
 
-A textured back wall at ``wall_depth`` metres and a striped square (0.6 m wide, at ``box_depth``)
-that slides left to right over the frames, seen by a static camera at the origin looking down +z
-(OpenCV). Colours and depth are computed per pixel by ray casting, so they are exact.
+- :func:`sliding_square_scene`: a textured back wall at ``wall_depth`` metres and a striped square
+  (0.6 m wide, at ``box_depth``) that slides left to right over the frames, seen by a static camera
+  at the origin looking down +z (OpenCV). Colours and depth are computed per pixel by ray casting.
+- :func:`room_scene_view`: a static textured room (ground, back wall, a box) ray-cast from *any*
+  camera, anti-aliased like a renderer, so a novel view has an exact ground truth;
+  :func:`room_fit_case` builds what the Gaussian stage gets for one frame, plus held-out cameras.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from protocol.camera import Camera
+from backend.geometry.points import PointFrames
+from protocol.camera import Camera, look_at
 
 
 @dataclass
@@ -125,3 +129,59 @@ def room_scene_view(camera: Camera, supersample: int = 3) -> tuple[np.ndarray, n
     t_centre, _, _ = _room_hits(origin, centre_dirs @ c2w[:3, :3].T)
     depth = t_centre  # the ray direction has unit camera z, so distance along it is planar z
     return np.clip(rgb, 0.0, 1.0).astype(np.float32), depth.astype(np.float32)
+
+
+def room_orbit_camera(yaw_deg: float, width: int, height: int, elevation_deg: float = 0.0,
+                      fov_deg: float = 60.0) -> Camera:
+    """A camera looking at :data:`ROOM_PIVOT` from the origin's distance, turned ``yaw_deg`` about the
+    vertical (y) axis and ``elevation_deg`` about x around the pivot (0, 0 = the source camera)."""
+    yaw, pitch = np.radians(yaw_deg), np.radians(elevation_deg)
+    turn_y = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+    turn_x = np.array([[1, 0, 0], [0, np.cos(pitch), -np.sin(pitch)], [0, np.sin(pitch), np.cos(pitch)]])
+    eye = ROOM_PIVOT + turn_y @ turn_x @ -ROOM_PIVOT
+    return Camera.from_fov(fov_deg, width, height, look_at(eye, ROOM_PIVOT))
+
+
+@dataclass
+class RoomFitCase:
+    """What one frame of a reshoot job hands the Gaussian stage, on the room, with exact ground truth.
+
+    ``points``: one frame of lifted points (the source view, plus the pixels of the target view the
+    source did not see, as the pipeline lifts filled holes), with pixel tangents. ``views``: the
+    source and target images (float32 [0, 1]) with their cameras, i.e. a perfect fill. ``held_out``:
+    cameras never fitted, their true images and the pixels the lifted points cover there (what a
+    render of the result can show: score quality on those)."""
+
+    points: PointFrames
+    views: list[tuple[np.ndarray, Camera]]
+    held_out: list[Camera]
+    truths: list[np.ndarray]
+    seen: list[np.ndarray]
+
+
+def room_fit_case(width: int = 160, height: int = 120, target_deg: float = 15.0,
+                  held_out: tuple[tuple[float, float], ...] = ((7.5, 0.0), (-10.0, 0.0), (5.0, -8.0))) -> RoomFitCase:
+    """Build a :class:`RoomFitCase`: source at yaw 0, target at ``target_deg``, ``held_out`` as
+    (yaw, elevation) degrees (defaults: between the views, beyond the source, and from above)."""
+    import torch
+
+    from backend.geometry import concatenate_frames, lift_frames, render_points
+
+    def lift(cam: Camera, keep: np.ndarray | None = None) -> tuple[np.ndarray, PointFrames]:
+        rgb, depth = room_scene_view(cam)
+        mask = None if keep is None else torch.from_numpy(keep)[None]
+        return rgb, lift_frames(torch.from_numpy(rgb)[None], torch.from_numpy(depth)[None], cam.K,
+                                cam.world_to_camera, keep_mask=mask)
+
+    source, target = room_orbit_camera(0.0, width, height), room_orbit_camera(target_deg, width, height)
+    rgb_s, points_s = lift(source)
+    unseen = ~render_points(points_s, target.K, target.world_to_camera, width, height).mask[0].numpy()
+    rgb_t, points_t = lift(target, unseen)
+    merged = concatenate_frames([points_s, points_t])
+    points = PointFrames(merged.xyz, merged.rgb, merged.radius, torch.zeros_like(merged.frame_index),
+                         merged.pixel_index, torch.tensor([0, merged.num_points]), height, width,
+                         merged.tangent_u, merged.tangent_v)
+    cameras = [room_orbit_camera(yaw, width, height, elevation) for yaw, elevation in held_out]
+    seen = [render_points(points, c.K, c.world_to_camera, width, height).mask[0].numpy() for c in cameras]
+    return RoomFitCase(points, [(rgb_s, source), (rgb_t, target)], cameras,
+                       [room_scene_view(c)[0] for c in cameras], seen)
