@@ -70,10 +70,12 @@ class EngineOptions:
 
 #: default fitting steps for the first frame of a sequence (later frames: half, warm started). On a
 #: CPU a few steps from the surface-aligned initialisation already give most of the gain: on the
-#: room scene (160x120, two views, held-out cameras) 24.0 dB unfitted-isotropic, 30.4 dB unfitted
-#: surface discs, 32.5 / 33.4 / 34.5 dB after 3 / 5 / 10 steps (see issue 13's closing note).
+#: room scene (160x120, two views, three held-out cameras, Blender's dilation) 24.0 dB for the old
+#: isotropic start, 30.4 dB for unfitted surface discs, 32.5 / 33.0 / 33.7 / 34.5 dB after
+#: 3 / 4 / 6 / 10 steps. 4 keeps ``make demo`` (192x108, 25 frames: 52 steps) near a minute of
+#: fitting even on a shared 2-core CPU.
 CUDA_FIT_ITERATIONS = 100
-CPU_FIT_ITERATIONS = 6
+CPU_FIT_ITERATIONS = 4
 
 
 @dataclass
