@@ -37,6 +37,8 @@ LORA_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 DEFAULT_STEPS, DEFAULT_RANK, DEFAULT_MAX_ANGLE = 2000, 128, 75.0
 FIRST_ROUND_ANGLE, ROUND_ANGLE_STEP, MIN_ANGLE = 30.0, 15.0, 5.0
 MIN_TUNE_FRAMES = 5
+#: The depth engine the backend runs for footage sent without depth (Movie Clip, image sequence).
+DEPTH_ENGINE_FOR_FOOTAGE = "depth-anything"
 OFFER_INTERVAL_S = 1.0
 
 
@@ -135,7 +137,7 @@ def build_tune_request(context: bpy.types.Context) -> submit.JobRequest:
     if depth is not None:
         inputs["depth"] = depth
     else:  # Movie Clip / image sequence: the backend estimates depth, as for a re-film job
-        params["depth_engine"] = "depth-anything"
+        params["depth_engine"] = DEPTH_ENGINE_FOR_FOOTAGE
     return submit.JobRequest(job_id, "tune", params, inputs)
 
 
@@ -263,6 +265,10 @@ def tune_problem(context: bpy.types.Context) -> str | None:
     problem = source.source_problem(context.scene, settings.source)
     if problem:
         return problem
+    if settings.source.kind in ("CLIP", "IMAGES"):  # no depth is sent: the backend estimates it
+        problem = backend_info.engine_problem("depth", DEPTH_ENGINE_FOR_FOOTAGE)
+        if problem:
+            return problem
     try:
         count = len(source.source_frames(context.scene, settings.source))
     except _errors.Recast4DError as exc:

@@ -2,8 +2,10 @@
 
 3DGS layout (binary little endian, one ``vertex`` element, all ``float``), in this order:
 ``x y z nx ny nz f_dc_0 f_dc_1 f_dc_2 f_rest_0 .. f_rest_{3(K-1)-1} opacity scale_0 scale_1 scale_2
-rot_0 rot_1 rot_2 rot_3`` with **raw pre-activation values**: log-scales, logit opacity, wxyz
-quaternion as stored (not normalised), SH coefficients. ``nx ny nz`` are zeros. ``f_rest`` is
+rot_0 rot_1 rot_2 rot_3`` with **pre-activation values**: log-scales (natural log of std-devs in
+metres), logit opacity, SH coefficients (``f_dc``: colour = ``SH_C0 * f_dc + 0.5``, sRGB-encoded),
+and the wxyz quaternion normalised to unit length. Blender 5.3's ``wm.ply_import`` reads this as a
+``GAUSSIAN_SPLAT`` point cloud with ``radiance:base`` (colour + opacity), ``scale`` and ``rotation``. ``nx ny nz`` are zeros. ``f_rest`` is
 channel-major (all R coefficients of bands >= 1, then G, then B), as the Inria code writes
 ``features_rest.transpose(1, 2).flatten(1)``. The SH degree is recovered from the f_rest count.
 """
@@ -19,6 +21,8 @@ from plyfile import PlyData, PlyElement, PlyParseError
 
 from backend.gaussians.gaussian_set import MAX_SH_DEGREE, GaussianSet
 from protocol.errors import ValidationError
+
+from .sanitize import exportable_gaussians, invalid_gaussian_rows
 
 
 def gaussian_ply_fields(sh_degree: int) -> list[str]:
@@ -41,9 +45,10 @@ def _atomic_write(path: Path, ply: PlyData) -> None:
 def write_gaussian_ply(path: str | os.PathLike, gaussians: GaussianSet) -> Path:
     """Write ``gaussians`` as a binary 3DGS PLY (see module docstring); atomic (temp file + rename).
 
-    Rows with NaN or infinite values are dropped (as gsplat's exporter does)."""
+    Unusable Gaussians (NaN/infinite values, zero scales, zero quaternions) are dropped and the
+    quaternions normalised (:func:`~backend.export.sanitize.exportable_gaussians`)."""
     path = Path(path)
-    g = gaussians.detach().to("cpu")
+    g = exportable_gaussians(gaussians.detach().to("cpu"), what=str(path)).gaussians
     n = len(g)
     sh = g.sh.float().numpy()
     columns = [
@@ -56,7 +61,6 @@ def write_gaussian_ply(path: str | os.PathLike, gaussians: GaussianSet) -> Path:
         g.quats.float().numpy(),
     ]
     data = np.concatenate(columns, axis=1).astype(np.float32)
-    data = data[np.isfinite(data).all(axis=1)]
     names = gaussian_ply_fields(g.sh_degree)
     vertex = np.empty(data.shape[0], dtype=[(name, "<f4") for name in names])
     for i, name in enumerate(names):
@@ -95,7 +99,7 @@ def read_gaussian_ply(path: str | os.PathLike, device: torch.device | str = "cpu
     if n_rest:
         rest = cols(*[f"f_rest_{i}" for i in range(n_rest)]).reshape(n, 3, k - 1)
         sh[:, 1:] = rest.transpose(0, 2, 1)
-    return GaussianSet(
+    gaussians = GaussianSet(
         means=torch.from_numpy(cols("x", "y", "z")).to(device),
         log_scales=torch.from_numpy(cols("scale_0", "scale_1", "scale_2")).to(device),
         quats=torch.from_numpy(cols("rot_0", "rot_1", "rot_2", "rot_3")).to(device),
@@ -103,6 +107,11 @@ def read_gaussian_ply(path: str | os.PathLike, device: torch.device | str = "cpu
         sh=torch.from_numpy(sh).to(device),
         sh_degree=degree,
     )
+    bad = int(invalid_gaussian_rows(gaussians).sum())
+    if bad:
+        raise ValidationError(f"{path}: {bad} of {n} Gaussians have NaN/infinite values, zero scales or a zero "
+                              f"quaternion (rot_0..rot_3); re-export the file or drop those rows")
+    return gaussians
 
 
 def write_points_ply(path: str | os.PathLike, points: np.ndarray, colors: np.ndarray | None = None) -> Path:

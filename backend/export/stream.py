@@ -3,11 +3,13 @@
 ``export_gaussian_frames`` is a pass-through generator: each frame is appended to the USD stage
 (saved per the writer's ``save_every``) and written as ``<ply_dir>/<name>_<index:05d>.ply`` *before*
 it is handed on, so a consumer (e.g. the server streaming results) only sees frames that are
-already on disk, and a crash keeps them.
+already on disk, and a crash keeps them. The frame handed on holds exactly what was written:
+unusable Gaussians dropped (counted in ``dropped_invalid``) and unit quaternions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 from backend.gaussians.sequence import FittedFrame
 
 from .ply import write_gaussian_ply
+from .sanitize import exportable_gaussians
 from .usd_writer import UsdSceneWriter
 
 
@@ -34,6 +37,9 @@ def export_gaussian_frames(
     if ply_dir is not None:
         Path(ply_dir).mkdir(parents=True, exist_ok=True)
     for frame in frames:
+        clean = exportable_gaussians(frame.gaussians, what=f"frame {frame.index} of {name}")
+        frame = dataclasses.replace(frame, gaussians=clean.gaussians,
+                                    dropped_invalid=frame.dropped_invalid + clean.dropped)
         if usd_writer is not None:
             usd_writer.add_gaussian_frame(frame.index, frame.gaussians, name=name)
         if ply_dir is not None:

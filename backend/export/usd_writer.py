@@ -38,6 +38,8 @@ from backend.gaussians.gaussian_set import SH_C0, GaussianSet
 from protocol.color import srgb_to_linear
 from protocol.errors import ValidationError
 
+from .sanitize import exportable_gaussians
+
 try:  # the splat schema arrived in usd-core 25.11
     from pxr import UsdVol
 
@@ -180,9 +182,11 @@ class UsdSceneWriter:
     def add_gaussian_frame(self, frame_index: int, gaussians: GaussianSet, name: str = "gaussians",
                            splats: bool = True) -> None:
         """Append one frame of Gaussians: a Points prim with activated attributes (see module
-        docstring) and, when ``splats`` and the schema exists, a ``ParticleField3DGaussianSplat``."""
+        docstring) and, when ``splats`` and the schema exists, a ``ParticleField3DGaussianSplat``.
+        Unusable Gaussians (NaN/infinite, zero scale, zero quaternion) are dropped
+        (:func:`~backend.export.sanitize.exportable_gaussians`)."""
         time = self._time(frame_index)
-        g = gaussians.detach().to("cpu")
+        g = exportable_gaussians(gaussians.detach().to("cpu"), what=f"frame {frame_index} of {name}").gaussians
         # activations in numpy: cheap, and free of torch thread-pool start-up on small arrays
         means = _float_array("means", g.means, 3)
         scales = np.exp(_float_array("log_scales", g.log_scales, 3))

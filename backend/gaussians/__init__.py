@@ -1,10 +1,13 @@
-"""3D Gaussian sets, rasterisers (pure-torch reference, gsplat on CUDA) and per-frame fitting."""
+"""3D Gaussian sets, rasterisers (gsplat on CUDA, fast sparse-pair torch, dense torch reference) and
+per-frame fitting."""
 
 from .fit import FitConfig, FitResult, FitView, fit_frame
 from .gaussian_set import (
     SH_C0,
     GaussianSet,
     gaussians_from_points,
+    gaussians_from_surface,
+    initial_gaussians,
     rgb_to_sh_dc,
     sh_coeff_count,
     sh_dc_to_rgb,
@@ -28,8 +31,10 @@ __all__ = [
     "fit_frame",
     "fit_sequence",
     "gaussians_from_points",
+    "gaussians_from_surface",
     "gsplat_available",
     "gsplat_status",
+    "initial_gaussians",
     "photometric_loss",
     "psnr",
     "rasterize",

@@ -22,6 +22,7 @@ from protocol.errors import ValidationError
 from .gaussian_set import GaussianSet
 from .losses import photometric_loss, psnr
 from .rasterize import Backend, rasterize
+from .rasterize_torch import BLENDER_EPS2D
 
 PARAM_NAMES = ("means", "log_scales", "quats", "logit_opacities", "sh_dc", "sh_rest")
 
@@ -57,6 +58,7 @@ class FitConfig:
     views_per_step: int | None = None  # None = every view every step
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     backend: Backend = "auto"
+    eps2d: float = BLENDER_EPS2D  # px^2 screen dilation; Cycles' (not 3DGS's 0.3): fits look the same there
     seed: int = 0
 
 
@@ -194,7 +196,7 @@ def fit_frame(
         loss = torch.zeros((), device=device)
         for i in chosen:
             image, cam, weight = prepared[i]
-            out = rasterize(current, cam, background=background, backend=config.backend)
+            out = rasterize(current, cam, background=background, backend=config.backend, eps2d=config.eps2d)
             loss = loss + photometric_loss(out.rgb, image, weight, config.ssim_lambda)
         loss = loss / len(chosen)
         trainable.optimizer.zero_grad(set_to_none=True)
@@ -211,7 +213,7 @@ def fit_frame(
     fitted = trainable.gaussians().detach()
     with torch.no_grad():
         for image, cam, _weight in prepared:
-            out = rasterize(fitted, cam, background=background, backend=config.backend)
+            out = rasterize(fitted, cam, background=background, backend=config.backend, eps2d=config.eps2d)
             result.psnr_per_view.append(psnr(out.rgb.clamp(0, 1), image))
     result.gaussians = fitted
     return result

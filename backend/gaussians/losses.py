@@ -8,27 +8,29 @@ import torch
 import torch.nn.functional as F
 
 
-def _gaussian_window(size: int, sigma: float, channels: int, device: torch.device,
-                     dtype: torch.dtype) -> torch.Tensor:
+def _gaussian_kernel(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Normalised 1D Gaussian of ``size`` taps (the SSIM window is its outer product with itself)."""
     coords = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2.0
     g = torch.exp(-(coords**2) / (2.0 * sigma**2))
-    g = g / g.sum()
-    window = (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
-    return window
+    return g / g.sum()
 
 
 def ssim_map(image_a: torch.Tensor, image_b: torch.Tensor, window_size: int = 11,
              sigma: float = 1.5) -> torch.Tensor:
     """Per-pixel SSIM (H, W) of two (H, W, C) images in [0, 1]; 11x11 Gaussian window, sigma 1.5,
-    zero padding (3DGS ``ssim``), C1 = 0.01^2, C2 = 0.03^2."""
+    zero padding (3DGS ``ssim``), C1 = 0.01^2, C2 = 0.03^2. The window is applied as two 1D passes
+    (it is separable; zero padding commutes), 5x fewer operations than the 2D convolution."""
     a = image_a.permute(2, 0, 1).unsqueeze(0)
     b = image_b.permute(2, 0, 1).unsqueeze(0)
     channels = a.shape[1]
-    window = _gaussian_window(window_size, sigma, channels, a.device, a.dtype)
+    g = _gaussian_kernel(window_size, sigma, a.device, a.dtype)
+    rows = g.reshape(1, 1, 1, window_size).expand(channels, 1, 1, window_size).contiguous()
+    cols = g.reshape(1, 1, window_size, 1).expand(channels, 1, window_size, 1).contiguous()
     pad = window_size // 2
 
     def blur(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, window, padding=pad, groups=channels)
+        x = F.conv2d(x, rows, padding=(0, pad), groups=channels)
+        return F.conv2d(x, cols, padding=(pad, 0), groups=channels)
 
     mu_a, mu_b = blur(a), blur(b)
     sigma_a = blur(a * a) - mu_a**2

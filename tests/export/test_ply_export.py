@@ -20,7 +20,7 @@ def _random_set(n: int, degree: int, seed: int = 0) -> GaussianSet:
     return GaussianSet(
         means=torch.randn(n, 3, generator=gen),
         log_scales=torch.randn(n, 3, generator=gen) - 3.0,
-        quats=torch.randn(n, 4, generator=gen),  # deliberately not normalised: written raw
+        quats=torch.randn(n, 4, generator=gen),  # deliberately not normalised: written as unit quaternions
         logit_opacities=torch.randn(n, generator=gen),
         sh=torch.randn(n, k, 3, generator=gen),
         sh_degree=degree,
@@ -41,13 +41,14 @@ def test_gaussian_ply_layout_and_round_trip(tmp_path: Path, degree: int) -> None
     assert all(p.val_dtype in ("f4", "float32", "float") for p in vertex.properties)
     assert not ply.text and ply.byte_order == "<"
     d = vertex.data
-    # raw pre-activation values, field by field
+    # pre-activation values, field by field (log scales, logit opacity, SH), unit wxyz quaternions
+    unit_quats = torch.nn.functional.normalize(g.quats, dim=-1)
     np.testing.assert_array_equal(np.stack([d["x"], d["y"], d["z"]], 1), g.means.numpy())
     np.testing.assert_array_equal(np.stack([d["nx"], d["ny"], d["nz"]], 1), 0.0)
     np.testing.assert_array_equal(np.stack([d[f"f_dc_{i}"] for i in range(3)], 1), g.sh[:, 0].numpy())
     np.testing.assert_array_equal(d["opacity"], g.logit_opacities.numpy())
     np.testing.assert_array_equal(np.stack([d[f"scale_{i}"] for i in range(3)], 1), g.log_scales.numpy())
-    np.testing.assert_array_equal(np.stack([d[f"rot_{i}"] for i in range(4)], 1), g.quats.numpy())
+    np.testing.assert_allclose(np.stack([d[f"rot_{i}"] for i in range(4)], 1), unit_quats.numpy(), rtol=1e-6, atol=1e-7)
     if degree > 0:
         k1 = (degree + 1) ** 2 - 1
         # channel-major: f_rest_{c * (K-1) + j} is coefficient j+1 of channel c
@@ -56,8 +57,9 @@ def test_gaussian_ply_layout_and_round_trip(tmp_path: Path, degree: int) -> None
                 np.testing.assert_array_equal(d[f"f_rest_{c * k1 + j}"], g.sh[:, j + 1, c].numpy())
     back = read_gaussian_ply(path)
     assert back.sh_degree == degree
-    for name in ("means", "log_scales", "quats", "logit_opacities", "sh"):
+    for name in ("means", "log_scales", "logit_opacities", "sh"):
         assert torch.equal(getattr(back, name), getattr(g, name)), name
+    torch.testing.assert_close(back.quats, unit_quats, rtol=1e-6, atol=1e-7)
 
 
 def test_gaussian_ply_drops_non_finite_rows_and_rejects_foreign_files(tmp_path: Path) -> None:

@@ -108,14 +108,19 @@ def test_warm_start_keeps_static_gaussians_and_replaces_moved_ones() -> None:
     static = np.array([[0.0, 0.0, 3.0], [0.1, 0.0, 3.0]])
     moved_before, moved_after = np.array([[1.0, 1.0, 3.0]]), np.array([[-1.0, -1.0, 3.0]])
     prev = gaussians_from_points(np.vstack([static, moved_before]), np.full((3, 3), 0.3), np.full(3, 0.01))
-    prev.sh[:, 0] = 7.0  # "fitted" parameters that must survive for the static part
-    new = gaussians_from_points(np.vstack([static + 0.001, moved_after]), np.full((3, 3), 0.8),
-                                np.full(3, 0.01))
+    prev.sh[:, 0] = 1.5  # "fitted" parameters that must survive for the static part (colour ~0.92)
+    colors = np.array([[0.9, 0.92, 0.95], [0.95, 0.9, 0.9], [0.8, 0.8, 0.8]])  # static: the same colour
+    new = gaussians_from_points(np.vstack([static + 0.001, moved_after]), colors, np.full(3, 0.01))
     ws = warm_start(prev, new, cell_size=0.02)
     assert (ws.kept, ws.initialised, ws.dropped) == (2, 1, 1)
     np.testing.assert_allclose(ws.gaussians.means[:2].numpy(), static, atol=1e-6)
-    assert torch.all(ws.gaussians.sh[:2, 0] == 7.0)
+    assert torch.all(ws.gaussians.sh[:2, 0] == 1.5)
     np.testing.assert_allclose(ws.gaussians.means[2].numpy(), moved_after[0], atol=1e-6)
+    # the same place with another colour (textured content that moved along itself): initialised afresh
+    recoloured = gaussians_from_points(np.vstack([static + 0.001, moved_after]), np.full((3, 3), 0.3),
+                                       np.full(3, 0.01))
+    ws = warm_start(prev, recoloured, cell_size=0.02)
+    assert (ws.kept, ws.initialised, ws.dropped) == (0, 3, 3)
 
 
 def test_fit_sequence_yields_frames_in_order_with_warm_start() -> None:
@@ -139,7 +144,31 @@ def test_fit_sequence_yields_frames_in_order_with_warm_start() -> None:
     assert [f.index for f in produced] == [0, 1, 2]
     assert produced[0].initialised == n and produced[0].kept_from_previous == 0
     for f in produced[1:]:
-        assert f.kept_from_previous >= n - 5 - 2 and f.initialised >= 4
+        # most static Gaussians survive: a few are re-initialised around the moved ones (change band)
+        # or where their fitted colour drifted from the points' (these overlap heavily)
+        assert f.kept_from_previous >= n - 5 - 4 and f.initialised >= 4
         assert len(f.losses) == 3
     steps = [s for s, _ in reports]
     assert steps == sorted(steps) and reports[-1] == (12, 12)
+
+
+def test_warm_start_of_a_moving_object_leaves_no_cracks() -> None:
+    """Frame 1 of the sliding square, merged with frame 0's Gaussians, renders as well as frame 1's
+    own initialisation: no seams between kept and fresh Gaussians, no stale texture."""
+    from backend.gaussians import initial_gaussians, psnr
+    from backend.geometry import lift_frames
+    from backend.pipelines.reshoot.synthetic import sliding_square_scene
+
+    scene = sliding_square_scene(num_frames=6, width=96, height=64)
+    points = lift_frames(scene.frames[:2], scene.depth[:2], scene.camera.K, scene.camera.world_to_camera)
+    before, after = (initial_gaussians(p.xyz, p.rgb, p.radius, p.tangent_u, p.tangent_v)
+                     for p in (points.frame(0), points.frame(1)))
+    cell = 2.0 * float(torch.exp(after.log_scales[:, 0]).median())
+    merged = warm_start(before, after, cell)
+    assert merged.kept > 0.5 * len(before) and merged.initialised > 0
+    image = torch.from_numpy(scene.frames[1]).float() / 255.0
+
+    def score(g: GaussianSet) -> float:
+        return psnr(rasterize(g, scene.camera, eps2d=1.0 / 12.0).rgb.clamp(0, 1), image)
+
+    assert score(merged.gaussians) > score(after) - 0.3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.pipelines.reshoot.request import ReshootRequest
+from backend.pipelines.reshoot.request import CPU_FIT_ITERATIONS, CUDA_FIT_ITERATIONS, ReshootRequest
 from protocol.camera import Camera
 from protocol.errors import CameraError, ValidationError
 
@@ -35,7 +35,9 @@ def test_valid_request_broadcasts_a_static_camera_and_fills_defaults():
     assert len(req.cameras) == F and req.num_frames == F and req.size == (W, H)
     assert req.engine.inpaint == "classical" and req.engine.lora_weight == 0.7
     assert req.trajectories[0].source_frame(2) == 2
-    assert req.gaussians.resolved_iterations("cpu") == 0 and req.gaussians.resolved_iterations("cuda") == 100
+    # fitted by default on every device (issue 13): a few steps on a CPU, 100 with gsplat
+    assert req.gaussians.resolved_iterations("cpu") == CPU_FIT_ITERATIONS > 0
+    assert req.gaussians.resolved_iterations("cuda") == CUDA_FIT_ITERATIONS == 100
     assert req.warnings == []
 
 

@@ -110,7 +110,7 @@ def test_disabled_gaussians_are_not_built(tmp_path, monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("Gaussians built although disabled")
 
-    monkeypatch.setattr(pipeline, "gaussians_from_points", refuse)
+    monkeypatch.setattr(pipeline, "initial_gaussians", refuse)
     scene = sliding_square_scene(num_frames=3, width=24, height=16)
     request = ReshootRequest.from_params(
         {"fps": 8, "cameras": [scene.camera.to_dict()], "gaussians": {"enabled": False}, "outputs": ["usd", "ply"],

@@ -46,6 +46,7 @@ def addon_with_client():
     addon.register()
     client = RecordingClient()
     session.attach_client(client, start_timer=False)
+    session.state().status["connected"] = True  # the backend answered (welcome)
     try:
         yield bpy, client
     finally:
@@ -94,3 +95,21 @@ def test_tune_from_a_clip_or_image_sequence_sends_no_depth(addon_with_client, tm
     assert params["depth_engine"] == "depth-anything"
     request = TuneRequest.from_params(params, inputs)  # the backend's own validation accepts it
     assert request.depth is None and request.depth_engine == "depth-anything" and len(request.cameras) == 5
+
+
+def test_tune_from_footage_needs_the_backends_depth_engine(addon_with_client, tmp_path):
+    """Footage goes without depth: a backend whose Depth Anything cannot run disables Tune LoRA, saying why."""
+    from addon import session
+    from backend.media import write_mp4
+
+    bpy, client = addon_with_client
+    scene = bpy.context.scene
+    _source_camera(bpy, scene, 5)
+    scene.recast4d.source.kind = "CLIP"
+    scene.recast4d.source.clip = bpy.data.movieclips.load(str(write_mp4(tmp_path / "s.mp4", _textured_frames(), fps=24.0)))
+    session.state().status["engines"] = [
+        {"kind": "inpaint", "name": "wan-vace", "usable": True, "reason": "", "hint": ""},
+        {"kind": "depth", "name": "depth-anything", "usable": False, "reason": "no weights folder", "hint": ""}]
+    with pytest.raises(RuntimeError, match="depth.*no weights folder"):
+        bpy.ops.recast4d.tune_lora()
+    assert client.submitted == []

@@ -36,7 +36,7 @@ from backend.gaussians import (
     GaussianSet,
     SequenceFrame,
     fit_sequence,
-    gaussians_from_points,
+    initial_gaussians,
 )
 from backend.gaussians.sequence import FittedFrame
 from backend.geometry import (
@@ -200,6 +200,7 @@ def run_reshoot(
                     usd.add_point_cloud_frame(frame.index, xyz, srgb_to_linear(rgb.astype(np.float32) / 255.0),
                                               widths=2.0 * radius)
                 gaussian_stats.append({"frame": frame.index, "gaussians": len(frame.gaussians),
+                                       "dropped_invalid": frame.dropped_invalid,
                                        "psnr_per_view": [round(v, 2) for v in frame.psnr_per_view]})
                 if on_frame is not None:
                     on_frame(frame.index, xyz, rgb)
@@ -298,14 +299,17 @@ def accumulated_points(points: PointFrames, acc: AccumulationResult, time_map: n
     counts = torch.bincount(frame, minlength=points.num_frames).cpu()
     offsets = torch.zeros(points.num_frames + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(counts, 0)
+    tangent_u, tangent_v = ((None, None) if points.tangent_u is None
+                            else (points.tangent_u[rows], points.tangent_v[rows]))
     return PointFrames(xyz=points.xyz[rows], rgb=points.rgb[rows], radius=points.radius[rows], frame_index=frame,
                        pixel_index=points.pixel_index[rows], offsets=offsets, source_height=points.source_height,
-                       source_width=points.source_width)
+                       source_width=points.source_width, tangent_u=tangent_u, tangent_v=tangent_v)
 
 
 def merge_by_frame(parts: list[PointFrames], num_frames: int, max_points: int, *, seed: int = 0) -> PointFrames:
     """Concatenate point sets whose ``frame_index`` is in source-frame space into one set ordered by
-    frame; frames with more than ``max_points`` are subsampled uniformly at random (seeded)."""
+    frame; frames with more than ``max_points`` are subsampled uniformly at random (seeded). Pixel
+    tangents are kept when every part has them (the Gaussians start as surface-aligned discs)."""
     xyz = torch.cat([p.xyz for p in parts])
     frame_index = torch.cat([p.frame_index for p in parts])
     frames_cpu = frame_index.cpu()
@@ -321,10 +325,13 @@ def merge_by_frame(parts: list[PointFrames], num_frames: int, max_points: int, *
     counts = torch.bincount(frame_index[rows], minlength=num_frames).cpu()
     offsets = torch.zeros(num_frames + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(counts, 0)
+    with_tangents = all(p.tangent_u is not None for p in parts)
     return PointFrames(
         xyz=xyz[rows], rgb=torch.cat([p.rgb for p in parts])[rows], radius=torch.cat([p.radius for p in parts])[rows],
         frame_index=frame_index[rows], pixel_index=torch.cat([p.pixel_index for p in parts])[rows],
         offsets=offsets, source_height=parts[0].source_height, source_width=parts[0].source_width,
+        tangent_u=torch.cat([p.tangent_u for p in parts])[rows] if with_tangents else None,
+        tangent_v=torch.cat([p.tangent_v for p in parts])[rows] if with_tangents else None,
     )
 
 
@@ -417,18 +424,20 @@ class _FitInputs(Sequence[SequenceFrame]):
     def __getitem__(self, index: int) -> SequenceFrame:  # type: ignore[override]
         if not 0 <= index < len(self):
             raise IndexError(index)
-        return SequenceFrame(*_frame_tensors(self.fused, index), views=_views(self.request, self.done, index))
+        xyz, rgb, radius, tangent_u, tangent_v = _frame_tensors(self.fused, index)
+        return SequenceFrame(xyz, rgb, radius, views=_views(self.request, self.done, index),
+                             tangent_u=tangent_u, tangent_v=tangent_v)
 
 
-def _frame_tensors(points: PointFrames, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _frame_tensors(points: PointFrames, index: int) -> tuple[torch.Tensor, ...]:
+    """Frame ``index``'s xyz, rgb, radius, tangent_u, tangent_v (the tangents may be None)."""
     part = points.frame(index)
-    return part.xyz, part.rgb, part.radius
+    return part.xyz, part.rgb, part.radius, part.tangent_u, part.tangent_v
 
 
 def _initial_frame(points: PointFrames, index: int, device: torch.device, cancel: CancelFn | None) -> FittedFrame:
     check_cancel(cancel)
-    xyz, rgb, radius = _frame_tensors(points, index)
-    return FittedFrame(index=index, gaussians=gaussians_from_points(xyz, rgb, radius, device=device))
+    return FittedFrame(index=index, gaussians=initial_gaussians(*_frame_tensors(points, index), device=device))
 
 
 def _views(request: ReshootRequest, done: list[TrajectoryResult], index: int) -> list[FitView]:
