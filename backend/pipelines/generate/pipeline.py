@@ -89,6 +89,8 @@ def run_generate(
     engines = engines or GenerateEngines()
     clock = StageClock(progress, cancel)
     models = request.engine.models_dir
+    outpaint = request.outpaint.for_device(dev.type)  # unset fit settings -> this device's defaults
+    fg_iterations = request.gaussians.resolved_iterations(dev.type) if request.gaussians.enabled else 0
     files: dict[str, str] = {}
 
     with clock.stage("reference") as stage_progress:
@@ -132,7 +134,7 @@ def run_generate(
                                       depth_engine=_aligning(depth_engine), progress=stage_progress, cancel=cancel)
 
     with clock.stage("outpaint") as stage_progress:
-        scene = progressive_outpaint(background, cameras, engine, request.prompt, request.outpaint,
+        scene = progressive_outpaint(background, cameras, engine, request.prompt, outpaint,
                                      depth_engine=_aligning(depth_engine), progress=stage_progress, cancel=cancel)
         files.update(_write_ring_views(out_dir, scene, request))
 
@@ -152,9 +154,8 @@ def run_generate(
             if ply_dir is not None and request.gaussians.enabled:
                 ply_dir.mkdir(parents=True, exist_ok=True)
                 write_gaussian_ply(ply_dir / "background.ply", scene.gaussians)
-            fitted = fit_foreground(placed, frames, foreground, cameras,
-                                    iterations=request.gaussians.iterations if request.gaussians.enabled else 0,
-                                    seed=request.engine.seed, fit_scale=request.outpaint.fit_scale, device=dev,
+            fitted = fit_foreground(placed, frames, foreground, cameras, iterations=fg_iterations,
+                                    seed=request.engine.seed, fit_scale=outpaint.fit_scale, device=dev,
                                     progress=stage_progress, cancel=cancel)
             enabled = request.gaussians.enabled
             for frame in fitted:
@@ -185,8 +186,8 @@ def run_generate(
         "split": {"kind": split_kind, "foreground_ratio": round(float(foreground.mean()), 5)},
         "outpaint": {
             "rings": [[list(v) for v in loop] for loop in request.outpaint.rings],
-            "strength": request.outpaint.strength, "fit_iterations": request.outpaint.fit_iterations,
-            "fit_scale": request.outpaint.fit_scale, "pivot_depth": round(scene.pivot_depth, 5),
+            "strength": outpaint.strength, "fit_iterations": outpaint.fit_iterations,
+            "fit_scale": outpaint.fit_scale, "pivot_depth": round(scene.pivot_depth, 5),
             "background_points": scene.num_points, "background_gaussians": len(scene.gaussians),
             "fit_psnr_per_view": [round(v, 2) for v in scene.fit_psnr], "seconds": scene.timings,
             "views": [{"loop": v.loop, "elevation": v.elevation, "azimuth": v.azimuth, "new_points": v.new_points,
@@ -196,7 +197,7 @@ def run_generate(
         "compose": {"scale": [round(float(s), 5) for s in placement.scale],
                     "shift": [round(float(s), 5) for s in placement.shift],
                     "band_pixels": [int(c) for c in placement.band_pixels]},
-        "foreground": {"iterations": request.gaussians.iterations, "gaussians_per_frame": counts},
+        "foreground": {"iterations": fg_iterations, "gaussians_per_frame": counts},
         "files": files,
         "stages": clock.summary(),
         "wall_seconds": round(time.time() - started, 3),

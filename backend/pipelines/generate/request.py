@@ -11,12 +11,12 @@ Wire/job-file form (``params`` is msgpack/JSON, ``inputs`` are arrays)::
       "fov_deg": 60.0, "depth_kind": "z" | "ray",
       "engine": {...reshoot EngineOptions: inpaint, depth, steps, guidance, seed, models_dir, options},
       "outpaint": {"rings": [[[0, 30], [0, -30], [15, 0], [-15, 0]], [[15, 30], ...]], "strength": 0.7,
-                   "fit_iterations": 50, "fit_scale": 1.0, "views_per_step": 2, "pivot_depth": null},
-                                   # fit_scale: size of every Gaussian optimisation view (background and
-                                   # foreground) as a fraction of the frame size
-                                                       # fit_scale: size of every Gaussian optimisation view
-                                                       # (background and foreground), fraction of the frame
-      "gaussians": {"enabled": true, "iterations": 100},          # foreground fitting per frame
+                   "fit_iterations": null, "fit_scale": null, "views_per_step": 2, "pivot_depth": null},
+                                   # fit_iterations / fit_scale: null = the device's default (CUDA 50 steps
+                                   # at full size, CPU 3 steps at 1/4 size: OutpaintSettings.for_device);
+                                   # fit_scale is the size of every Gaussian optimisation view (background
+                                   # and foreground) as a fraction of the frame size
+      "gaussians": {"enabled": true, "iterations": null},  # foreground steps per frame (null: CUDA 100, CPU 0)
       "outputs": ["usd", "ply", "video", "png", "masks"],
     }
     inputs = {"image": uint8 (H,W,3), "frames": uint8 (F,H,W,3) (a video the user already has),
