@@ -13,10 +13,10 @@ from backend.generate import (
     contact_band,
     fit_depth_placement,
     lift_foreground,
-    motion_foreground_masks,
     orbit_camera,
     parse_rings,
     place_foreground,
+    robust_motion_split,
     validate_masks,
 )
 from backend.generate.rings import DEFAULT_RINGS
@@ -108,7 +108,7 @@ def test_motion_split_finds_the_moving_square_and_the_background_removes_it() ->
     cams = [scene.camera] * 6
     K, w2c = stack_cameras(cams)
     depth = torch.from_numpy(scene.depth)
-    masks = motion_foreground_masks(scene.frames, depth, K, w2c)
+    masks = robust_motion_split(depth, K, w2c).masks
     recall = (masks & scene.foreground).sum() / scene.foreground.sum()
     assert recall > 0.95
     near_object = clean_mask(scene.foreground, open_px=0, dilate_px=3)
@@ -117,7 +117,7 @@ def test_motion_split_finds_the_moving_square_and_the_background_removes_it() ->
     assert background.depth[torch.from_numpy(masks)].min() == pytest.approx(4.0)  # the wall behind
     np.testing.assert_array_equal(background.frames[~masks], scene.frames[~masks])
     assert not np.array_equal(background.frames[masks], scene.frames[masks])
-    assert motion_foreground_masks(scene.frames[:1], depth[:1], K[:1], w2c[:1]).sum() == 0
+    assert robust_motion_split(depth[:1], K[:1], w2c[:1]).masks.sum() == 0
 
 
 def test_user_masks_are_validated() -> None:

@@ -37,8 +37,8 @@ from backend.generate import (
     compose_foreground,
     fit_foreground,
     lift_foreground,
-    motion_foreground_masks,
     progressive_outpaint,
+    robust_motion_split,
 )
 from backend.geometry import depth_to_planar
 from backend.media import write_mp4, write_png_sequence
@@ -115,10 +115,15 @@ def run_generate(
         depth = _reference_depth(request, frames, K, depth_engine, dev, stage_progress, cancel)
 
     with clock.stage("split") as stage_progress:
+        split_figures: dict[str, Any] = {}
         if request.foreground is not None:
             foreground, split_kind = request.foreground, "mask"
         else:
-            foreground, split_kind = motion_foreground_masks(frames, depth, K, w2c), "motion"
+            motion = robust_motion_split(depth, K, w2c, request.split)
+            foreground, split_kind = motion.masks, "motion"
+            split_figures = {"depth_noise": round(motion.depth_noise, 5),
+                             "tolerance": round(float(np.median(motion.pair_tolerance)), 5)
+                             if motion.pair_tolerance else None}
         if "masks" in request.outputs:
             write_png_sequence(out_dir / "foreground_masks", np.repeat(foreground[..., None] * np.uint8(255), 3, -1),
                                prefix="mask_")
@@ -183,7 +188,7 @@ def run_generate(
         "frames": int(num_frames), "width": int(width), "height": int(height), "fps": request.fps,
         "device": str(dev),
         "engine": {"inpaint": request.engine.inpaint, "depth": request.engine.depth, "seed": request.engine.seed},
-        "split": {"kind": split_kind, "foreground_ratio": round(float(foreground.mean()), 5)},
+        "split": {"kind": split_kind, "foreground_ratio": round(float(foreground.mean()), 5), **split_figures},
         "outpaint": {
             "rings": [[list(v) for v in loop] for loop in request.outpaint.rings],
             "strength": outpaint.strength, "fit_iterations": outpaint.fit_iterations,

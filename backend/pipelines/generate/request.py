@@ -16,6 +16,10 @@ Wire/job-file form (``params`` is msgpack/JSON, ``inputs`` are arrays)::
                                    # at full size, CPU 3 steps at 1/4 size: OutpaintSettings.for_device);
                                    # fit_scale is the size of every Gaussian optimisation view (background
                                    # and foreground) as a fraction of the frame size
+      "split": {"tolerance": null, "noise_sigmas": 4.0, "min_tolerance": 0.02, "window": 8},
+                                   # automatic (motion) split: tolerance null = adapts to the depth's own
+                                   # noise (noise_sigmas x the robust noise of each frame pair), or a fixed
+                                   # relative see-through margin (backend.generate.motion_split)
       "gaussians": {"enabled": true, "iterations": null},  # foreground steps per frame (null: CUDA 100, CPU 0)
       "outputs": ["usd", "ply", "video", "png", "masks"],
     }
@@ -33,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.generate.motion_split import MotionSplitSettings
 from backend.generate.outpaint import OutpaintSettings
 from backend.generate.rings import parse_rings
 from backend.generate.video_engines import video_size
@@ -66,6 +71,7 @@ class GenerateRequest:
     fov_deg: float = 60.0
     engine: EngineOptions = field(default_factory=EngineOptions)
     outpaint: OutpaintSettings = field(default_factory=OutpaintSettings)
+    split: MotionSplitSettings = field(default_factory=MotionSplitSettings)
     gaussians: GaussianOptions = field(default_factory=GaussianOptions)
     outputs: frozenset[str] = GENERATE_OUTPUTS
     warnings: list[str] = field(default_factory=list)
@@ -100,6 +106,7 @@ class GenerateRequest:
             raise ValidationError(f"depth_kind must be 'z' or 'ray', got {depth_kind!r}")
         outpaint = _outpaint_settings(params.get("outpaint", {}), engine.seed)
         gaussians = options_from(GaussianOptions, params.get("gaussians", {}), "gaussians")
+        split = options_from(MotionSplitSettings, params.get("split", {}) or {}, "split").validate()
         outputs = params.get("outputs", sorted(GENERATE_OUTPUTS))
         unknown = set(outputs) - GENERATE_OUTPUTS
         if unknown:
@@ -107,7 +114,7 @@ class GenerateRequest:
         video_options = params.get("video", {}) or {}
         if not isinstance(video_options, dict):
             raise ValidationError("video must be a map of video engine options")
-        common = dict(prompt=prompt, fps=fps, fov_deg=fov, depth_kind=depth_kind, engine=engine, outpaint=outpaint,
+        common = dict(prompt=prompt, fps=fps, fov_deg=fov, depth_kind=depth_kind, engine=engine, outpaint=outpaint, split=split,
                       gaussians=gaussians, outputs=frozenset(outputs), warnings=warnings, video_options=video_options)
         if frames is not None:
             n, h, w = frames.shape[:3]
