@@ -5,6 +5,13 @@ The ``generate`` job kind (:mod:`backend.pipelines.generate`) runs them in order
 plain function over typed data so tests and benchmarks call them directly.
 """
 
+from .animate import (
+    AnimatedBackground,
+    AnimationSettings,
+    SupervisingVideo,
+    animate_background,
+    supervising_videos,
+)
 from .compose import DepthPlacement, contact_band, fit_depth_placement, place_foreground
 from .foreground import (
     background_depth_in_reference,
@@ -26,6 +33,7 @@ from .rings import DEFAULT_RINGS, orbit_camera, parse_rings, ring_cameras
 from .split import BackgroundVideo, background_video, clean_mask, validate_masks
 
 __all__ = [
+    "AnimatedBackground", "AnimationSettings", "SupervisingVideo", "animate_background", "supervising_videos",
     "DEFAULT_RINGS", "BackgroundScene", "BackgroundVideo", "DepthPlacement", "OutpaintSettings", "RingView",
     "background_depth_in_reference", "background_video", "clean_mask", "compose_foreground", "contact_band",
     "fit_depth_placement", "fit_foreground", "hole_ratio", "lift_foreground", "MotionSplit", "MotionSplitSettings", "robust_motion_split",

@@ -31,11 +31,11 @@ def generated(tmp_path_factory):
 
 def test_stages_report_and_files(generated) -> None:
     scene, out, result, streamed, stages = generated
-    assert stages == {"reference", "depth", "split", "background", "outpaint", "compose", "foreground"}
+    assert stages == {"reference", "depth", "split", "background", "outpaint", "animate", "compose", "foreground"}
     report = json.loads((out / "report.json").read_text())
     assert report["job"] == "generate" and report["source"] == "video"
     assert [s["stage"] for s in report["stages"]] == ["reference", "depth", "split", "background", "outpaint",
-                                                      "compose", "foreground"]
+                                                      "animate", "compose", "foreground"]
     assert report["split"]["kind"] == "motion"
     assert [(v["loop"], v["elevation"], v["azimuth"]) for v in report["outpaint"]["views"]] == [(0, 0, 30),
                                                                                               (1, 15, -30)]

@@ -43,6 +43,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                    help="background optimisation steps per ring view (default: 50 on CUDA, 3 on a CPU)")
     p.add_argument("--fit-scale", type=float, default=None,
                    help="optimisation view size as a fraction of the frame (default: 1 on CUDA, 0.25 on a CPU)")
+    p.add_argument("--animation-iterations", type=int, default=None,
+                   help="steps optimising the moving background (default: 300 on CUDA, 6 on a CPU; "
+                        "0 keeps the motion projected from the videos)")
     p.add_argument("--gaussian-iterations", type=int, default=None,
                    help="foreground fitting steps per frame (default: 100 on CUDA, 0 on a CPU)")
     p.add_argument("--seed", type=int, default=None)
@@ -125,6 +128,8 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, np
         outpaint["fit_scale"] = args.fit_scale
     if outpaint:
         params["outpaint"] = outpaint
+    if args.animation_iterations is not None:
+        params["animation"] = {"iterations": args.animation_iterations}
     if args.gaussian_iterations is not None:
         params["gaussians"] = {"iterations": args.gaussian_iterations}
     return params, inputs

@@ -8,8 +8,11 @@ timing in ``report.json``:
 3. ``split``: foreground masks (the user's, or automatic from motion), written as PNGs;
 4. ``background``: the reference video with the foreground removed (inpainting engine);
 5. ``outpaint``: first frame lifted to Gaussians, then progressive outpainting over the camera rings;
-6. ``compose``: the foreground lifted per frame and placed by depth shift and scale (Eq. 8-10);
-7. ``foreground``: animated foreground Gaussians fitted frame by frame with a warm start, exported
+6. ``animate``: the background's deformation over time, supervised by every frame of the background
+   video and of every ring view's refined pseudo-video (:mod:`backend.generate.animate`), written as
+   USD time samples of ``/Recast4D/background`` and one PLY per frame;
+7. ``compose``: the foreground lifted per frame and placed by depth shift and scale (Eq. 8-10);
+8. ``foreground``: animated foreground Gaussians fitted frame by frame with a warm start, exported
    as each frame finishes (USD ``/Recast4D/foreground`` + PLY), with a point-cloud preview per frame
    (background + foreground) streamed through ``on_frame``.
 
@@ -31,7 +34,9 @@ from backend.engines import get_depth_engine, get_inpaint_engine, get_video_engi
 from backend.export import UsdSceneWriter, write_gaussian_ply
 from backend.export.stream import gaussian_ply_path
 from backend.generate import (
+    AnimatedBackground,
     BackgroundScene,
+    animate_background,
     background_depth_in_reference,
     background_video,
     compose_foreground,
@@ -39,6 +44,7 @@ from backend.generate import (
     lift_foreground,
     progressive_outpaint,
     robust_motion_split,
+    supervising_videos,
 )
 from backend.geometry import depth_to_planar
 from backend.media import write_mp4, write_png_sequence
@@ -143,6 +149,16 @@ def run_generate(
                                      depth_engine=_aligning(depth_engine), progress=stage_progress, cancel=cancel)
         files.update(_write_ring_views(out_dir, scene, request))
 
+    with clock.stage("animate") as stage_progress:
+        animation = request.animation.for_device(dev.type)
+        animated: AnimatedBackground | None = None
+        if animation.enabled and num_frames > 1:
+            videos = supervising_videos(background.frames, background.depth, cameras, scene)
+            animated = animate_background(scene, videos, animation, fit_scale=outpaint.fit_scale,
+                                          reference_depth=background.depth, progress=stage_progress, cancel=cancel)
+            stage_progress(1, 1, f"{animated.animated.numel()} of {len(scene.gaussians)} background Gaussians move")
+        moving_background = animated is not None and animated.animated.numel() > 0
+
     with clock.stage("compose") as stage_progress:
         lifted = lift_foreground(frames, depth, foreground, cameras)
         bg_depth = background_depth_in_reference(scene.xyz, scene.rgb, scene.radius, cameras)
@@ -154,17 +170,23 @@ def run_generate(
     counts: list[int] = []
     try:
         with clock.stage("foreground") as stage_progress:
-            if usd is not None and request.gaussians.enabled:
-                usd.add_gaussian_frame(0, scene.gaussians, name="background")
+            if usd is not None and request.gaussians.enabled and not moving_background:
+                usd.add_gaussian_frame(0, scene.gaussians, name="background")  # static: one sample holds
             if ply_dir is not None and request.gaussians.enabled:
                 ply_dir.mkdir(parents=True, exist_ok=True)
-                write_gaussian_ply(ply_dir / "background.ply", scene.gaussians)
+                write_gaussian_ply(ply_dir / "background.ply", scene.gaussians)  # the static scene (frame 0)
             fitted = fit_foreground(placed, frames, foreground, cameras, iterations=fg_iterations,
                                     seed=request.engine.seed, fit_scale=outpaint.fit_scale, device=dev,
                                     progress=stage_progress, cancel=cancel)
             enabled = request.gaussians.enabled
             for frame in fitted:
                 counts.append(len(frame.gaussians))
+                if enabled and moving_background:
+                    background_t = animated.frame(frame.index)
+                    if usd is not None:
+                        usd.add_gaussian_frame(frame.index, background_t, name="background")
+                    if ply_dir is not None:
+                        write_gaussian_ply(gaussian_ply_path(ply_dir, frame.index, "background"), background_t)
                 if enabled and usd is not None:
                     usd.add_gaussian_frame(frame.index, frame.gaussians, name="foreground")
                 if enabled and ply_dir is not None and len(frame.gaussians):  # PLY has no empty form
@@ -199,6 +221,11 @@ def run_generate(
                        "hole_ratio_before_loop": round(v.hole_ratio_before_loop, 5),
                        "hole_ratio_after_loop": round(v.hole_ratio_after_loop, 5)} for v in scene.views],
         },
+        "animation": {"enabled": animation.enabled, "iterations": animation.iterations,
+                      "tv_weight": animation.tv_weight,
+                      "animated_gaussians": 0 if animated is None else int(animated.animated.numel()),
+                      "final_loss": round(animated.losses[-1], 5) if animated is not None and animated.losses
+                      else None},
         "compose": {"scale": [round(float(s), 5) for s in placement.scale],
                     "shift": [round(float(s), 5) for s in placement.shift],
                     "band_pixels": [int(c) for c in placement.band_pixels]},

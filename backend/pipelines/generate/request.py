@@ -20,6 +20,9 @@ Wire/job-file form (``params`` is msgpack/JSON, ``inputs`` are arrays)::
                                    # automatic (motion) split: tolerance null = adapts to the depth's own
                                    # noise (noise_sigmas x the robust noise of each frame pair), or a fixed
                                    # relative see-through margin (backend.generate.motion_split)
+      "animation": {"enabled": true, "iterations": null, "tv_weight": 0.1, ...},
+                                   # the moving background (backend.generate.animate): iterations null =
+                                   # the device's default (CUDA 300, CPU 6)
       "gaussians": {"enabled": true, "iterations": null},  # foreground steps per frame (null: CUDA 100, CPU 0)
       "outputs": ["usd", "ply", "video", "png", "masks"],
     }
@@ -37,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.generate.animate import AnimationSettings
 from backend.generate.motion_split import MotionSplitSettings
 from backend.generate.outpaint import OutpaintSettings
 from backend.generate.rings import parse_rings
@@ -72,6 +76,7 @@ class GenerateRequest:
     engine: EngineOptions = field(default_factory=EngineOptions)
     outpaint: OutpaintSettings = field(default_factory=OutpaintSettings)
     split: MotionSplitSettings = field(default_factory=MotionSplitSettings)
+    animation: AnimationSettings = field(default_factory=AnimationSettings)
     gaussians: GaussianOptions = field(default_factory=GaussianOptions)
     outputs: frozenset[str] = GENERATE_OUTPUTS
     warnings: list[str] = field(default_factory=list)
@@ -107,6 +112,7 @@ class GenerateRequest:
         outpaint = _outpaint_settings(params.get("outpaint", {}), engine.seed)
         gaussians = options_from(GaussianOptions, params.get("gaussians", {}), "gaussians")
         split = options_from(MotionSplitSettings, params.get("split", {}) or {}, "split").validate()
+        animation = options_from(AnimationSettings, params.get("animation", {}) or {}, "animation").validate()
         outputs = params.get("outputs", sorted(GENERATE_OUTPUTS))
         unknown = set(outputs) - GENERATE_OUTPUTS
         if unknown:
@@ -114,7 +120,7 @@ class GenerateRequest:
         video_options = params.get("video", {}) or {}
         if not isinstance(video_options, dict):
             raise ValidationError("video must be a map of video engine options")
-        common = dict(prompt=prompt, fps=fps, fov_deg=fov, depth_kind=depth_kind, engine=engine, outpaint=outpaint, split=split,
+        common = dict(prompt=prompt, fps=fps, fov_deg=fov, depth_kind=depth_kind, engine=engine, outpaint=outpaint, split=split, animation=animation,
                       gaussians=gaussians, outputs=frozenset(outputs), warnings=warnings, video_options=video_options)
         if frames is not None:
             n, h, w = frames.shape[:3]
