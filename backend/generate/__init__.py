@@ -19,7 +19,7 @@ from .foreground import (
     fit_foreground,
     lift_foreground,
 )
-from .motion_split import MotionSplit, MotionSplitSettings, robust_motion_split
+from .motion_split import MotionSplit, SplitSettings, robust_motion_split
 from .outpaint import (
     BackgroundScene,
     OutpaintSettings,
@@ -36,7 +36,7 @@ __all__ = [
     "AnimatedBackground", "AnimationSettings", "SupervisingVideo", "animate_background", "supervising_videos",
     "DEFAULT_RINGS", "BackgroundScene", "BackgroundVideo", "DepthPlacement", "OutpaintSettings", "RingView",
     "background_depth_in_reference", "background_video", "clean_mask", "compose_foreground", "contact_band",
-    "fit_depth_placement", "fit_foreground", "hole_ratio", "lift_foreground", "MotionSplit", "MotionSplitSettings", "robust_motion_split",
+    "fit_depth_placement", "fit_foreground", "hole_ratio", "lift_foreground", "MotionSplit", "SplitSettings", "robust_motion_split",
     "orbit_camera", "parse_rings", "place_foreground", "progressive_outpaint", "refine_video", "ring_cameras",
     "scaled_view", "validate_masks",
 ]

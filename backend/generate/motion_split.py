@@ -38,12 +38,19 @@ from protocol.errors import ValidationError
 from .split import clean_mask
 
 MAD_TO_SIGMA = 1.4826
+SPLIT_ENGINES = ("motion", "sam2")
 
 
 @dataclass
-class MotionSplitSettings:
-    """How the motion split decides (module docstring). ``tolerance = None`` adapts to the depth's noise."""
+class SplitSettings:
+    """The request's ``split`` options. ``engine``: ``"motion"`` (module docstring; ``tolerance = None``
+    adapts to the depth's noise) or ``"sam2"`` (SAM2 tracks the object prompted by ``box``
+    ``[x0, y0, x1, y1]`` pixels on ``prompt_frame``, else by the user's mask or, without one, by the
+    motion split's mask of ``prompt_frame``; ``prompt_frame = None``: the frame whose mask is largest)."""
 
+    engine: str = "motion"
+    box: list | None = None
+    prompt_frame: int | None = None
     tolerance: float | None = None  # fixed see-through margin (log units ~ relative), None = adaptive
     noise_sigmas: float = 4.0  # adaptive margin = noise_sigmas * the pair's robust noise
     min_tolerance: float = 0.02  # the adaptive margin never goes below this (exact depth)
@@ -51,8 +58,17 @@ class MotionSplitSettings:
     open_px: int = 1
     dilate_px: int = 2
 
-    def validate(self) -> MotionSplitSettings:
+    def validate(self) -> SplitSettings:
         """Raises :class:`ValidationError` naming the bad ``split.*`` field."""
+        if self.engine not in SPLIT_ENGINES:
+            raise ValidationError(f"split.engine must be one of {', '.join(SPLIT_ENGINES)}, got {self.engine!r}")
+        if self.box is not None and (len(self.box) != 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.box)):
+            raise ValidationError(f"split.box must be [x0, y0, x1, y1] in pixels, got {self.box!r}")
+        if self.box is not None and self.engine != "sam2":
+            raise ValidationError("split.box prompts the sam2 engine: set split.engine = 'sam2'")
+        if self.prompt_frame is not None and (isinstance(self.prompt_frame, bool) or self.prompt_frame < 0):
+            raise ValidationError(f"split.prompt_frame must be a frame index >= 0, got {self.prompt_frame!r}")
         for name in ("tolerance", "noise_sigmas", "min_tolerance"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
@@ -85,13 +101,13 @@ class MotionSplit:
 
 
 def robust_motion_split(depth: torch.Tensor | np.ndarray, K: np.ndarray, world_to_camera: np.ndarray,
-                        settings: MotionSplitSettings | None = None) -> MotionSplit:
+                        settings: SplitSettings | None = None) -> MotionSplit:
     """Foreground masks ``(F,H,W)`` from the see-through test of the module docstring.
 
     ``depth (F,H,W)`` planar z in metres (0 or non-finite = unknown); ``K (F,3,3)`` or ``(3,3)``
     pixels; ``world_to_camera (F,4,4)`` or ``(4,4)`` OpenCV. A single frame has no motion: all False.
     """
-    settings = (settings or MotionSplitSettings()).validate()
+    settings = (settings or SplitSettings()).validate()
     z = torch.as_tensor(np.asarray(depth) if not isinstance(depth, torch.Tensor) else depth, dtype=torch.float32)
     if z.ndim != 3:
         raise ValidationError(f"depth must be (F,H,W), got {tuple(z.shape)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.generate import MotionSplitSettings, robust_motion_split
+from backend.generate import SplitSettings, robust_motion_split
 from backend.pipelines.generate import GenerateRequest
 from backend.pipelines.reshoot.synthetic import sliding_square_scene
 from protocol.camera import stack_cameras
@@ -37,7 +37,7 @@ def test_split_stays_right_under_noise_and_drift(noise, drift) -> None:
 def test_a_fixed_tolerance_collapses_where_the_adaptive_one_holds() -> None:
     """The old behaviour (fixed 0.02 margin) is still selectable and shows why it is not the default."""
     scene, depth, K, w2c = _noisy_scene(0.03, 0.02)
-    fixed = robust_motion_split(depth, K, w2c, MotionSplitSettings(tolerance=0.02))
+    fixed = robust_motion_split(depth, K, w2c, SplitSettings(tolerance=0.02))
     assert _wall_and_recall(fixed.masks, scene.foreground)[0] > 0.3
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from backend.engines import get_depth_engine, get_inpaint_engine, get_video_engine
+from backend.engines.registry import get_segment_engine
 from backend.export import UsdSceneWriter, write_gaussian_ply
 from backend.export.stream import gaussian_ply_path
 from backend.generate import (
@@ -49,6 +50,7 @@ from backend.generate import (
 from backend.geometry import depth_to_planar
 from backend.media import write_mp4, write_png_sequence
 from protocol.camera import Camera, stack_cameras
+from protocol.errors import ValidationError
 
 from ..reshoot.outputs import versions, write_report
 from ..stages import StageClock, StageProgressFn
@@ -65,6 +67,7 @@ class GenerateEngines:
     video: Any = None
     inpaint: Any = None
     depth: Any = None
+    segment: Any = None
 
 
 @dataclass
@@ -121,15 +124,8 @@ def run_generate(
         depth = _reference_depth(request, frames, K, depth_engine, dev, stage_progress, cancel)
 
     with clock.stage("split") as stage_progress:
-        split_figures: dict[str, Any] = {}
-        if request.foreground is not None:
-            foreground, split_kind = request.foreground, "mask"
-        else:
-            motion = robust_motion_split(depth, K, w2c, request.split)
-            foreground, split_kind = motion.masks, "motion"
-            split_figures = {"depth_noise": round(motion.depth_noise, 5),
-                             "tolerance": round(float(np.median(motion.pair_tolerance)), 5)
-                             if motion.pair_tolerance else None}
+        foreground, split_kind, split_figures = _split(request, frames, depth, K, w2c, engines.segment, models,
+                                                       stage_progress, cancel)
         if "masks" in request.outputs:
             write_png_sequence(out_dir / "foreground_masks", np.repeat(foreground[..., None] * np.uint8(255), 3, -1),
                                prefix="mask_")
@@ -250,6 +246,36 @@ def _reference_depth(request: GenerateRequest, frames: np.ndarray, K: np.ndarray
         estimate = depth_engine.predict(frames, progress=progress, cancel=cancel)
         depth = torch.as_tensor(np.asarray(estimate), dtype=torch.float32, device=device)
     return torch.where(torch.isfinite(depth) & (depth > 0), depth, torch.zeros_like(depth))
+
+
+def _split(request: GenerateRequest, frames: np.ndarray, depth: torch.Tensor, K: np.ndarray, w2c: np.ndarray,
+           segment_engine: Any, models: Any, progress: Any, cancel: Any) -> tuple[np.ndarray, str, dict[str, Any]]:
+    """Foreground masks ``(F,H,W)`` bool, the split's kind (mask / motion / sam2) and its figures for the report."""
+    settings = request.split
+    figures: dict[str, Any] = {}
+    cue = request.foreground
+    if cue is None and settings.box is None:
+        motion = robust_motion_split(depth, K, w2c, settings)
+        cue = motion.masks
+        figures = {"depth_noise": round(motion.depth_noise, 5),
+                   "tolerance": round(float(np.median(motion.pair_tolerance)), 5) if motion.pair_tolerance else None}
+    if settings.engine != "sam2":
+        return cue, "mask" if request.foreground is not None else "motion", figures
+    num_frames = frames.shape[0]
+    if settings.box is None and not cue.any():
+        return cue, "motion", figures  # nothing moves: there is no object to prompt SAM2 with
+    if settings.prompt_frame is not None and settings.prompt_frame >= num_frames:
+        raise ValidationError(f"split.prompt_frame must be < {num_frames} (the video's frame count), "
+                              f"got {settings.prompt_frame}")
+    prompt_frame = settings.prompt_frame
+    if prompt_frame is None:
+        prompt_frame = 0 if settings.box is not None else int(np.argmax(cue.reshape(num_frames, -1).sum(1)))
+    engine = segment_engine or get_segment_engine("sam2", models)
+    prompt = {"box": tuple(settings.box)} if settings.box is not None else {"mask": cue[prompt_frame]}
+    masks = engine.segment(frames, prompt_frame=prompt_frame, progress=progress, cancel=cancel, **prompt)
+    figures.update({"prompt_frame": prompt_frame, "prompt": "box" if settings.box is not None else
+                    ("mask" if request.foreground is not None else "motion")})
+    return masks, "sam2", figures
 
 
 def _aligning(depth_engine: Any) -> Any:

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from backend.generate.animate import AnimationSettings
-from backend.generate.motion_split import MotionSplitSettings
+from backend.generate.motion_split import SplitSettings
 from backend.generate.outpaint import OutpaintSettings
 from backend.generate.rings import parse_rings
 from backend.generate.video_engines import video_size
@@ -75,7 +75,7 @@ class GenerateRequest:
     fov_deg: float = 60.0
     engine: EngineOptions = field(default_factory=EngineOptions)
     outpaint: OutpaintSettings = field(default_factory=OutpaintSettings)
-    split: MotionSplitSettings = field(default_factory=MotionSplitSettings)
+    split: SplitSettings = field(default_factory=SplitSettings)
     animation: AnimationSettings = field(default_factory=AnimationSettings)
     gaussians: GaussianOptions = field(default_factory=GaussianOptions)
     outputs: frozenset[str] = GENERATE_OUTPUTS
@@ -111,7 +111,7 @@ class GenerateRequest:
             raise ValidationError(f"depth_kind must be 'z' or 'ray', got {depth_kind!r}")
         outpaint = _outpaint_settings(params.get("outpaint", {}), engine.seed)
         gaussians = options_from(GaussianOptions, params.get("gaussians", {}), "gaussians")
-        split = options_from(MotionSplitSettings, params.get("split", {}) or {}, "split").validate()
+        split = options_from(SplitSettings, params.get("split", {}) or {}, "split").validate()
         animation = options_from(AnimationSettings, params.get("animation", {}) or {}, "animation").validate()
         outputs = params.get("outputs", sorted(GENERATE_OUTPUTS))
         unknown = set(outputs) - GENERATE_OUTPUTS
