@@ -23,6 +23,8 @@ OpenCV, metres) and fitted to that frame. Then, loop by loop and view by view ov
    With ``fit_iterations = 0`` nothing is optimised per view (the lifted points become Gaussians as
    they are) and the fit PSNR of the final set is evaluated once at the end.
 
+Progress: ``progress(views done, total views, message)`` before and after every view, the message
+naming the ring and the view (``"ring 1/2, view 3/4 (+15, +0): 12.5% to fill"``), and once per ring.
 Hole ratios are measured per ring view with the same point render before the view's loop starts
 and after it ends, so a test can check that each loop covers the views it asked for.
 """
@@ -206,14 +208,16 @@ def progressive_outpaint(background: BackgroundVideo, cameras: list[Camera], eng
     gaussians, steps = fit.gaussians, initial
     total_views = sum(len(loop) for loop in settings.rings)
     done: list[RingView] = []
+    num_rings = len(settings.rings)
     for loop_index, loop in enumerate(settings.rings):
         loop_cameras = [orbit_camera(reference, pivot, e, a) for e, a in loop]
         with _timed(timings, "hole_measure"):
             before = [hole_ratio(xyz, rgb, radius, cam) for cam in loop_cameras]
         loop_views: list[RingView] = []
-        for (elevation, azimuth), camera in zip(loop, loop_cameras, strict=True):
+        for view_index, ((elevation, azimuth), camera) in enumerate(zip(loop, loop_cameras, strict=True)):
             check_cancel(cancel)
-            label = f"loop {loop_index + 1} view ({elevation:+g}, {azimuth:+g})"
+            label = (f"ring {loop_index + 1}/{num_rings}, view {view_index + 1}/{len(loop)} "
+                     f"({elevation:+g}, {azimuth:+g})")
             with _timed(timings, "render"):
                 render, holes, render_depth = _render_video(frame_points, generated, camera)
             if progress is not None:
@@ -248,12 +252,14 @@ def progressive_outpaint(background: BackgroundVideo, cameras: list[Camera], eng
                             new.num_points)
             loop_views.append(view)
             done.append(view)
+            if progress is not None:
+                progress(len(done), total_views, f"{label}: filled, {new.num_points} new points")
         with _timed(timings, "hole_measure"):
             for view, ratio in zip(loop_views, before, strict=True):
                 view.hole_ratio_before_loop = ratio
                 view.hole_ratio_after_loop = hole_ratio(xyz, rgb, radius, view.camera)
         if progress is not None:
-            progress(len(done), total_views, f"loop {loop_index + 1} done: {xyz.shape[0]} background points")
+            progress(len(done), total_views, f"ring {loop_index + 1}/{num_rings} done: {xyz.shape[0]} background points")
     if settings.fit_iterations == 0 and done:  # no fits ran per view: evaluate the final set once
         with _timed(timings, "optimise"):
             fit = fit_frame(gaussians, views, config, iterations=0, cancel=cancel)
