@@ -81,12 +81,13 @@ def test_every_iteration_setting(fit, gaussian, clip, tmp_path) -> None:
 
 def test_the_remaining_options_together(clip, tmp_path) -> None:
     args = [*_source_args("video+depth", clip, None), "--rings", "[[[0, 25]]]", "--strength", "0.5",
-            "--fit-iterations", "1", "--fit-scale", "0.5", "--gaussian-iterations", "1", "--animation-iterations", "2", "--seed", "3",
+            "--fit-iterations", "1", "--fit-scale", "0.5", "--gaussian-iterations", "1", "--animation-iterations", "2",
+            "--compose", "ranges", "--seed", "3",
             "--steps", "2", "--fps", "12", "--fov", "50", "--device", "cpu"]
     report = _run(args, tmp_path / "out")
     assert (report["fps"], report["engine"]["seed"], report["outpaint"]["strength"]) == (12.0, 3, 0.5)
     assert report["outpaint"]["fit_scale"] == 0.5 and report["device"] == "cpu"
-    assert report["animation"]["iterations"] == 2
+    assert report["animation"]["iterations"] == 2 and report["compose"]["method"] == "ranges"
 
 
 def test_the_walk_covers_every_option() -> None:

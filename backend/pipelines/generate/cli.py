@@ -48,6 +48,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                         "0 keeps the motion projected from the videos)")
     p.add_argument("--gaussian-iterations", type=int, default=None,
                    help="foreground fitting steps per frame (default: 100 on CUDA, 0 on a CPU)")
+    p.add_argument("--compose", choices=("band", "ranges"), default=None,
+                   help="foreground depth placement: per-frame contact-band fit (default) or CoCo4D's Eq. 8-9")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--fps", type=float, default=None)
     p.add_argument("--models", default=None, help="folder holding model weights (default: $RECAST4D_MODELS)")
@@ -128,6 +130,8 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, np
         outpaint["fit_scale"] = args.fit_scale
     if outpaint:
         params["outpaint"] = outpaint
+    if args.compose is not None:
+        params["compose"] = {"method": args.compose}
     if args.animation_iterations is not None:
         params["animation"] = {"iterations": args.animation_iterations}
     if args.gaussian_iterations is not None:

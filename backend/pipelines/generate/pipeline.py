@@ -47,7 +47,8 @@ from backend.generate import (
     robust_motion_split,
     supervising_videos,
 )
-from backend.geometry import depth_to_planar
+from backend.generate.compose import screen_scale
+from backend.geometry import depth_to_planar, splat_points
 from backend.media import write_mp4, write_png_sequence
 from protocol.camera import Camera, stack_cameras
 from protocol.errors import ValidationError
@@ -158,7 +159,9 @@ def run_generate(
     with clock.stage("compose") as stage_progress:
         lifted = lift_foreground(frames, depth, foreground, cameras)
         bg_depth = background_depth_in_reference(scene.xyz, scene.rgb, scene.radius, cameras)
-        placed, placement = compose_foreground(lifted, depth, bg_depth, foreground, cameras)
+        placed, placement = compose_foreground(lifted, depth, bg_depth, foreground, cameras,
+                                               method=request.compose_method)
+        epsilon = _screen_scales(placed, foreground, cameras)
         stage_progress(1, 1, f"{placed.num_points} foreground points placed")
 
     usd = UsdSceneWriter(out_dir / "scene.usdc", fps=request.fps) if "usd" in request.outputs else None
@@ -222,7 +225,8 @@ def run_generate(
                       "animated_gaussians": 0 if animated is None else int(animated.animated.numel()),
                       "final_loss": round(animated.losses[-1], 5) if animated is not None and animated.losses
                       else None},
-        "compose": {"scale": [round(float(s), 5) for s in placement.scale],
+        "compose": {"method": request.compose_method, "screen_scale": [round(e, 4) for e in epsilon],
+                    "scale": [round(float(s), 5) for s in placement.scale],
                     "shift": [round(float(s), 5) for s in placement.shift],
                     "band_pixels": [int(c) for c in placement.band_pixels]},
         "foreground": {"iterations": fg_iterations, "gaussians_per_frame": counts},
@@ -276,6 +280,17 @@ def _split(request: GenerateRequest, frames: np.ndarray, depth: torch.Tensor, K:
     figures.update({"prompt_frame": prompt_frame, "prompt": "box" if settings.box is not None else
                     ("mask" if request.foreground is not None else "motion")})
     return masks, "sam2", figures
+
+
+def _screen_scales(placed: Any, foreground: np.ndarray, cameras: list[Camera]) -> list[float]:
+    """Eq. 10's epsilon per frame: bounding-box width of the placed foreground's render over the mask's."""
+    if placed.num_points == 0:
+        return [1.0] * len(cameras)
+    K, w2c = stack_cameras(cameras)
+    render = splat_points(placed.xyz, placed.rgb, placed.radius, placed.frame_index, K, w2c, cameras[0].width,
+                          cameras[0].height)
+    masks = render.mask.cpu().numpy()
+    return [screen_scale(masks[t], foreground[t]) if foreground[t].any() else 1.0 for t in range(len(cameras))]
 
 
 def _aligning(depth_engine: Any) -> Any:

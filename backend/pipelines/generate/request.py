@@ -23,6 +23,8 @@ Wire/job-file form (``params`` is msgpack/JSON, ``inputs`` are arrays)::
       "animation": {"enabled": true, "iterations": null, "tv_weight": 0.1, ...},
                                    # the moving background (backend.generate.animate): iterations null =
                                    # the device's default (CUDA 300, CPU 6)
+      "compose": {"method": "band" | "ranges"},  # foreground depth placement (backend.generate.compose):
+                                   # per-frame fit on the contact band (default) or the paper's Eq. 8-9
       "gaussians": {"enabled": true, "iterations": null},  # foreground steps per frame (null: CUDA 100, CPU 0)
       "outputs": ["usd", "ply", "video", "png", "masks"],
     }
@@ -41,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from backend.generate.animate import AnimationSettings
+from backend.generate.foreground import COMPOSE_METHODS
 from backend.generate.motion_split import SplitSettings
 from backend.generate.outpaint import OutpaintSettings
 from backend.generate.rings import parse_rings
@@ -77,6 +80,7 @@ class GenerateRequest:
     outpaint: OutpaintSettings = field(default_factory=OutpaintSettings)
     split: SplitSettings = field(default_factory=SplitSettings)
     animation: AnimationSettings = field(default_factory=AnimationSettings)
+    compose_method: str = "band"
     gaussians: GaussianOptions = field(default_factory=GaussianOptions)
     outputs: frozenset[str] = GENERATE_OUTPUTS
     warnings: list[str] = field(default_factory=list)
@@ -113,6 +117,12 @@ class GenerateRequest:
         gaussians = options_from(GaussianOptions, params.get("gaussians", {}), "gaussians")
         split = options_from(SplitSettings, params.get("split", {}) or {}, "split").validate()
         animation = options_from(AnimationSettings, params.get("animation", {}) or {}, "animation").validate()
+        compose = params.get("compose", {}) or {}
+        if not isinstance(compose, dict) or set(compose) - {"method"}:
+            raise ValidationError("compose must be a map with one option, method ('band' or 'ranges')")
+        compose_method = compose.get("method", "band")
+        if compose_method not in COMPOSE_METHODS:
+            raise ValidationError(f"compose.method must be one of {', '.join(COMPOSE_METHODS)}, got {compose_method!r}")
         outputs = params.get("outputs", sorted(GENERATE_OUTPUTS))
         unknown = set(outputs) - GENERATE_OUTPUTS
         if unknown:
@@ -121,6 +131,7 @@ class GenerateRequest:
         if not isinstance(video_options, dict):
             raise ValidationError("video must be a map of video engine options")
         common = dict(prompt=prompt, fps=fps, fov_deg=fov, depth_kind=depth_kind, engine=engine, outpaint=outpaint, split=split, animation=animation,
+                      compose_method=compose_method,
                       gaussians=gaussians, outputs=frozenset(outputs), warnings=warnings, video_options=video_options)
         if frames is not None:
             n, h, w = frames.shape[:3]
