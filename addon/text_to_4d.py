@@ -260,7 +260,8 @@ def place_result(context: bpy.types.Context, request: submit.JobRequest, job) ->
 
 
 #: The generate job's stages in pipeline order (``backend/pipelines/generate/pipeline.py``).
-GENERATE_STAGES = ("reference", "depth", "split", "background", "outpaint", "animate", "compose", "foreground")
+GENERATE_STAGES = ("reference", "depth", "split", "background", "outpaint", "animate", "compose", "volume",
+                   "foreground")
 
 
 def latest_generate_job(settings):

@@ -11,7 +11,8 @@ timing in ``report.json``:
 6. ``animate``: the background's deformation over time, supervised by every frame of the background
    video and of every ring view's refined pseudo-video (:mod:`backend.generate.animate`), written as
    USD time samples of ``/Recast4D/background`` and one PLY per frame;
-7. ``compose``: the foreground lifted per frame and placed by depth shift and scale (Eq. 8-10);
+7. ``compose`` and ``volume``: the foreground lifted per frame and placed by depth shift and scale (Eq. 8-10);
+   the unseen sides of the object from orbit views (:mod:`backend.generate.volume`), shared across time;
 8. ``foreground``: animated foreground Gaussians fitted frame by frame with a warm start, exported
    as each frame finishes (USD ``/Recast4D/foreground`` + PLY), with a point-cloud preview per frame
    (background + foreground) streamed through ``on_frame``.
@@ -48,6 +49,7 @@ from backend.generate import (
     supervising_videos,
 )
 from backend.generate.compose import screen_scale
+from backend.generate.volume import build_volume
 from backend.geometry import depth_to_planar, splat_points
 from backend.media import write_mp4, write_png_sequence
 from protocol.camera import Camera, stack_cameras
@@ -162,6 +164,13 @@ def run_generate(
         placed, placement = compose_foreground(lifted, depth, bg_depth, foreground, cameras,
                                                method=request.compose_method)
         epsilon = _screen_scales(placed, foreground, cameras)
+
+    with clock.stage("volume") as stage_progress:
+        volume = None
+        if request.volume.enabled and placed.num_points:
+            volume = build_volume(placed, cameras, engine, request.prompt, request.volume, progress=stage_progress,
+                                  cancel=cancel)
+            placed = volume.with_volume(placed)
         stage_progress(1, 1, f"{placed.num_points} foreground points placed")
 
     usd = UsdSceneWriter(out_dir / "scene.usdc", fps=request.fps) if "usd" in request.outputs else None
@@ -229,6 +238,10 @@ def run_generate(
                     "scale": [round(float(s), 5) for s in placement.scale],
                     "shift": [round(float(s), 5) for s in placement.shift],
                     "band_pixels": [int(c) for c in placement.band_pixels]},
+        "volume": {"enabled": request.volume.enabled, "added_points": 0 if volume is None else volume.num_points,
+                   "canonical_frame": None if volume is None else volume.canonical_frame,
+                   "views": [] if volume is None else [{"azimuth": v.azimuth, "unseen_ratio": round(v.hole_ratio, 4),
+                                                        "new_points": v.new_points} for v in volume.views]},
         "foreground": {"iterations": fg_iterations, "gaussians_per_frame": counts},
         "files": files,
         "stages": clock.summary(),

@@ -25,6 +25,8 @@ Wire/job-file form (``params`` is msgpack/JSON, ``inputs`` are arrays)::
                                    # the device's default (CUDA 300, CPU 6)
       "compose": {"method": "band" | "ranges"},  # foreground depth placement (backend.generate.compose):
                                    # per-frame fit on the contact band (default) or the paper's Eq. 8-9
+      "volume": {"enabled": true, "azimuths": [180, 90, -90], "strength": 0.7},
+                                   # the object's unseen sides from orbit views (backend.generate.volume)
       "gaussians": {"enabled": true, "iterations": null},  # foreground steps per frame (null: CUDA 100, CPU 0)
       "outputs": ["usd", "ply", "video", "png", "masks"],
     }
@@ -48,6 +50,7 @@ from backend.generate.motion_split import SplitSettings
 from backend.generate.outpaint import OutpaintSettings
 from backend.generate.rings import parse_rings
 from backend.generate.video_engines import video_size
+from backend.generate.volume import VolumeSettings
 from protocol.camera import Camera
 from protocol.errors import ValidationError
 
@@ -81,6 +84,7 @@ class GenerateRequest:
     split: SplitSettings = field(default_factory=SplitSettings)
     animation: AnimationSettings = field(default_factory=AnimationSettings)
     compose_method: str = "band"
+    volume: VolumeSettings = field(default_factory=VolumeSettings)
     gaussians: GaussianOptions = field(default_factory=GaussianOptions)
     outputs: frozenset[str] = GENERATE_OUTPUTS
     warnings: list[str] = field(default_factory=list)
@@ -117,6 +121,7 @@ class GenerateRequest:
         gaussians = options_from(GaussianOptions, params.get("gaussians", {}), "gaussians")
         split = options_from(SplitSettings, params.get("split", {}) or {}, "split").validate()
         animation = options_from(AnimationSettings, params.get("animation", {}) or {}, "animation").validate()
+        volume = options_from(VolumeSettings, params.get("volume", {}) or {}, "volume").validate()
         compose = params.get("compose", {}) or {}
         if not isinstance(compose, dict) or set(compose) - {"method"}:
             raise ValidationError("compose must be a map with one option, method ('band' or 'ranges')")
@@ -131,7 +136,7 @@ class GenerateRequest:
         if not isinstance(video_options, dict):
             raise ValidationError("video must be a map of video engine options")
         common = dict(prompt=prompt, fps=fps, fov_deg=fov, depth_kind=depth_kind, engine=engine, outpaint=outpaint, split=split, animation=animation,
-                      compose_method=compose_method,
+                      compose_method=compose_method, volume=volume,
                       gaussians=gaussians, outputs=frozenset(outputs), warnings=warnings, video_options=video_options)
         if frames is not None:
             n, h, w = frames.shape[:3]
