@@ -72,8 +72,9 @@ class RECAST4D_PG_text_to_4d(bpy.types.PropertyGroup):
         name="Strength", default=0.7, min=0.0, max=1.0,
         description="How strongly the video engine re-paints each pasted ring view (0: keep the paste)")
     fit_iterations: bpy.props.IntProperty(  # type: ignore[valid-type]
-        name="Iterations", default=50, min=0, max=10_000,
-        description="Background Gaussian optimisation steps after each ring view")
+        name="Iterations", default=-1, min=-1, max=10_000,
+        description="Background Gaussian optimisation steps after each ring view; -1: the backend device's "
+                    "default (50 on a GPU, 3 on a CPU, so a CPU backend finishes in minutes)")
     foreground: bpy.props.PointerProperty(  # type: ignore[valid-type]
         name="Subject", type=bpy.types.Collection,
         description="Foreground: with 'This Scene' as the reference, the objects of this collection are the moving "
@@ -115,7 +116,7 @@ def build_generate_request(context: bpy.types.Context) -> submit.JobRequest:
         "engine": {"inpaint": gen["engine"], "lora": gen["lora_path"] or None, "lora_weight": gen["lora_weight"],
                    "steps": gen["steps"], "guidance": gen["guidance"], "seed": gen["seed"]},
         "outpaint": {"rings": t2.ring_loops(), "strength": round(t2.strength, 4),
-                     "fit_iterations": t2.fit_iterations},
+                     **({"fit_iterations": t2.fit_iterations} if t2.fit_iterations >= 0 else {})},
         "gaussians": {"enabled": t2.foreground_gaussians},
         "outputs": outputs.generate_outputs(context),
     }
@@ -264,6 +265,45 @@ def place_result(context: bpy.types.Context, request: submit.JobRequest, job) ->
         job.frame_start = scene.frame_start
 
 
+#: The generate job's stages in pipeline order (``backend/pipelines/generate/pipeline.py``).
+GENERATE_STAGES = ("reference", "depth", "split", "background", "outpaint", "animate", "compose", "volume",
+                   "foreground")
+
+
+def latest_generate_job(settings):
+    """The most recently added ``generate`` job of the scene, or ``None``."""
+    for job in reversed(list(settings.jobs)):
+        if job.kind == "generate":
+            return job
+    return None
+
+
+def generate_progress_rows(job) -> list[tuple[str, float]]:
+    """``(text, fraction)`` per stage the job has reported, in pipeline order, e.g.
+    ``("outpaint 3/8: ring 1/2, view 3/4 (+15, +0): 12.5% to fill", 0.375)``."""
+    rank = {name: i for i, name in enumerate(GENERATE_STAGES)}
+    rows = []
+    for stage in sorted(job.stages, key=lambda s: rank.get(s.name, len(rank))):
+        count = f" {stage.step}/{stage.total}" if stage.total > 1 else ""
+        message = f": {stage.message}" if stage.message and stage.message not in ("started", "done") else ""
+        rows.append((f"{stage.name}{count}{message}", stage.fraction))
+    return rows
+
+
+def draw_generate_progress(layout: bpy.types.UILayout, settings) -> None:
+    """The last generate job's state and one progress bar per stage (the outpaint bar names ring and view)."""
+    job = latest_generate_job(settings)
+    if job is None:
+        return
+    box = layout.box()
+    state = job.bl_rna.properties["state"].enum_items[job.state].name
+    box.label(text=f"Last scene job: {state}", icon="SHADERFX")
+    for text, fraction in generate_progress_rows(job):
+        box.progress(text=text, factor=fraction, type="BAR")
+    if job.error:
+        box.label(text=job.error.splitlines()[0], icon="ERROR")
+
+
 class RECAST4D_PT_text_to_4d(SectionPanel, bpy.types.Panel):
     bl_idname = "RECAST4D_PT_text_to_4d"
     bl_label = "From Text or Image"
@@ -297,6 +337,7 @@ class RECAST4D_PT_text_to_4d(SectionPanel, bpy.types.Panel):
         layout.prop(t2, "foreground_gaussians")
         error_ui.draw_wrapped(layout, context, "Fill engine, sampler, LoRA and outputs: Generation section", icon="INFO")
         layout.operator(RECAST4D_OT_generate_scene.bl_idname, icon="SHADERFX")
+        draw_generate_progress(layout, scene_settings(context))
 
 
 PROPERTY_CLASSES = (RECAST4D_PG_text_to_4d,)

@@ -1,25 +1,21 @@
 """Benchmark: where the time of a ``generate`` job goes (CoCo4D, default rings, classical engine).
 
-Scene: the synthetic sliding-square video with exact depth (``backend.pipelines.reshoot.synthetic``),
-``--size`` x ``--size`` pixels (default 512), ``--frames`` frames, automatic (motion) split, the
-default two camera rings (8 views), the ``classical`` fill engine, on the CPU (``--threads`` torch
-threads) or CUDA when present. Figures:
+1. The command a user types, with the CLI's own defaults and nothing else:
+   ``recast4d generate --video V --depth D --out O`` on the synthetic sliding-square video with exact
+   depth (``backend.pipelines.reshoot.synthetic``), ``--width`` x ``--height`` (default 160x120),
+   ``--frames`` (default 9), automatic (motion) split, the default two camera rings (8 views), the
+   ``classical`` fill engine, the device's default optimisation settings
+   (``OutpaintSettings.for_device``). Figures: ``cli_defaults_total_s``, ``stages_s`` (wall seconds per
+   pipeline stage) and ``outpaint_s`` (seconds per outpaint sub-step). Goal on a 2-core CPU: <= 180 s.
+2. ``value``: mean PSNR (dB) of the background Gaussians over every supervising view (reference +
+   8 ring views) after the progressive, warm-started loop; ``baseline``: the same rings and fills
+   with the optimisation re-initialised from all points before each view's fit (same steps per
+   view, no warm start). Meaningful because the warm start is what lets each view add a few hundred
+   Gaussians to an already fitted set instead of refitting everything. ``ratio`` = value / baseline.
+   This comparison runs at ``--opt-size`` (default 96 px on CPU) with full-size optimisation views.
 
-- ``stages_s``: wall seconds per pipeline stage (reference, depth, split, background, outpaint,
-  compose, foreground) and ``outpaint_s``: seconds per outpaint sub-step (render, inpaint, refine,
-  align/lift, optimise, hole measurement);
-- ``value``: mean PSNR (dB) of the background Gaussians over every supervising view (reference +
-  8 ring views) after the progressive, warm-started loop; ``baseline``: the same rings and fills
-  with the optimisation re-initialised from all points before each view's fit (same steps per
-  view, no warm start). Meaningful because the warm start is what lets each view add a few hundred
-  Gaussians to an already fitted set instead of refitting everything. ``ratio`` = value / baseline.
-  This comparison runs at ``--opt-size`` (default 96 px on CPU) with full-size optimisation views.
-
-On a CPU the pure-torch reference rasteriser makes full-size fitting impractical (minutes per
-512x512 forward pass with 260k Gaussians), so the timing run at ``--size`` defaults to no
-optimisation steps (the PSNR evaluation still rasterises every view at ``--fit-scale``); on CUDA
-(gsplat) it fits at full size, and a reference video from a full-size random-weight Wan2.1 T2V 1.3B
-(512x512, 81 frames, 30 steps, CFG) is timed as well (``reference_video_s``). The last printed line is one JSON object.
+On CUDA a reference video from a full-size random-weight Wan2.1 T2V 1.3B (512x512, 81 frames, 30
+steps, CFG) is timed as well (``reference_video_s``). The last printed line is one JSON object.
 """
 
 from __future__ import annotations
@@ -38,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.engines import get_inpaint_engine  # noqa: E402
 from backend.generate import OutpaintSettings, background_video, progressive_outpaint  # noqa: E402
-from backend.pipelines.generate import GenerateRequest, run_generate  # noqa: E402
 from backend.pipelines.reshoot.synthetic import sliding_square_scene  # noqa: E402
 
 
@@ -79,15 +74,30 @@ def _cuda_reference_video(size: int, frames: int, steps: int) -> dict:
             "reference_frames": frames, "reference_steps": steps}
 
 
+def _cli_defaults_run(width: int, height: int, frames: int, device: str | None) -> tuple[dict, float]:
+    """``recast4d generate --video V --depth D --out O`` with nothing else: the report and the wall seconds."""
+    from backend.cli import main as cli_main
+    from backend.media import write_png_sequence
+
+    scene = sliding_square_scene(num_frames=frames, width=width, height=height, box_depth=2.5)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_png_sequence(root / "clip", scene.frames)
+        np.save(root / "depth.npy", scene.depth)
+        argv = ["generate", "--video", str(root / "clip"), "--depth", str(root / "depth.npy"), "--out",
+                str(root / "out")] + (["--device", device] if device else [])
+        start = time.perf_counter()
+        if cli_main(argv) != 0:
+            raise SystemExit("the CLI run failed")
+        total = time.perf_counter() - start
+        return json.loads((root / "out" / "report.json").read_text()), total
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=512, help="frame size of the per-stage timing run")
+    parser.add_argument("--width", type=int, default=160, help="frame width of the CLI-defaults run")
+    parser.add_argument("--height", type=int, default=120, help="frame height of the CLI-defaults run")
     parser.add_argument("--frames", type=int, default=9)
-    parser.add_argument("--fit-iterations", type=int, default=None,
-                        help="background steps per ring view in the timing run (default 0 on CPU, 50 on CUDA)")
-    parser.add_argument("--fg-iterations", type=int, default=None,
-                        help="foreground steps per frame in the timing run (default 0 on CPU, 100 on CUDA)")
-    parser.add_argument("--fit-scale", type=float, default=None, help="default 1/16 on CPU, 1.0 on CUDA")
     parser.add_argument("--opt-size", type=int, default=None, help="frame size of the warm/cold comparison "
                         "(default 96 on CPU, 512 on CUDA)")
     parser.add_argument("--opt-iterations", type=int, default=3, help="steps per view in the comparison")
@@ -97,25 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
-    fit_scale = args.fit_scale or (1.0 if cuda else 1.0 / 16.0)
-    fit_iterations = args.fit_iterations if args.fit_iterations is not None else (50 if cuda else 0)
-    fg_iterations = args.fg_iterations if args.fg_iterations is not None else (100 if cuda else 0)
     opt_size = args.opt_size or (512 if cuda else 96)
 
-    # 1. per-stage timings of a whole job at --size
-    scene = sliding_square_scene(num_frames=args.frames, width=args.size, height=args.size, box_depth=2.5)
-    params = {"fps": 16.0, "cameras": [scene.camera.to_dict()],
-              "outpaint": {"fit_iterations": fit_iterations, "fit_scale": fit_scale, "views_per_step": 2},
-              "gaussians": {"iterations": fg_iterations}, "outputs": ["usd", "ply"]}
-    request = GenerateRequest.from_params(params, {"frames": scene.frames, "depth": scene.depth})
-    with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        result = run_generate(request, out, device=device)
-        total = time.perf_counter() - start
-    stages = {s["stage"]: s["seconds"] for s in result.report["stages"]}
+    # 1. per-stage timings of the command a user types, with the CLI's own defaults
+    report, total = _cli_defaults_run(args.width, args.height, args.frames, args.device)
+    stages = {s["stage"]: s["seconds"] for s in report["stages"]}
     for stage, seconds in stages.items():
         print(f"{stage:>11}: {seconds:8.2f} s ({seconds / total:5.1%})")
-    print("outpaint sub-steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.background.timings.items()))
+    print("outpaint sub-steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in report["outpaint"]["seconds"].items()))
 
     # 2. warm-started progressive optimisation vs cold start before every view (same fills, same steps)
     warm_psnr, warm_s, warm_steps = _outpaint_quality(opt_size, args.frames, args.opt_iterations, 1.0, device, True)
@@ -126,19 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     cuda_figures: dict = {"cuda_note": "no CUDA device: full-size random-weight figures not measured"}
     if cuda:
         try:
-            cuda_figures = _cuda_reference_video(args.size, 81, 30)
+            cuda_figures = _cuda_reference_video(512, 81, 30)
         except Exception as error:  # report, do not hide: the CPU figures above still stand
             cuda_figures = {"cuda_note": f"full-size random T2V failed: {type(error).__name__}: {error}"}
     print(json.dumps({
         "bench": "generate", "unit": "dB", "value": round(warm_psnr, 3), "baseline": round(cold_psnr, 3),
         "ratio": round(warm_psnr / cold_psnr, 4) if cold_psnr else None, "device": device.type,
         "goal": ">= 1.0 (warm start at least as good as cold start for the same steps)",
-        "size": args.size, "frames": args.frames, "ring_views": len(result.background.views),
-        "fit_scale": fit_scale, "fit_iterations": fit_iterations, "fg_iterations": fg_iterations,
-        "threads": args.threads, "total_s": round(total, 2), "stages_s": stages,
-        "outpaint_s": result.background.timings, "background_gaussians": len(result.background.gaussians),
-        "hole_ratio_before_after": [[round(v.hole_ratio_before_loop, 4), round(v.hole_ratio_after_loop, 4)]
-                                    for v in result.background.views],
+        "width": args.width, "height": args.height, "frames": args.frames,
+        "ring_views": len(report["outpaint"]["views"]), "fit_scale": report["outpaint"]["fit_scale"],
+        "fit_iterations": report["outpaint"]["fit_iterations"], "fg_iterations": report["foreground"]["iterations"],
+        "threads": args.threads, "cli_defaults_total_s": round(total, 2), "stages_s": stages,
+        "outpaint_s": report["outpaint"]["seconds"], "background_gaussians": report["outpaint"]["background_gaussians"],
+        "fit_psnr_per_view": report["outpaint"]["fit_psnr_per_view"],
+        "hole_ratio_before_after": [[v["hole_ratio_before_loop"], v["hole_ratio_after_loop"]]
+                                    for v in report["outpaint"]["views"]],
         "opt_size": opt_size, "opt_iterations": args.opt_iterations,
         "warm_optimise_s": warm_steps["optimise"], "cold_optimise_s": cold_steps["optimise"],
         "warm_outpaint_s": round(warm_s, 2), "cold_outpaint_s": round(cold_s, 2), **cuda_figures,

@@ -154,3 +154,28 @@ def build_tiny_depth_pro_model():
         depth_out.bias.fill_(0.5)
         depth_out.weight.abs_().mul_(0.05)  # non-negative inputs (ReLU) -> strictly positive output
     return model
+
+
+def build_tiny_sam2_video(image_size: int = 64):
+    """A ``Sam2VideoModel`` (Hiera stages of 1, 1, 2, 1 blocks, 64-wide features) with random weights, ``image_size`` input."""
+    import torch
+    from transformers import Sam2HieraDetConfig, Sam2VideoConfig, Sam2VideoModel, Sam2VisionConfig
+
+    s = image_size
+    backbone = Sam2HieraDetConfig(hidden_size=8, num_attention_heads=1, image_size=[s, s], blocks_per_stage=[1, 1, 2, 1],
+                                  embed_dim_per_stage=[8, 16, 32, 64], num_attention_heads_per_stage=[1, 1, 1, 1],
+                                  window_size_per_stage=[4, 4, 4, 4], global_attention_blocks=[3],
+                                  window_positional_embedding_background_size=[2, 2])
+    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
+                              backbone_feature_sizes=[[s // 4] * 2, [s // 8] * 2, [s // 16] * 2], fpn_hidden_size=64)
+    config = Sam2VideoConfig(
+        vision_config=vision, image_size=s,
+        prompt_encoder_config={"hidden_size": 64, "image_size": s, "patch_size": 16, "mask_input_channels": 4},
+        mask_decoder_config={"hidden_size": 64, "mlp_dim": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                             "iou_head_hidden_dim": 16},
+        memory_attention_hidden_size=64, memory_attention_num_layers=1, memory_attention_feed_forward_hidden_size=32,
+        memory_attention_rope_feat_sizes=[s // 16, s // 16], memory_encoder_hidden_size=64,
+        memory_encoder_output_channels=64, mask_downsampler_embed_dim=64, memory_fuser_embed_dim=64,
+        memory_fuser_intermediate_dim=32)
+    torch.manual_seed(0)
+    return Sam2VideoModel(config).eval()

@@ -32,7 +32,8 @@ MODELS_ENV = "RECAST4D_MODELS"
 DEFAULT_MODELS_DIR = Path("~/.cache/recast4d/models")
 LORAS_SUBDIR = "loras"
 
-ENGINE_KINDS = ("inpaint", "depth", "video")  # video: reference videos for text/image -> 4D
+ENGINE_KINDS = ("inpaint", "depth", "video", "segment")  # video: reference videos for text/image -> 4D;
+# segment: video object masks for the generate split
 
 
 def resolve_models_dir(models_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -128,6 +129,7 @@ DEPTH_PRO = WeightsFolder("DepthPro-hf", "config.json", "apple/DepthPro-hf")
 WAN_T2V_1_3B = WeightsFolder("Wan2.1-T2V-1.3B-Diffusers", "model_index.json", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
 WAN_I2V_14B_480P = WeightsFolder("Wan2.1-I2V-14B-480P-Diffusers", "model_index.json",
                                  "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers")
+SAM2_TINY = WeightsFolder("sam2.1-hiera-tiny", "config.json", "facebook/sam2.1-hiera-tiny")
 _DIFFUSION_PACKAGES = ("torch", "diffusers", "transformers", "ftfy")
 
 _REGISTRY: dict[tuple[str, str], EngineSpec] = {}
@@ -193,6 +195,11 @@ for _spec in (
         "wan-i2v", "video", "Wan2.1 I2V 14B 480P image-to-video (diffusers WanImageToVideoPipeline)",
         "backend.generate.video_engines:WanVideoEngine.from_models_dir_i2v", weights=(WAN_I2V_14B_480P,),
         packages=_DIFFUSION_PACKAGES,
+    ),
+    EngineSpec(
+        "sam2", "segment", "SAM2.1 Hiera tiny video object tracking (transformers Sam2VideoModel)",
+        "backend.generate.segment_engines:Sam2VideoEngine.from_models_dir", weights=(SAM2_TINY,),
+        packages=("torch", "transformers", "cv2"),
     ),
 ):
     register_engine(_spec)
@@ -292,6 +299,11 @@ def get_depth_engine(name: str = "given", models_dir: str | os.PathLike[str] | N
 def get_video_engine(name: str = "wan-t2v", models_dir: str | os.PathLike[str] | None = None, **options: Any) -> Any:
     """Build reference-video engine ``name`` (``wan-t2v``, ``wan-i2v``). Raises MissingWeightsError / ValidationError."""
     return _get_engine("video", name, models_dir, options)
+
+
+def get_segment_engine(name: str = "sam2", models_dir: str | os.PathLike[str] | None = None, **options: Any) -> Any:
+    """Build video segmentation engine ``name`` (``sam2``). Raises MissingWeightsError / ValidationError."""
+    return _get_engine("segment", name, models_dir, options)
 
 
 def resolve_lora(lora: str | os.PathLike[str], models_dir: str | os.PathLike[str] | None = None) -> Path:

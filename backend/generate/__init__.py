@@ -5,6 +5,13 @@ The ``generate`` job kind (:mod:`backend.pipelines.generate`) runs them in order
 plain function over typed data so tests and benchmarks call them directly.
 """
 
+from .animate import (
+    AnimatedBackground,
+    AnimationSettings,
+    SupervisingVideo,
+    animate_background,
+    supervising_videos,
+)
 from .compose import DepthPlacement, contact_band, fit_depth_placement, place_foreground
 from .foreground import (
     background_depth_in_reference,
@@ -12,6 +19,7 @@ from .foreground import (
     fit_foreground,
     lift_foreground,
 )
+from .motion_split import MotionSplit, SplitSettings, robust_motion_split
 from .outpaint import (
     BackgroundScene,
     OutpaintSettings,
@@ -22,12 +30,13 @@ from .outpaint import (
 )
 from .refine import refine_video
 from .rings import DEFAULT_RINGS, orbit_camera, parse_rings, ring_cameras
-from .split import BackgroundVideo, background_video, clean_mask, motion_foreground_masks, validate_masks
+from .split import BackgroundVideo, background_video, clean_mask, validate_masks
 
 __all__ = [
+    "AnimatedBackground", "AnimationSettings", "SupervisingVideo", "animate_background", "supervising_videos",
     "DEFAULT_RINGS", "BackgroundScene", "BackgroundVideo", "DepthPlacement", "OutpaintSettings", "RingView",
     "background_depth_in_reference", "background_video", "clean_mask", "compose_foreground", "contact_band",
-    "fit_depth_placement", "fit_foreground", "hole_ratio", "lift_foreground", "motion_foreground_masks",
+    "fit_depth_placement", "fit_foreground", "hole_ratio", "lift_foreground", "MotionSplit", "SplitSettings", "robust_motion_split",
     "orbit_camera", "parse_rings", "place_foreground", "progressive_outpaint", "refine_video", "ring_cameras",
     "scaled_view", "validate_masks",
 ]

@@ -20,8 +20,9 @@ from backend.gaussians.sequence import FittedFrame
 from backend.geometry import PointFrames, lift_frames, splat_points
 from backend.progress import CancelFn, ProgressFn, check_cancel
 from protocol.camera import Camera, stack_cameras
+from protocol.errors import ValidationError
 
-from .compose import DepthPlacement, fit_depth_placement, place_foreground
+from .compose import DepthPlacement, fit_depth_placement, fit_range_placement, place_foreground
 from .outpaint import scaled_view
 
 
@@ -45,11 +46,20 @@ def background_depth_in_reference(xyz: torch.Tensor, rgb: torch.Tensor, radius: 
     return render.depth
 
 
+COMPOSE_METHODS = ("band", "ranges")
+
+
 def compose_foreground(points: PointFrames, reference_depth: torch.Tensor, background_depth: torch.Tensor,
-                       foreground: np.ndarray, cameras: list[Camera], *,
-                       band_px: int = 4) -> tuple[PointFrames, DepthPlacement]:
-    """Eq. 8-10 of :mod:`.compose` on the lifted foreground; returns the placed points and the fit."""
-    placement = fit_depth_placement(reference_depth, background_depth, foreground, band_px=band_px)
+                       foreground: np.ndarray, cameras: list[Camera], *, band_px: int = 4,
+                       method: str = "band") -> tuple[PointFrames, DepthPlacement]:
+    """Place the lifted foreground (:mod:`.compose`): ``method = "band"`` (per-frame fit on the contact
+    band, default) or ``"ranges"`` (the paper's Eq. 8-9 from the first frame's depth ranges)."""
+    if method == "band":
+        placement = fit_depth_placement(reference_depth, background_depth, foreground, band_px=band_px)
+    elif method == "ranges":
+        placement = fit_range_placement(reference_depth, background_depth, foreground)
+    else:
+        raise ValidationError(f"compose.method must be one of {', '.join(COMPOSE_METHODS)}, got {method!r}")
     return place_foreground(points, cameras, placement), placement
 
 

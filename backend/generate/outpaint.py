@@ -23,6 +23,8 @@ OpenCV, metres) and fitted to that frame. Then, loop by loop and view by view ov
    With ``fit_iterations = 0`` nothing is optimised per view (the lifted points become Gaussians as
    they are) and the fit PSNR of the final set is evaluated once at the end.
 
+Progress: ``progress(views done, total views, message)`` before and after every view, the message
+naming the ring and the view (``"ring 1/2, view 3/4 (+15, +0): 12.5% to fill"``), and once per ring.
 Hole ratios are measured per ring view with the same point render before the view's loop starts
 and after it ends, so a test can check that each loop covers the views it asked for.
 """
@@ -32,7 +34,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -48,21 +50,36 @@ from .refine import refine_video
 from .rings import DEFAULT_RINGS, RingLoops, orbit_camera
 from .split import BackgroundVideo
 
+#: Per-device defaults of the optimisation settings left unset (``None``): ``(fit_iterations, fit_scale)``.
+#: CUDA (gsplat) fits at full size; on a CPU the pure-torch reference rasteriser costs ~0.3 s per
+#: view step at 40x30 px with 20k Gaussians, so the CPU default is a few steps at a quarter of the
+#: frame size: ``recast4d generate --video V --depth D`` on a 160x120, 9-frame clip then finishes in
+#: about a minute on 2 cores (``bench/generate.py`` measures exactly these defaults).
+DEVICE_FIT_DEFAULTS: dict[str, tuple[int, float]] = {"cuda": (50, 1.0), "cpu": (3, 0.25)}
+
 
 @dataclass
 class OutpaintSettings:
     """Rings and optimisation settings. ``fit_scale`` renders the optimisation views at that fraction
-    of the frame size (1 = full size); ``fit_iterations`` are Adam steps after each view."""
+    of the frame size (1 = full size); ``fit_iterations`` are Adam steps after each view. ``None``
+    means the device's default (:data:`DEVICE_FIT_DEFAULTS`, see :meth:`for_device`)."""
 
     rings: RingLoops = field(default_factory=lambda: [list(loop) for loop in DEFAULT_RINGS])
     strength: float = 0.7
-    fit_iterations: int = 50
+    fit_iterations: int | None = None
     initial_iterations: int | None = None  # first-frame fit; default fit_iterations
-    fit_scale: float = 1.0
+    fit_scale: float | None = None
     views_per_step: int | None = 2
     warm_start: bool = True
     pivot_depth: float | None = None  # default: median depth of the first frame's centre
     seed: int = 0
+
+    def for_device(self, device_type: str) -> OutpaintSettings:
+        """A copy with every unset (``None``) optimisation setting replaced by ``device_type``'s default."""
+        iterations, scale = DEVICE_FIT_DEFAULTS.get(device_type, DEVICE_FIT_DEFAULTS["cuda"])
+        return replace(self, fit_iterations=iterations if self.fit_iterations is None else self.fit_iterations,
+                       fit_scale=scale if self.fit_scale is None else self.fit_scale,
+                       rings=[list(loop) for loop in self.rings])
 
 
 @dataclass
@@ -168,8 +185,8 @@ def progressive_outpaint(background: BackgroundVideo, cameras: list[Camera], eng
                          settings: OutpaintSettings | None = None, *, depth_engine: Any = None,
                          progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> BackgroundScene:
     """Run the loop of the module docstring; ``cameras`` are the reference video's (frame 0 = reference)."""
-    settings = settings or OutpaintSettings()
     device = background.depth.device
+    settings = (settings or OutpaintSettings()).for_device(device.type)
     timings: dict[str, float] = {}
     K, w2c = stack_cameras(cameras)
     with _timed(timings, "lift"):
@@ -191,14 +208,16 @@ def progressive_outpaint(background: BackgroundVideo, cameras: list[Camera], eng
     gaussians, steps = fit.gaussians, initial
     total_views = sum(len(loop) for loop in settings.rings)
     done: list[RingView] = []
+    num_rings = len(settings.rings)
     for loop_index, loop in enumerate(settings.rings):
         loop_cameras = [orbit_camera(reference, pivot, e, a) for e, a in loop]
         with _timed(timings, "hole_measure"):
             before = [hole_ratio(xyz, rgb, radius, cam) for cam in loop_cameras]
         loop_views: list[RingView] = []
-        for (elevation, azimuth), camera in zip(loop, loop_cameras, strict=True):
+        for view_index, ((elevation, azimuth), camera) in enumerate(zip(loop, loop_cameras, strict=True)):
             check_cancel(cancel)
-            label = f"loop {loop_index + 1} view ({elevation:+g}, {azimuth:+g})"
+            label = (f"ring {loop_index + 1}/{num_rings}, view {view_index + 1}/{len(loop)} "
+                     f"({elevation:+g}, {azimuth:+g})")
             with _timed(timings, "render"):
                 render, holes, render_depth = _render_video(frame_points, generated, camera)
             if progress is not None:
@@ -233,12 +252,14 @@ def progressive_outpaint(background: BackgroundVideo, cameras: list[Camera], eng
                             new.num_points)
             loop_views.append(view)
             done.append(view)
+            if progress is not None:
+                progress(len(done), total_views, f"{label}: filled, {new.num_points} new points")
         with _timed(timings, "hole_measure"):
             for view, ratio in zip(loop_views, before, strict=True):
                 view.hole_ratio_before_loop = ratio
                 view.hole_ratio_after_loop = hole_ratio(xyz, rgb, radius, view.camera)
         if progress is not None:
-            progress(len(done), total_views, f"loop {loop_index + 1} done: {xyz.shape[0]} background points")
+            progress(len(done), total_views, f"ring {loop_index + 1}/{num_rings} done: {xyz.shape[0]} background points")
     if settings.fit_iterations == 0 and done:  # no fits ran per view: evaluate the final set once
         with _timed(timings, "optimise"):
             fit = fit_frame(gaussians, views, config, iterations=0, cancel=cancel)

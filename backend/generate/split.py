@@ -1,11 +1,11 @@
 """Foreground/background split of the reference video, and the background video with the foreground removed.
 
 Masks are ``(F, H, W)`` bool, True = foreground (the moving object). Either the user's mask sequence
-(a Blender Movie Clip mask or object-index pass) or an automatic split from motion: a pixel is
-foreground when its lifted point is inconsistent with the static background across frames
-(:func:`backend.geometry.static_point_mask`: some frame in the window sees *through* it), cleaned
-with a morphological opening (isolated specks go) and a dilation (the rim of the object, where
-depth is mixed, goes with it).
+(a Blender Movie Clip mask or object-index pass), a SAM2 video engine's masks, or an automatic split
+from motion (:mod:`.motion_split`: a pixel is foreground when some frame in the window sees *through*
+its lifted point, with a margin that adapts to the depth's noise and scale drift), cleaned here with
+a morphological opening (isolated specks go) and a dilation (the rim of the object, where depth is
+mixed, goes with it).
 
 The background video is the reference video with the foreground's pixels filled by the inpainting
 engine (``classical``: temporal propagation recovers the background the object uncovers in other
@@ -20,11 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend.geometry import fill_depth_holes, lift_frames, static_point_mask
+from backend.geometry import fill_depth_holes
 from backend.progress import CancelFn, ProgressFn
 from protocol.errors import ValidationError
-
-MOTION_WINDOW = 8
 
 
 @dataclass
@@ -48,26 +46,6 @@ def clean_mask(mask: np.ndarray, open_px: int = 1, dilate_px: int = 2) -> np.nda
             frame = cv2.dilate(frame, np.ones((2 * dilate_px + 1,) * 2, np.uint8))
         out[i] = frame > 0
     return out
-
-
-def motion_foreground_masks(frames: np.ndarray, depth: torch.Tensor, K: np.ndarray, world_to_camera: np.ndarray, *,
-                            tolerance: float = 0.02, window: int = MOTION_WINDOW, open_px: int = 1,
-                            dilate_px: int = 2) -> np.ndarray:
-    """Automatic foreground ``(F,H,W)`` bool from motion (module docstring).
-
-    ``depth (F,H,W)`` planar z in metres, cameras ``K (F,3,3)`` and ``world_to_camera (F,4,4)`` (OpenCV).
-    ``tolerance``: relative depth margin of the see-through test. A single frame has no motion: all False.
-    """
-    num_frames, height, width = depth.shape
-    if num_frames < 2:
-        return np.zeros((num_frames, height, width), dtype=bool)
-    points = lift_frames(frames, depth, K, world_to_camera, edge_threshold=None)
-    static = static_point_mask(points, depth=depth, K=K, world_to_camera=world_to_camera,
-                               consistency_tolerance=tolerance, window=window)
-    dynamic = torch.zeros(num_frames * height * width, dtype=torch.bool, device=points.device)
-    flat = points.frame_index * (height * width) + points.pixel_index
-    dynamic[flat[~static]] = True
-    return clean_mask(dynamic.reshape(num_frames, height, width).cpu().numpy(), open_px, dilate_px)
 
 
 def validate_masks(masks: Any, shape: tuple[int, int, int]) -> np.ndarray:

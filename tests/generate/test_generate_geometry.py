@@ -13,10 +13,10 @@ from backend.generate import (
     contact_band,
     fit_depth_placement,
     lift_foreground,
-    motion_foreground_masks,
     orbit_camera,
     parse_rings,
     place_foreground,
+    robust_motion_split,
     validate_masks,
 )
 from backend.generate.rings import DEFAULT_RINGS
@@ -108,7 +108,7 @@ def test_motion_split_finds_the_moving_square_and_the_background_removes_it() ->
     cams = [scene.camera] * 6
     K, w2c = stack_cameras(cams)
     depth = torch.from_numpy(scene.depth)
-    masks = motion_foreground_masks(scene.frames, depth, K, w2c)
+    masks = robust_motion_split(depth, K, w2c).masks
     recall = (masks & scene.foreground).sum() / scene.foreground.sum()
     assert recall > 0.95
     near_object = clean_mask(scene.foreground, open_px=0, dilate_px=3)
@@ -117,10 +117,43 @@ def test_motion_split_finds_the_moving_square_and_the_background_removes_it() ->
     assert background.depth[torch.from_numpy(masks)].min() == pytest.approx(4.0)  # the wall behind
     np.testing.assert_array_equal(background.frames[~masks], scene.frames[~masks])
     assert not np.array_equal(background.frames[masks], scene.frames[masks])
-    assert motion_foreground_masks(scene.frames[:1], depth[:1], K[:1], w2c[:1]).sum() == 0
+    assert robust_motion_split(depth[:1], K[:1], w2c[:1]).masks.sum() == 0
 
 
 def test_user_masks_are_validated() -> None:
     assert validate_masks(np.ones((4, 5)), (3, 4, 5)).shape == (3, 4, 5)
     with pytest.raises(ValidationError, match="one per frame"):
         validate_masks(np.ones((2, 4, 5)), (3, 4, 5))
+
+
+def test_band_fit_survives_noisy_reference_depth_and_beats_the_range_formula() -> None:
+    """3 % per-pixel noise on the reference depth of a flat wall: the band fit keeps the object at 2 m
+    (it used to regress onto noise and flatten the object onto the wall); Eq. 8-9 from ranges is the option."""
+    from backend.generate import lift_foreground
+    from backend.generate.foreground import compose_foreground
+
+    cam, depth, background, fg, frames = _slanted_scene(num_frames=3, width=48, height=32)
+    flat = torch.full_like(background, 4.0)
+    truth = torch.where(torch.from_numpy(fg), torch.tensor(2.0), flat)
+    noisy = truth * (1.0 + 0.03 * torch.from_numpy(np.random.default_rng(0).standard_normal(truth.shape)).float())
+    lifted = lift_foreground(frames, noisy, fg, [cam] * 3)
+    errors = {}
+    for method in ("band", "ranges"):
+        placed, _ = compose_foreground(lifted, noisy, flat, fg, [cam] * 3, method=method)
+        errors[method] = float(np.median(np.abs(placed.xyz[:, 2].numpy() - 2.0)))
+    assert errors["band"] < 0.1 < errors["ranges"], errors
+    with pytest.raises(ValidationError, match="compose.method"):
+        compose_foreground(lifted, noisy, flat, fg, [cam] * 3, method="median")
+
+
+def test_range_placement_is_eq_8_9_and_eq_10_keeps_the_trajectory() -> None:
+    from backend.generate.compose import fit_range_placement, scaled_trajectory, screen_scale
+
+    _, depth, background, fg, _ = _slanted_scene()
+    placement = fit_range_placement(0.5 * depth + 1.0, background, fg)  # ranges halve, minima shift
+    np.testing.assert_allclose(placement.scale, 2.0, rtol=1e-4)
+    np.testing.assert_allclose(placement.scale * (0.5 * 2.0 + 1.0) + placement.shift, 2.0, atol=1e-4)  # 2 m back
+    tau = np.array([[0.0, 0.0], [4.0, 1.0], [10.0, 3.0]])
+    np.testing.assert_allclose(scaled_trajectory(tau, 1.0), tau)
+    np.testing.assert_allclose(scaled_trajectory(tau, 0.5), [[0, 0], [2, 0.5], [5, 1.5]])
+    assert screen_scale(fg[0], fg[0]) == 1.0

@@ -45,7 +45,9 @@ def test_each_loop_shrinks_the_holes_of_its_views(outpainted) -> None:
     assert result.num_points == first_frame_points + sum(v.new_points for v in result.views)
     assert len(result.gaussians) > first_frame_points - 50  # pruning may drop a few, the loop adds many
     assert len(result.fit_psnr) == 1 + len(result.views)  # reference view + every ring view so far
-    assert any("loop 2" in m for m in messages)
+    for label in ("ring 1/2, view 1/2 (+0, +30)", "ring 1/2, view 2/2 (+0, -30)", "ring 2/2, view 1/1 (+15, +30)"):
+        assert sum(m.startswith(label) for m in messages) == 2, label  # before (to fill) and after (filled)
+    assert any(m.startswith("ring 2/2 done") for m in messages)
 
 
 def test_loop_two_views_were_partly_covered_by_loop_one(outpainted) -> None:

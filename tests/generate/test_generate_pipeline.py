@@ -13,7 +13,7 @@ from backend.pipelines.reshoot.synthetic import sliding_square_scene
 from protocol.errors import ValidationError
 
 FAST = {"outpaint": {"rings": [[[0, 30]], [[15, -30]]], "fit_iterations": 1, "fit_scale": 0.5, "views_per_step": 1},
-        "gaussians": {"iterations": 1}}
+        "gaussians": {"iterations": 1}, "volume": {"enabled": False}}
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +31,12 @@ def generated(tmp_path_factory):
 
 def test_stages_report_and_files(generated) -> None:
     scene, out, result, streamed, stages = generated
-    assert stages == {"reference", "depth", "split", "background", "outpaint", "compose", "foreground"}
+    assert stages == {"reference", "depth", "split", "background", "outpaint", "animate", "compose", "volume",
+                      "foreground"}
     report = json.loads((out / "report.json").read_text())
     assert report["job"] == "generate" and report["source"] == "video"
     assert [s["stage"] for s in report["stages"]] == ["reference", "depth", "split", "background", "outpaint",
-                                                      "compose", "foreground"]
+                                                      "animate", "compose", "volume", "foreground"]
     assert report["split"]["kind"] == "motion"
     assert [(v["loop"], v["elevation"], v["azimuth"]) for v in report["outpaint"]["views"]] == [(0, 0, 30),
                                                                                               (1, 15, -30)]
@@ -64,7 +65,8 @@ def test_usd_holds_background_foreground_and_preview(generated) -> None:
     assert foreground.GetPointsAttr().GetTimeSamples() == [1.0, 2.0, 3.0, 4.0]
     for i, count in enumerate(result.foreground_counts):
         assert len(foreground.GetPointsAttr().Get(i + 1)) == count
-    # the foreground stands where the square is: 2 m in front of the camera (wall at 4 m)
+    # the foreground stands where the square is: 2 m in front of the camera (wall at 4 m); (its volume has
+    # its own test, tests/generate/test_generate_volume.py: it is off here)
     z = np.array(foreground.GetPointsAttr().Get(2))[:, 2]
     assert np.median(z) == pytest.approx(2.0, abs=0.15)
     assert stage.GetEndTimeCode() == 4.0

@@ -32,14 +32,24 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", type=Path, help="foreground masks of --video: folder of images or .npy (nonzero = fg)")
     p.add_argument("--depth-engine", default=None, help="depth engine when --depth is missing (depth-anything)")
     p.add_argument("--engine", default=None, help="inpainting engine: classical (default) or wan-vace")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps of the wan-vace engine (default 30)")
     p.add_argument("--video-engine", default=None, help="wan-t2v (default) or wan-i2v (default with --image)")
     p.add_argument("--frames", type=int, default=None, help="frames to generate (4k + 1, default 81)")
     p.add_argument("--size", default=None, metavar="WxH", help="generated video size (default 832x480)")
     p.add_argument("--fov", type=float, default=None, help="horizontal field of view of the reference camera")
     p.add_argument("--rings", default=None, help="outpaint rings as JSON, e.g. '[[[0,30],[0,-30]],[[15,30]]]'")
     p.add_argument("--strength", type=float, default=None, help="pseudo-video refinement strength (default 0.7)")
-    p.add_argument("--fit-iterations", type=int, default=None, help="background optimisation steps per ring view")
-    p.add_argument("--gaussian-iterations", type=int, default=None, help="foreground fitting steps per frame")
+    p.add_argument("--fit-iterations", type=int, default=None,
+                   help="background optimisation steps per ring view (default: 50 on CUDA, 3 on a CPU)")
+    p.add_argument("--fit-scale", type=float, default=None,
+                   help="optimisation view size as a fraction of the frame (default: 1 on CUDA, 0.25 on a CPU)")
+    p.add_argument("--animation-iterations", type=int, default=None,
+                   help="steps optimising the moving background (default: 300 on CUDA, 6 on a CPU; "
+                        "0 keeps the motion projected from the videos)")
+    p.add_argument("--gaussian-iterations", type=int, default=None,
+                   help="foreground fitting steps per frame (default: 100 on CUDA, 0 on a CPU)")
+    p.add_argument("--compose", choices=("band", "ranges"), default=None,
+                   help="foreground depth placement: per-frame contact-band fit (default) or CoCo4D's Eq. 8-9")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--fps", type=float, default=None)
     p.add_argument("--models", default=None, help="folder holding model weights (default: $RECAST4D_MODELS)")
@@ -87,7 +97,7 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, np
     if args.image is not None:
         inputs["image"] = _read_image(args.image)
     for key, value in (("inpaint", args.engine), ("depth", args.depth_engine), ("models_dir", args.models),
-                       ("seed", args.seed)):
+                       ("seed", args.seed), ("steps", args.steps)):
         if value is not None:
             engine[key] = value
     if engine:
@@ -116,8 +126,14 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, np
         outpaint["strength"] = args.strength
     if args.fit_iterations is not None:
         outpaint["fit_iterations"] = args.fit_iterations
+    if args.fit_scale is not None:
+        outpaint["fit_scale"] = args.fit_scale
     if outpaint:
         params["outpaint"] = outpaint
+    if args.compose is not None:
+        params["compose"] = {"method": args.compose}
+    if args.animation_iterations is not None:
+        params["animation"] = {"iterations": args.animation_iterations}
     if args.gaussian_iterations is not None:
         params["gaussians"] = {"iterations": args.gaussian_iterations}
     return params, inputs

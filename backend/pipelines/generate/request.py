@@ -11,12 +11,23 @@ Wire/job-file form (``params`` is msgpack/JSON, ``inputs`` are arrays)::
       "fov_deg": 60.0, "depth_kind": "z" | "ray",
       "engine": {...reshoot EngineOptions: inpaint, depth, steps, guidance, seed, models_dir, options},
       "outpaint": {"rings": [[[0, 30], [0, -30], [15, 0], [-15, 0]], [[15, 30], ...]], "strength": 0.7,
-                   "fit_iterations": 50, "fit_scale": 1.0, "views_per_step": 2, "pivot_depth": null},
-                                   # fit_scale: size of every Gaussian optimisation view (background and
-                                   # foreground) as a fraction of the frame size
-                                                       # fit_scale: size of every Gaussian optimisation view
-                                                       # (background and foreground), fraction of the frame
-      "gaussians": {"enabled": true, "iterations": 100},          # foreground fitting per frame
+                   "fit_iterations": null, "fit_scale": null, "views_per_step": 2, "pivot_depth": null},
+                                   # fit_iterations / fit_scale: null = the device's default (CUDA 50 steps
+                                   # at full size, CPU 3 steps at 1/4 size: OutpaintSettings.for_device);
+                                   # fit_scale is the size of every Gaussian optimisation view (background
+                                   # and foreground) as a fraction of the frame size
+      "split": {"tolerance": null, "noise_sigmas": 4.0, "min_tolerance": 0.02, "window": 8},
+                                   # automatic (motion) split: tolerance null = adapts to the depth's own
+                                   # noise (noise_sigmas x the robust noise of each frame pair), or a fixed
+                                   # relative see-through margin (backend.generate.motion_split)
+      "animation": {"enabled": true, "iterations": null, "tv_weight": 0.1, ...},
+                                   # the moving background (backend.generate.animate): iterations null =
+                                   # the device's default (CUDA 300, CPU 6)
+      "compose": {"method": "band" | "ranges"},  # foreground depth placement (backend.generate.compose):
+                                   # per-frame fit on the contact band (default) or the paper's Eq. 8-9
+      "volume": {"enabled": true, "azimuths": [180, 90, -90], "strength": 0.7},
+                                   # the object's unseen sides from orbit views (backend.generate.volume)
+      "gaussians": {"enabled": true, "iterations": null},  # foreground steps per frame (null: CUDA 100, CPU 0)
       "outputs": ["usd", "ply", "video", "png", "masks"],
     }
     inputs = {"image": uint8 (H,W,3), "frames": uint8 (F,H,W,3) (a video the user already has),
@@ -33,9 +44,13 @@ from typing import Any
 
 import numpy as np
 
+from backend.generate.animate import AnimationSettings
+from backend.generate.foreground import COMPOSE_METHODS
+from backend.generate.motion_split import SplitSettings
 from backend.generate.outpaint import OutpaintSettings
 from backend.generate.rings import parse_rings
 from backend.generate.video_engines import video_size
+from backend.generate.volume import VolumeSettings
 from protocol.camera import Camera
 from protocol.errors import ValidationError
 
@@ -66,6 +81,10 @@ class GenerateRequest:
     fov_deg: float = 60.0
     engine: EngineOptions = field(default_factory=EngineOptions)
     outpaint: OutpaintSettings = field(default_factory=OutpaintSettings)
+    split: SplitSettings = field(default_factory=SplitSettings)
+    animation: AnimationSettings = field(default_factory=AnimationSettings)
+    compose_method: str = "band"
+    volume: VolumeSettings = field(default_factory=VolumeSettings)
     gaussians: GaussianOptions = field(default_factory=GaussianOptions)
     outputs: frozenset[str] = GENERATE_OUTPUTS
     warnings: list[str] = field(default_factory=list)
@@ -100,6 +119,15 @@ class GenerateRequest:
             raise ValidationError(f"depth_kind must be 'z' or 'ray', got {depth_kind!r}")
         outpaint = _outpaint_settings(params.get("outpaint", {}), engine.seed)
         gaussians = options_from(GaussianOptions, params.get("gaussians", {}), "gaussians")
+        split = options_from(SplitSettings, params.get("split", {}) or {}, "split").validate()
+        animation = options_from(AnimationSettings, params.get("animation", {}) or {}, "animation").validate()
+        volume = options_from(VolumeSettings, params.get("volume", {}) or {}, "volume").validate()
+        compose = params.get("compose", {}) or {}
+        if not isinstance(compose, dict) or set(compose) - {"method"}:
+            raise ValidationError("compose must be a map with one option, method ('band' or 'ranges')")
+        compose_method = compose.get("method", "band")
+        if compose_method not in COMPOSE_METHODS:
+            raise ValidationError(f"compose.method must be one of {', '.join(COMPOSE_METHODS)}, got {compose_method!r}")
         outputs = params.get("outputs", sorted(GENERATE_OUTPUTS))
         unknown = set(outputs) - GENERATE_OUTPUTS
         if unknown:
@@ -107,7 +135,8 @@ class GenerateRequest:
         video_options = params.get("video", {}) or {}
         if not isinstance(video_options, dict):
             raise ValidationError("video must be a map of video engine options")
-        common = dict(prompt=prompt, fps=fps, fov_deg=fov, depth_kind=depth_kind, engine=engine, outpaint=outpaint,
+        common = dict(prompt=prompt, fps=fps, fov_deg=fov, depth_kind=depth_kind, engine=engine, outpaint=outpaint, split=split, animation=animation,
+                      compose_method=compose_method, volume=volume,
                       gaussians=gaussians, outputs=frozenset(outputs), warnings=warnings, video_options=video_options)
         if frames is not None:
             n, h, w = frames.shape[:3]
