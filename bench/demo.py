@@ -69,6 +69,7 @@ class DemoConfig:
     models_dir: str | None = None
     engine_options: dict = field(default_factory=dict)  # engine-specific extras, e.g. {"offload": "model"}
     fit_gaussians: bool = True
+    gaussian_iterations: int | None = None  # fitting steps per frame; None = the backend's default for its device
     job_timeout_s: float = 540.0
     keep_work: bool = False
     point_radius_scale: float = 1.0  # diagnostic: enlarge the imported points' radius before rendering
@@ -191,7 +192,8 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
         with timer.stage("render_source_and_submit", log):
             job, request = demo_addon.submit(config.engine, models_dir=config.models_dir,
                                              engine_options=config.engine_options,
-                                             fit_gaussians=config.fit_gaussians)
+                                             fit_gaussians=config.fit_gaussians,
+                                             gaussian_iterations=config.gaussian_iterations)
             source = request.inputs["frames"]
             depth = request.inputs["depth"]
         with timer.stage("backend_job", log):
@@ -283,7 +285,8 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
                        "after_static_accumulation": trajectory_report["hole_ratio_after_accumulation"]},
         "job": {"id": job_id, "device": job_report.get("device"), "engine": job_report.get("engine"),
                 "stages_s": {s["stage"]: s["seconds"] for s in job_report.get("stages", [])}, "wall_s": job_report.get("wall_seconds"),
-                "points": job_report.get("points")},
+                "points": job_report.get("points"),
+                "gaussian_iterations": (job_report.get("gaussians") or {}).get("iterations")},
         "demo_stages_s": timer.seconds,
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
@@ -304,6 +307,7 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
         "hole_ratio_before": report["hole_ratio"]["before_static_accumulation"],
         "hole_ratio_after": report["hole_ratio"]["after_static_accumulation"],
         "novel_view_coverage": report["novel_view_render"]["coverage"],
+        "gaussian_iterations": report["job"]["gaussian_iterations"],
         "engine": config.engine, "frames": report["frames"], "size": f"{report['width']}x{report['height']}",
         "total_s": timer.seconds["total"],
     }
@@ -326,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for Cycles and torch")
     parser.add_argument("--no-gaussians", dest="gaussians", action="store_false",
                         help="no Gaussians (points only; the native-splat render is then skipped)")
+    parser.add_argument("--gaussian-iterations", type=int, default=None,
+                        help="Gaussian fitting steps per frame (default: the backend's for its device; 0 = unfitted)")
     parser.add_argument("--blender53-python", default=default_blender53_python(),
                         help="Python of the bpy 5.3 environment for the native-splat render "
                              "(default .venv-blender53/bin/python if present; make venv-blender53)")
@@ -341,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         scene=demo_scene.SceneConfig(width=args.width, height=args.height, frames=args.frames,
                                      samples=args.samples, threads=args.threads),
         path_spec=args.path, engine=args.engine, models_dir=args.models, engine_options=args.engine_options,
-        fit_gaussians=args.gaussians, blender53_python=args.blender53_python if args.gaussians else None,
+        fit_gaussians=args.gaussians, gaussian_iterations=args.gaussian_iterations,
+        blender53_python=args.blender53_python if args.gaussians else None,
         native_denoise=args.native_denoise, fallback_sphere_splats=args.fallback_sphere_splats,
         keep_work=args.keep_work, point_radius_scale=args.point_radius_scale,
     )

@@ -74,12 +74,13 @@ def connect(connection_file: Path):
 
 
 def submit(engine: str, *, models_dir: str | None = None, engine_options: dict | None = None,
-           fit_gaussians: bool = False):
+           fit_gaussians: bool = False, gaussian_iterations: int | None = None):
     """Generation settings + Re-film: renders the source (colour + depth), sends the job.
 
     Returns ``(job, request)``: the add-on's job entry and the request it sent (source frames in
     ``request.inputs["frames"]``). ``models_dir`` and ``engine_options`` (engine-specific extras)
-    go into the request's ``engine`` options, which the add-on's panel does not expose.
+    go into the request's ``engine`` options, and ``gaussian_iterations`` (fitting steps per frame)
+    into its ``gaussians`` options: the add-on's panel exposes neither.
     """
     from addon import submit as addon_submit
 
@@ -92,6 +93,8 @@ def submit(engine: str, *, models_dir: str | None = None, engine_options: dict |
         request.params["engine"]["models_dir"] = str(Path(models_dir).resolve())
     if engine_options:
         request.params["engine"]["options"] = dict(engine_options)
+    if gaussian_iterations is not None:
+        request.params.setdefault("gaussians", {})["iterations"] = int(gaussian_iterations)
     job = addon_submit.submit_request(bpy.context, request)
     return job, request
 

@@ -80,6 +80,9 @@ def markdown(report: dict) -> str:
     if points:
         lines += ["", f"Points: {points.get('source')} lifted from the source, {points.get('generated')} "
                   f"generated in the holes, {points.get('fused')} in the fused 4D point cloud."]
+    if job.get("gaussian_iterations") is not None:
+        lines += ["", f"Gaussians: {job['gaussian_iterations']} fitting step(s) per frame "
+                  "(0 = the fused points as Gaussians, unfitted)."]
     native = render.get("native")
     if native:
         lines += ["", f"Native splats: Blender {native['blender']}, {native['splats_first_frame']} splats in the "
