@@ -76,7 +76,9 @@ def test_every_iteration_setting(fit, gaussian, clip, tmp_path) -> None:
         args += ["--gaussian-iterations", gaussian]
     report = _run(args, tmp_path / "out")
     assert report["outpaint"]["fit_iterations"] == (3 if fit is None else int(fit))  # CPU default
-    assert report["foreground"]["iterations"] == (0 if gaussian is None else int(gaussian))
+    from backend.pipelines.reshoot.request import CPU_FIT_ITERATIONS  # the foreground follows reshoot's rule
+
+    assert report["foreground"]["iterations"] == (CPU_FIT_ITERATIONS if gaussian is None else int(gaussian))
 
 
 def test_the_remaining_options_together(clip, tmp_path) -> None:
