@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from protocol.errors import Cancelled, Recast4DError
 
 from .context import JobEvents, NullEvents, make_context
+from .disk import disk_full_error, is_disk_full
 from .registry import get_job_kind
 from .store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobStore
 
@@ -94,7 +95,13 @@ class Worker:
     def _run_one(self, job_id: str) -> None:
         with self._lock:
             cancel_event = self._cancel.setdefault(job_id, threading.Event())
-        if cancel_event.is_set() or not self.store.transition(job_id, RUNNING, from_states={QUEUED}):
+        try:
+            started = not cancel_event.is_set() and self.store.transition(job_id, RUNNING, from_states={QUEUED})
+        except Recast4DError as exc:  # disk full: the job cannot even be marked running
+            if self.store.finish(job_id, FAILED, from_states={QUEUED}, error=_error(exc)):
+                self.events.job_state(job_id, FAILED, self.store.get(job_id).error)
+            return
+        if not started:
             return  # cancelled (or otherwise finished) while queued
         self.current_job = job_id
         self.events.job_state(job_id, RUNNING, None)
@@ -114,15 +121,30 @@ class Worker:
                     "code": "shutting_down", "message": "the server shut down while this job ran", "retryable": True,
                 }
         except Recast4DError as exc:
-            state, error = FAILED, {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
+            state, error = FAILED, _error(exc)
         except MemoryError:
             state, error = FAILED, {"code": "out_of_memory", "message": "the job ran out of memory", "retryable": True}
+        except OSError as exc:
+            if not is_disk_full(exc):
+                state, error = FAILED, _unexpected(self.store, job_id, exc)
+            else:
+                full = disk_full_error(f"the outputs of job {job_id!r}", exc)
+                state, error = FAILED, {"code": full.code, "message": full.message, "retryable": True}
         except Exception as exc:
-            self.store.log(job_id, "unexpected error:\n" + traceback.format_exc())
-            state, error = FAILED, {
-                "code": "internal",
-                "message": f"the job failed unexpectedly: {type(exc).__name__}: {exc} (see the job's log.txt)",
-                "retryable": False,
-            }
-        if self.store.transition(job_id, state, from_states={RUNNING}, error=error):
+            state, error = FAILED, _unexpected(self.store, job_id, exc)
+        # finish(): the terminal state reaches the subscribers even when state.json cannot be written
+        if self.store.finish(job_id, state, from_states={RUNNING}, error=error):
+            record = self.store.get(job_id)
+            if record is not None:
+                state, error = record.state, record.error
             self.events.job_state(job_id, state, error)
+
+
+def _error(exc: Recast4DError) -> dict[str, Any]:
+    return {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
+
+
+def _unexpected(store: JobStore, job_id: str, exc: BaseException) -> dict[str, Any]:
+    store.log(job_id, "unexpected error:\n" + traceback.format_exc())
+    return {"code": "internal", "retryable": False,
+            "message": f"the job failed unexpectedly: {type(exc).__name__}: {exc} (see the job's log.txt)"}

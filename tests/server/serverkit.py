@@ -20,7 +20,7 @@ import zmq
 
 from backend.server import Server, ServerConfig
 from protocol.client import BlockingClient
-from protocol.connection import ConnectionInfo
+from protocol.connection import ConnectionInfo, secure_client_socket
 from protocol.messages import Pong, parse
 from protocol.wire import PROTOCOL_TAG, Codec, Message
 
@@ -49,6 +49,7 @@ class RawPeer:
         self.codec = Codec(self.key)  # decodes server messages
         self.sock = context.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        secure_client_socket(self.sock, info)
         self.sock.connect(info.endpoint)
 
     def forge(self, msg_type: str, content: bytes | dict, buffers: tuple[bytes, ...] = (), *,

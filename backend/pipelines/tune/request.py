@@ -30,7 +30,7 @@ from backend.tune.model import LORA_ID_PATTERN
 from protocol.camera import Camera
 from protocol.errors import ValidationError
 
-from ..fields import source_cameras
+from ..fields import any_positive_finite, source_cameras
 
 MAX_PROMPT_BYTES = 4096
 
@@ -70,7 +70,7 @@ class TuneRequest:
         depth = np.asarray(depth)
         if depth.shape != (n, h, w) or not np.issubdtype(depth.dtype, np.floating):
             raise ValidationError(f"depth must be float (F, H, W) = {(n, h, w)}, got {depth.shape} {depth.dtype}")
-        if not np.any(np.isfinite(depth) & (depth > 0)):
+        if not any_positive_finite(depth):
             raise ValidationError("depth has no positive finite value: nothing can be lifted")
         depth_kind = params.get("depth_kind", "z")
         if depth_kind not in ("z", "ray"):
