@@ -50,7 +50,8 @@ def connection_info(prefs: PreferenceValues):
     """``ConnectionInfo`` from the manual address in the preferences or from the connection file."""
     if prefs.use_manual_address:
         return _connection.ConnectionInfo(transport="tcp", host=prefs.host, port=int(prefs.port), key=prefs.key,
-                                          pid=0, server_session="manual")
+                                          pid=0, server_session="manual",
+                                          curve_server_public=prefs.server_public_key.strip())
     path = connection_file_path(prefs)
     if not path.is_file():
         raise _errors.Recast4DError(

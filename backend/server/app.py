@@ -46,6 +46,7 @@ from protocol.wire import Codec, Limits, Message, generate_key
 from .config import BindRefused, ServerConfig, check_bind
 from .flow import ClientState, StreamSender, UploadReceiver
 from .handlers import RequestHandlers
+from .jobs_lock import lock_jobs_dir
 from .logsafe import RateLimiter, peer_id, safe
 from .streaming import ResultStreaming
 
@@ -57,32 +58,6 @@ _MAX_RECV_PER_TICK = 256
 #: Messages queued per peer and direction. Result streams are bounded by credit anyway; a small
 #: queue also bounds what one (authenticated) client can make the server hold: 64 x max_frame_bytes.
 SOCKET_HWM = 64
-
-
-def lock_jobs_dir(jobs_dir: Path) -> Any:
-    """Hold an exclusive lock on ``jobs_dir/.server.lock`` (POSIX) so two servers never share a store.
-
-    A second server would otherwise mark the first one's running jobs as interrupted.
-    """
-    jobs_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(jobs_dir / ".server.lock", "a+")  # noqa: SIM115 - held for the server's lifetime
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here; one server per jobs dir is up to the user
-        return handle
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        owner = handle.read().strip() or "another process"
-        handle.close()
-        raise Recast4DError(f"the jobs folder {jobs_dir} is in use by another recast4d server (pid {owner}); "
-                            "stop it or use --jobs-dir", code="jobs_dir_in_use") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
 
 
 class Server(RequestHandlers, ResultStreaming):

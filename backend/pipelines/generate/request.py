@@ -97,9 +97,9 @@ class GenerateRequest:
         image = inputs.get("image")
         if image is not None:
             image = video_frames(np.asarray(image)[None], name="image")[0]
-        engine_raw = dict(params.get("engine", {}) or {})
-        if not isinstance(params.get("engine", {}), dict):
+        if not isinstance(params.get("engine", {}) or {}, dict):
             raise ValidationError("engine must be a map of options")
+        engine_raw = dict(params.get("engine", {}) or {})
         if "depth" not in engine_raw:
             engine_raw["depth"] = "given" if inputs.get("depth") is not None else "depth-anything"
         engine = engine_options(engine_raw)

@@ -77,9 +77,9 @@ class TuneRequest:
             raise ValidationError(f"depth_kind must be 'z' or 'ray', got {depth_kind!r}")
         warnings: list[str] = []
         cameras = source_cameras(params, n, w, h, warnings)
-        raw_config = dict(params.get("tune") or {})
-        if not isinstance(params.get("tune", {}), dict):
+        if not isinstance(params.get("tune") or {}, dict):
             raise ValidationError("tune must be a map of tuning options")
+        raw_config = dict(params.get("tune") or {})
         prompt = params.get("prompt", raw_config.get("prompt", "")) or ""
         if not isinstance(prompt, str) or len(prompt.encode()) > MAX_PROMPT_BYTES:
             raise ValidationError(f"prompt must be text of at most {MAX_PROMPT_BYTES} bytes")
