@@ -334,9 +334,9 @@ class JobStore:
         """:meth:`transition` to a terminal state that happens even when the disk is full.
 
         The job has ended whatever the disk says, so its subscribers must hear it: if
-        ``state.json`` cannot be written, the state is kept in memory (``disk_full`` noted in the
-        error) and written by :meth:`flush_unsaved` later; on a restart before that, the job is
-        recovered as failed (retryable).
+        ``state.json`` cannot be written, the state is kept in memory and written by
+        :meth:`flush_unsaved` later; on a restart before that, the job is recovered as failed
+        (retryable).
         """
         try:
             return self.transition(job_id, to_state, from_states=from_states, error=error)
@@ -346,8 +346,8 @@ class JobStore:
                 allowed = from_states if from_states is not None else {QUEUED, RUNNING}
                 if record.state not in allowed:
                     return False
-                if to_state != FAILED or not error:
-                    to_state, error = FAILED, {"code": exc.code, "message": exc.message, "retryable": True}
+                if to_state == FAILED and not error:
+                    error = {"code": exc.code, "message": exc.message, "retryable": True}
                 self._commit(record, to_state, error, must_persist=False)
             log.error("job %s ended (%s) but its state could not be written: %s", job_id, to_state, exc.message)
             return True
