@@ -162,3 +162,13 @@ def test_logs_are_sanitised_rate_limited_and_name_full_peer_ids(tmp_path, caplog
     assert any("evil\\nINFO forged line\\x00" in line and identity.hex() in line for line in lines)
     noise = [line for line in lines if "bad_signature" in line]
     assert 1 <= len(noise) <= 10, f"{len(noise)} log lines for 40 unsigned messages"
+
+
+def test_remote_binds_are_always_encrypted(tmp_path):
+    import pytest
+
+    from backend.server import BindRefused, Server, ServerConfig
+
+    with pytest.raises(BindRefused, match="encryption"):  # refused before anything binds
+        Server(ServerConfig(host="203.0.113.7", allow_remote=True, curve=False, jobs_dir=tmp_path / "jobs",
+                            write_connection_file=False))
