@@ -48,6 +48,9 @@ class RECAST4D_PG_job(bpy.types.PropertyGroup):
     """One submitted job; ``name`` shows in the list, ``job_id`` is the backend's key."""
 
     job_id: bpy.props.StringProperty(name="Job ID")  # type: ignore[valid-type]
+    token: bpy.props.StringProperty(  # type: ignore[valid-type]
+        options={"HIDDEN"}, description="Ownership token from the backend (job.accepted): lets a later Blender "
+        "session resume, re-fetch or cancel this job")
     kind: bpy.props.StringProperty(name="Kind", default="reshoot")  # type: ignore[valid-type]
     state: bpy.props.EnumProperty(name="State", items=JOB_STATES, default="PENDING")  # type: ignore[valid-type]
     stages: bpy.props.CollectionProperty(type=RECAST4D_PG_job_stage)  # type: ignore[valid-type]
