@@ -26,10 +26,10 @@ from protocol.errors import ValidationError
 
 from .chunks import ALLOWED_DTYPES
 
-JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 #: One ASCII pattern (and length cap) for every name that becomes a file name: streams, inputs,
 #: trajectories. Same as ``protocol.schema.NAME_PATTERN``.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$", re.ASCII)
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
 #: Largest single dimension of a declared input (a frame count or a pixel count, never more).
 MAX_INPUT_DIM = 1 << 31
 _ND = "__nd__"
@@ -60,7 +60,7 @@ class InputSpec:
 
 def validate_job_id(job_id: object) -> str:
     """Job ids name folders: 1-128 chars of ``[A-Za-z0-9_.-]``, not starting with a dot or dash."""
-    if not isinstance(job_id, str) or not JOB_ID_PATTERN.match(job_id):
+    if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
         raise ValidationError(
             f"job id {str(job_id)[:80]!r} is not usable: use 1-128 letters, digits, '_', '.', '-' "
             "(not starting with '.' or '-')",
@@ -72,7 +72,7 @@ def validate_job_id(job_id: object) -> str:
 def validate_name(name: object, field: str) -> str:
     """A name that becomes a file name (``field`` says which): 1-64 ASCII ``[A-Za-z0-9_.-]``, no leading
     ``.``/``-``; ValidationError naming ``field`` otherwise."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ValidationError(f"{field} {str(name)[:80]!r} is not usable: use 1-64 ASCII letters, digits, '_', "
                               "'.', '-' (not starting with '.' or '-')")
     return name

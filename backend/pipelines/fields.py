@@ -126,7 +126,7 @@ CLIENT_PATH_FIELDS: tuple[tuple[str, ...], ...] = (
     ("video", "embeddings_cache_dir"),
 )
 #: LoRA ids (``engine.lora``): a name in ``<models>/loras/``, never a path.
-LORA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", re.ASCII)
+LORA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", re.ASCII)
 
 
 def refuse_client_paths(params: Any) -> None:
@@ -148,7 +148,7 @@ def refuse_client_paths(params: Any) -> None:
         node = params
         for key in where:
             node = node.get(key) if isinstance(node, dict) else None
-        if node is not None and (not isinstance(node, str) or not LORA_ID.match(node)):
+        if node is not None and (not isinstance(node, str) or not LORA_ID.fullmatch(node)):
             raise ValidationError(
                 f"{'.'.join(where)} {str(node)[:80]!r} must be a LoRA id (1-100 letters, digits, '.', '-', '_'; "
                 "the name of a folder in <models>/loras on the server), not a path")

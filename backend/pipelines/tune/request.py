@@ -88,7 +88,7 @@ class TuneRequest:
         if n < 5:
             raise ValidationError(f"tuning needs a video of at least 5 frames, got {n}")
         lora_id = params.get("lora_id")
-        if lora_id is not None and (not isinstance(lora_id, str) or not LORA_ID_PATTERN.match(lora_id)):
+        if lora_id is not None and (not isinstance(lora_id, str) or not LORA_ID_PATTERN.fullmatch(lora_id)):
             raise ValidationError(f"lora_id {lora_id!r} must be 1-100 letters, digits, '.', '-' or '_'")
         fps = params.get("fps", 16.0)
         if not isinstance(fps, (int, float)) or not np.isfinite(fps) or fps <= 0:
