@@ -85,12 +85,18 @@ def optional_map(value: Any, name: str, shape: tuple[int, int, int], kind: type)
     if arr.shape != shape:
         raise ValidationError(f"{name} must have shape {shape} (one map per frame), got {arr.shape}")
     if kind is bool:
-        if _is_stand_in(arr):
-            return np.broadcast_to(arr.reshape(-1)[:1].astype(bool).reshape(()), shape)
-        return arr.astype(bool)
+        return as_dtype(arr, bool)
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValidationError(f"{name} must be floating point metres, got {arr.dtype}")
-    return arr.astype(np.float32, copy=False)
+    return as_dtype(arr, np.float32)
+
+
+def as_dtype(arr: np.ndarray, dtype: Any) -> np.ndarray:
+    """``arr`` as ``dtype`` (no copy when it already is); a submit-time stand-in stays a zero-memory
+    broadcast instead of being expanded to its full declared size."""
+    if _is_stand_in(arr):
+        return np.broadcast_to(arr.reshape(-1)[:1].astype(dtype).reshape(()), arr.shape)
+    return arr.astype(dtype, copy=False)
 
 def options_from(cls: type, raw: Any, name: str):
     """An options dataclass ``cls`` from a map; unknown keys and wrongly typed values are refused."""

@@ -150,3 +150,21 @@ def test_params_may_hold_inline_arrays(tmp_path):
 
     again = JobStore(tmp_path / "jobs").get("with-array")  # a restarted server reads the array back
     np.testing.assert_array_equal(again.params["weights"], weights)
+
+
+def test_submit_time_checks_do_not_expand_the_declared_inputs(tmp_path):
+    """Validation on stand-ins must not allocate the declared size (here 0.67 GB of float32 depth + 0.17 GB of mask)."""
+    import tracemalloc
+
+    from backend.pipelines.fields import stand_in_inputs
+    from backend.pipelines.reshoot.job import validate_reshoot
+
+    n, h, w = 20, 4096, 8192
+    stand_ins = stand_in_inputs({"frames": ("|u1", (n, h, w // 4, 3)), "depth": ("<f2", (n, h, w // 4)),
+                                 "foreground": ("|u1", (n, h, w // 4))})
+    cams = [{**CAMS[0], "width": w // 4, "height": h}]
+    tracemalloc.start()
+    validate_reshoot({"cameras": cams, "trajectories": TRAJ}, stand_ins)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 32 << 20, f"validation allocated {peak / 2**20:.0f} MiB"

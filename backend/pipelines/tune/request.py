@@ -30,7 +30,7 @@ from backend.tune.model import LORA_ID_PATTERN
 from protocol.camera import Camera
 from protocol.errors import ValidationError
 
-from ..fields import any_positive_finite, source_cameras
+from ..fields import any_positive_finite, as_dtype, source_cameras
 
 MAX_PROMPT_BYTES = 4096
 
@@ -94,7 +94,7 @@ class TuneRequest:
         if not isinstance(fps, (int, float)) or not np.isfinite(fps) or fps <= 0:
             raise ValidationError(f"fps must be a positive number, got {fps!r}")
         models_dir = params.get("models_dir")
-        return cls(frames=frames, depth=depth.astype(np.float32, copy=False), cameras=cameras, config=config,
+        return cls(frames=frames, depth=as_dtype(depth, np.float32), cameras=cameras, config=config,
                    depth_kind=depth_kind, fps=float(fps), lora_id=lora_id,
                    models_dir=None if models_dir is None else str(models_dir),
                    resume=bool(params.get("resume", True)), warnings=warnings)
