@@ -52,7 +52,8 @@ def connection_info(prefs: PreferenceValues):
     """``ConnectionInfo`` from the manual address in the preferences or from the connection file."""
     if prefs.use_manual_address:
         return _connection.ConnectionInfo(transport="tcp", host=prefs.host, port=int(prefs.port), key=prefs.key,
-                                          pid=0, server_session="manual")
+                                          pid=0, server_session="manual",
+                                          curve_server_public=prefs.server_public_key.strip())
     path = connection_file_path(prefs)
     if not path.is_file():
         raise _errors.Recast4DError(
@@ -67,6 +68,12 @@ def _unfinished_job_ids() -> list[str]:
                    for job in scene.recast4d.jobs if job.job_id and job.is_active})
 
 
+def _job_tokens() -> dict[str, str]:
+    """Ownership tokens of the jobs of every open scene (the backend asks for them from a new session)."""
+    return {job.job_id: job.token for scene in bpy.data.scenes if hasattr(scene, "recast4d")
+            for job in scene.recast4d.jobs if job.job_id and job.token}
+
+
 def connect_backend(prefs: PreferenceValues | None = None, *, start_timer: bool = True):
     """Create, start and attach a ``ThreadedClient`` (returns it). Raises a typed error if unusable."""
     prefs = prefs or get_preferences()
@@ -74,7 +81,7 @@ def connect_backend(prefs: PreferenceValues | None = None, *, start_timer: bool 
     resume = _unfinished_job_ids()
     if prefs.use_manual_address:
         client = client_module.ThreadedClient(connection_info(prefs), client_name="recast4d-blender",
-                                              resume_jobs=resume)
+                                              resume_jobs=resume, job_tokens=_job_tokens())
     else:
         path = connection_file_path(prefs)
         info = connection_info(prefs)  # fail now, with a clear message, if the file is missing or bad
@@ -83,7 +90,7 @@ def connect_backend(prefs: PreferenceValues | None = None, *, start_timer: bool 
                 f"the connection file {path} names the remote host {info.host}; allow online access "
                 "(Preferences > System > Network) to connect to it", code="online_access")
         client = client_module.ThreadedClient(connection_file=path, client_name="recast4d-blender",
-                                              resume_jobs=resume)
+                                              resume_jobs=resume, job_tokens=_job_tokens())
     session.attach_client(client, start_timer=start_timer)
     client.start()
     session.state().status.update(connected=False, connecting=True, endpoint=_describe(prefs))

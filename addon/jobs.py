@@ -72,6 +72,9 @@ class RECAST4D_PG_job(bpy.types.PropertyGroup):
     """One submitted job; ``name`` shows in the list, ``job_id`` is the backend's key."""
 
     job_id: bpy.props.StringProperty(name="Job ID", description="The backend's id of this job")  # type: ignore[valid-type]
+    token: bpy.props.StringProperty(  # type: ignore[valid-type]
+        options={"HIDDEN"}, description="Ownership token from the backend (job.accepted): lets a later Blender "
+        "session resume, re-fetch or cancel this job")
     kind: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Kind", default="reshoot", description="Job kind: reshoot (re-film), tune or generate")
     state: bpy.props.EnumProperty(  # type: ignore[valid-type]

@@ -38,6 +38,11 @@ class RECAST4D_AP_preferences(bpy.types.AddonPreferences):
     key: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Key", description="Hex HMAC key printed by the backend", subtype="PASSWORD", default=""
     )
+    server_public_key: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Server Public Key",
+        description="The backend's CURVE public key (curve_server_public in its connection file, 40 characters)",
+        subtype="PASSWORD", default="",
+    )
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -49,6 +54,7 @@ class RECAST4D_AP_preferences(bpy.types.AddonPreferences):
         col.prop(self, "host")
         col.prop(self, "port")
         col.prop(self, "key")
+        col.prop(self, "server_public_key")
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class PreferenceValues:
     host: str = "127.0.0.1"
     port: int = 5555
     key: str = ""
+    server_public_key: str = ""
 
 
 def get_preferences(context: bpy.types.Context | None = None) -> PreferenceValues:
@@ -70,7 +77,8 @@ def get_preferences(context: bpy.types.Context | None = None) -> PreferenceValue
     if addon is None or addon.preferences is None:
         return PreferenceValues()
     p = addon.preferences
-    return PreferenceValues(p.python_path, p.connection_file, p.use_manual_address, p.host, p.port, p.key)
+    return PreferenceValues(p.python_path, p.connection_file, p.use_manual_address, p.host, p.port, p.key,
+                            p.server_public_key)
 
 
 CLASSES = (RECAST4D_AP_preferences,)

@@ -118,6 +118,8 @@ def apply_event(kind: str, event: Any, status: dict[str, Any]) -> None:
     if job is None:
         return
     if kind == "job.accepted":
+        if getattr(event, "token", ""):
+            job.token = event.token  # saved with the .blend: a later session proves ownership with it
         if job.state in ("PENDING", "UPLOADING"):
             job.state = "QUEUED"
     elif kind == "job.rejected":

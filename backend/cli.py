@@ -57,6 +57,9 @@ def add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--job-kinds", action="append", default=None, metavar="MODULE",
                    help="module that registers job kinds (repeatable); default: the built-in pipelines")
     add_executor_arguments(p)
+    p.add_argument("--models", default=None,
+                   help="folder with local model weights and loras/ (default $RECAST4D_MODELS); requests cannot "
+                        "choose folders on the server")
     p.set_defaults(func=_serve)
 
 
@@ -85,6 +88,8 @@ def _serve(args: argparse.Namespace) -> int:
     from backend.server import ServerConfig, serve_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.models:  # the server alone decides where weights live: engines resolve $RECAST4D_MODELS
+        os.environ["RECAST4D_MODELS"] = str(Path(args.models).expanduser().resolve())
     if not args.job_kinds:
         load_job_kind_modules()
     else:
@@ -126,11 +131,14 @@ def _jobs(args: argparse.Namespace) -> int:
     if not jobs_dir.is_dir():
         print(f"no jobs yet ({jobs_dir} does not exist)")
         return 0
-    records = JobStore(jobs_dir).list()
+    store = JobStore(jobs_dir)
+    records = store.list()
     if args.json:
-        print(json.dumps([r.summary() for r in records], indent=1))
+        damaged = [{"job_id": name, "state": "damaged", "error": {"code": "damaged_job", "message": reason}}
+                   for name, reason in sorted(store.damaged.items())]
+        print(json.dumps([r.summary() for r in records] + damaged, indent=1))
         return 0
-    if not records:
+    if not records and not store.damaged:
         print(f"no jobs in {jobs_dir}")
         return 0
     rows = [("job_id", "kind", "state", "created (UTC)", "streams", "error")]
@@ -139,6 +147,8 @@ def _jobs(args: argparse.Namespace) -> int:
         error = f"{r.error['code']}: {r.error['message']}" if r.error else ""
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.created))
         rows.append((r.job_id, r.kind, r.state, created, streams, error))
+    for name, reason in sorted(store.damaged.items()):  # listed, never skipped silently
+        rows.append((name, "?", "damaged", "-", "-", f"damaged_job: {reason}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())

@@ -5,20 +5,28 @@ the user runtime directory; the add-on reads it. Like a Jupyter kernel connectio
 
     {"transport": "tcp", "host": "127.0.0.1", "port": 50123, "key": "<64 hex chars>",
      "signature_scheme": "hmac-sha256", "protocol": "b4d/1.0", "pid": 4242,
-     "server_session": "<uuid hex>"}
+     "server_session": "<uuid hex>", "curve_server_public": "<40 Z85 chars>"}
 
 For ``transport == "ipc"`` the ``host`` field holds the socket path and ``port`` is 0.
+
+``curve_server_public`` is the server's CurveZMQ public key (made per server start): a client
+that does not know it cannot complete the handshake, so it never delivers a single message.
+:func:`secure_client_socket` / :func:`secure_server_socket` apply the keys to a pyzmq socket
+(the client makes its own short-lived key pair per socket); benchmarks use the same calls.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+import zmq
 
 from protocol.errors import Recast4DError
 from protocol.wire import PROTOCOL_VERSION, SIGNATURE_SCHEME
@@ -28,6 +36,10 @@ CONNECTION_FILE_NAME = "server.json"
 CONNECTION_FILE_ENV = "RECAST4D_CONNECTION_FILE"
 PROTOCOL_NAME = f"b4d/{PROTOCOL_VERSION}"
 _MAX_FILE_BYTES = 64 << 10
+#: A CurveZMQ key in Z85 text form: 40 characters.
+Z85_KEY = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
+#: ZAP domain of the server socket (``ZMQ_ZAP_DOMAIN``).
+ZAP_DOMAIN = "recast4d"
 
 
 class ConnectionFileError(Recast4DError):
@@ -77,6 +89,7 @@ class ConnectionInfo:
     server_session: str
     protocol: str = PROTOCOL_NAME
     signature_scheme: str = SIGNATURE_SCHEME
+    curve_server_public: str = ""  # Z85; "" = plain transport (tests only)
 
     def __post_init__(self) -> None:
         problems = []
@@ -101,6 +114,9 @@ class ConnectionInfo:
             problems.append(f"signature_scheme {self.signature_scheme!r} is not supported ({SIGNATURE_SCHEME})")
         if not isinstance(self.protocol, str) or not self.protocol.startswith("b4d/"):
             problems.append(f"protocol must look like 'b4d/1.0', got {self.protocol!r}")
+        if not isinstance(self.curve_server_public, str) or (
+                self.curve_server_public and not Z85_KEY.fullmatch(self.curve_server_public)):
+            problems.append("curve_server_public must be a 40-character Z85 key (or empty)")
         if problems:
             raise ConnectionFileError("bad connection info: " + "; ".join(problems))
 
@@ -214,3 +230,30 @@ class ConnectionInfo:
         except ValueError as exc:
             raise ConnectionFileError(f"connection file {source} is not valid JSON: {exc}") from None
         return cls.from_dict(data)
+
+
+def curve_keypair() -> tuple[str, str]:
+    """A new CurveZMQ key pair ``(public, secret)`` in Z85 text (``zmq.curve_keypair``)."""
+    if not zmq.has("curve"):
+        raise Recast4DError("this pyzmq/libzmq was built without CURVE (libsodium); install a pyzmq wheel from PyPI",
+                            code="curve_unavailable")
+    public, secret = zmq.curve_keypair()
+    return public.decode("ascii"), secret.decode("ascii")
+
+
+def secure_server_socket(sock: zmq.Socket, public: str, secret: str) -> None:
+    """Make ``sock`` (before ``bind``) a CURVE server with this key pair, in the ZAP domain ``recast4d``."""
+    sock.curve_secretkey = secret.encode("ascii")
+    sock.curve_publickey = public.encode("ascii")
+    sock.curve_server = True
+    sock.zap_domain = ZAP_DOMAIN.encode("ascii")
+
+
+def secure_client_socket(sock: zmq.Socket, info: ConnectionInfo) -> None:
+    """Before ``connect``: a CURVE client of ``info``'s server (own fresh key pair); no-op for plain servers."""
+    if not info.curve_server_public:
+        return
+    public, secret = curve_keypair()
+    sock.curve_serverkey = info.curve_server_public.encode("ascii")
+    sock.curve_publickey = public.encode("ascii")
+    sock.curve_secretkey = secret.encode("ascii")

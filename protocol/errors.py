@@ -49,6 +49,16 @@ class MissingWeightsError(Recast4DError):
     code = "missing_weights"
 
 
+class DiskFull(Recast4DError):
+    """The server's disk (or quota) is full: the job that needed the space fails, the server keeps serving.
+
+    Retryable: submit the same job again once space was freed.
+    """
+
+    code = "disk_full"
+    retryable = True
+
+
 class Cancelled(Recast4DError):
     """The job was cancelled by its owner; raised at the next cancel check."""
 

@@ -17,6 +17,7 @@ take their defaults.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import MISSING, dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -61,6 +62,8 @@ _ARRAYS = MapOf(Array(), max_len=32)
 _CODE = Str(max_len=64, min_len=1)
 _TEXT = Str(max_len=4096)
 _VERSION = Str(max_len=16, min_len=3)
+#: A job token (``job.accepted.token``): hex, proves ownership of a job to the server.
+_TOKEN = Str(max_len=64, pattern=re.compile(r"[0-9a-f]{0,64}"))
 _LIMITS = Record(Limits, Limits.from_dict, Limits.to_dict)
 _GPU = Record(GpuInfo, GpuInfo.from_dict, GpuInfo.to_dict)
 _SPEC = Record(ArraySpec, ArraySpec.from_dict, ArraySpec.to_dict)
@@ -133,6 +136,8 @@ class Hello(WireMessage):
     versions: list[str] = wire_field(ListOf(_VERSION, max_len=16), default_factory=lambda: [PROTOCOL_VERSION])
     capabilities: list[str] = wire_field(ListOf(_CODE, max_len=64), default_factory=list)
     resume_jobs: list[str] = wire_field(ListOf(NAME, max_len=256), default_factory=list)
+    #: tokens (``job.accepted.token``) of resumed jobs this client session did not submit itself
+    resume_tokens: dict[str, str] = wire_field(MapOf(_TOKEN, key=NAME, max_len=256), default_factory=dict)
 
 
 @dataclass
@@ -145,6 +150,7 @@ class JobSubmit(WireMessage):
     kind: str = wire_field(NAME)
     params: dict[str, Any] = wire_field(AnyMap(), default_factory=dict)
     inputs: dict[str, ArraySpec] = wire_field(MapOf(_SPEC, key=NAME, max_len=64), default_factory=dict)
+    token: str = wire_field(_TOKEN, default="")  # a repeated submit from another session proves ownership
 
     @property
     def input_bytes(self) -> int:
@@ -195,6 +201,7 @@ class Cancel(WireMessage):
     TYPE: ClassVar[str] = "cancel"
     DIRECTION: ClassVar[str] = "request"
     job_id: str = wire_field(NAME)
+    token: str = wire_field(_TOKEN, default="")  # needed when this session did not submit the job
 
 
 @dataclass
@@ -206,6 +213,7 @@ class Resend(WireMessage):
     job_id: str = wire_field(NAME)
     stream: str = wire_field(NAME)
     from_chunk: int = wire_field(Int(), default=0)
+    token: str = wire_field(_TOKEN, default="")  # needed when this session did not submit the job
 
 
 @dataclass
@@ -246,6 +254,9 @@ class JobAccepted(WireMessage):
     DIRECTION: ClassVar[str] = "event"
     job_id: str = wire_field(NAME)
     queue_pos: int = wire_field(Int(), default=0)
+    #: the job's ownership token (sent to its owner only); keep it (e.g. in the .blend) to resume,
+    #: read or cancel the job from a later client session
+    token: str = wire_field(_TOKEN, default="")
 
 
 @dataclass

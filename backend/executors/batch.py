@@ -167,7 +167,7 @@ def run_batch(job_files: list[JobFile], jobs_dir: Path, executor_options: Any, *
 def create_job(store: Any, job: JobFile) -> None:
     """Read the job file's inputs into a new job of ``store`` and validate it (typed errors)."""
     from backend.jobs import get_job_kind
-    from backend.jobs.store import parse_input_specs
+    from backend.jobs.specs import parse_input_specs
 
     validate = get_job_kind(job.kind).validate
     arrays = job.read_inputs()

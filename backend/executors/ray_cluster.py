@@ -252,7 +252,11 @@ class RayExecutor:
         if state == CANCELLED and self._stopping.is_set():
             state, error = FAILED, {"code": "shutting_down", "message": "the server shut down while this job ran",
                                     "retryable": True}
-        if self.store.transition(job_id, state, from_states={RUNNING}, error=error):
+        # finish(): the terminal state reaches the subscribers even when state.json cannot be written
+        if self.store.finish(job_id, state, from_states={RUNNING}, error=error):
+            record = self.store.get(job_id)
+            if record is not None:
+                state, error = record.state, record.error
             self.events.job_state(job_id, state, error)
         actor.release.remote(job_id)
 

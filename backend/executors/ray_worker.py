@@ -26,7 +26,8 @@ import numpy as np
 
 from backend.jobs import JobContext, job_kinds, load_job_kind_modules
 from backend.jobs.chunks import write_chunk
-from backend.jobs.store import chunk_path, validate_stream_name
+from backend.jobs.specs import validate_stream_name
+from backend.jobs.store import chunk_path
 from backend.jobs.worker import run_job_kind
 
 from .engine_cache import active_engine_cache, enable_engine_cache

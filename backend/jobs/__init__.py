@@ -14,6 +14,7 @@ from .registry import (
     register_job_kind,
     unregister_job_kind,
 )
+from .specs import InputSpec, check_input_specs, parse_input_specs, validate_job_id, validate_name
 from .store import (
     CANCELLED,
     DONE,
@@ -21,13 +22,10 @@ from .store import (
     QUEUED,
     RUNNING,
     TERMINAL_STATES,
-    InputSpec,
     JobIdConflict,
     JobRecord,
     JobStore,
     StreamInfo,
-    parse_input_specs,
-    validate_job_id,
 )
 from .worker import Worker, WorkerEvents
 
@@ -35,6 +33,6 @@ __all__ = [
     "CANCELLED", "DONE", "FAILED", "JOB_KIND_MODULES", "QUEUED", "RUNNING", "TERMINAL_STATES",
     "InputSpec", "JobContext", "JobEvents", "JobIdConflict", "JobKind", "JobRecord", "JobStore",
     "NullEvents", "StoredChunk", "StreamInfo", "Worker", "WorkerEvents", "get_job_kind", "job_kinds",
-    "load_job_kind_modules", "make_context", "parse_input_specs", "register_job_kind",
-    "unregister_job_kind", "validate_job_id",
+    "check_input_specs", "load_job_kind_modules", "make_context", "parse_input_specs", "register_job_kind",
+    "unregister_job_kind", "validate_job_id", "validate_name",
 ]

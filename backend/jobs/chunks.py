@@ -71,19 +71,23 @@ def write_chunk(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any])
     prefix = MAGIC + struct.pack("<I", len(header)) + header
     data_start = -(-len(prefix) // _ALIGN) * _ALIGN
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(prefix)
-        fh.write(b"\0" * (data_start - len(prefix)))
-        written = 0
-        for entry, arr in zip(entries, arrays.values()):
-            pad = entry["offset"] - written
-            if pad:
-                fh.write(b"\0" * pad)
-            fh.write(memoryview(arr).cast("B") if arr.nbytes else b"")
-            written = entry["offset"] + entry["nbytes"]
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:  # ordinary writes: a full disk is an OSError (ENOSPC), never a SIGBUS
+        with open(tmp, "wb") as fh:
+            fh.write(prefix)
+            fh.write(b"\0" * (data_start - len(prefix)))
+            written = 0
+            for entry, arr in zip(entries, arrays.values()):
+                pad = entry["offset"] - written
+                if pad:
+                    fh.write(b"\0" * pad)
+                fh.write(memoryview(arr).cast("B") if arr.nbytes else b"")
+                written = entry["offset"] + entry["nbytes"]
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return sum(arr.nbytes for arr in arrays.values())
 
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from protocol.errors import Cancelled, Recast4DError
 
 from .context import JobContext, JobEvents, NullEvents, make_context
+from .disk import disk_full_error, is_disk_full
 from .registry import get_job_kind
 from .store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobStore
 
@@ -100,7 +101,13 @@ class Worker:
     def _run_one(self, job_id: str) -> None:
         with self._lock:
             cancel_event = self._cancel.setdefault(job_id, threading.Event())
-        if cancel_event.is_set() or not self.store.transition(job_id, RUNNING, from_states={QUEUED}):
+        try:
+            started = not cancel_event.is_set() and self.store.transition(job_id, RUNNING, from_states={QUEUED})
+        except Recast4DError as exc:  # disk full: the job cannot even be marked running
+            if self.store.finish(job_id, FAILED, from_states={QUEUED}, error=_error(exc)):
+                self.events.job_state(job_id, FAILED, self.store.get(job_id).error)
+            return
+        if not started:
             return  # cancelled (or otherwise finished) while queued
         self.current_job = job_id
         self.events.job_state(job_id, RUNNING, None)
@@ -111,7 +118,11 @@ class Worker:
             state, error = FAILED, {
                 "code": "shutting_down", "message": "the server shut down while this job ran", "retryable": True,
             }
-        if self.store.transition(job_id, state, from_states={RUNNING}, error=error):
+        # finish(): the terminal state reaches the subscribers even when state.json cannot be written
+        if self.store.finish(job_id, state, from_states={RUNNING}, error=error):
+            record = self.store.get(job_id)
+            if record is not None:
+                state, error = record.state, record.error
             self.events.job_state(job_id, state, error)
 
 
@@ -119,8 +130,8 @@ def run_job_kind(kind_name: str, make_ctx: Callable[[], JobContext]) -> tuple[st
     """Run a job of kind ``kind_name`` to its end; returns ``(state, error)`` (done, failed or cancelled).
 
     The one place that turns what a job raised into its final state and wire error, used by the
-    in-process worker and by cluster workers (``backend.executors``) alike. Unexpected errors are
-    written to the job's ``log.txt`` with their traceback.
+    in-process worker and by cluster workers (``backend.executors``) alike: a full disk becomes a
+    retryable ``disk_full``; unexpected errors are written to the job's ``log.txt`` with their traceback.
     """
     ctx: JobContext | None = None
     try:
@@ -132,15 +143,25 @@ def run_job_kind(kind_name: str, make_ctx: Callable[[], JobContext]) -> tuple[st
     except Cancelled:
         return CANCELLED, None
     except Recast4DError as exc:
-        return FAILED, {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
+        return FAILED, _error(exc)
     except MemoryError:
         return FAILED, {"code": "out_of_memory", "message": "the job ran out of memory", "retryable": True}
+    except OSError as exc:
+        if not is_disk_full(exc):
+            return FAILED, _unexpected(ctx, exc)
+        full = disk_full_error("the job's outputs", exc)
+        return FAILED, {"code": full.code, "message": full.message, "retryable": True}
     except Exception as exc:
-        if ctx is not None:
-            ctx.log("unexpected error:\n" + traceback.format_exc())
-        return FAILED, {
-            "code": "internal",
-            "message": f"the job failed unexpectedly: {type(exc).__name__}: {exc} (see the job's log.txt)",
-            "retryable": False,
-        }
+        return FAILED, _unexpected(ctx, exc)
     return DONE, None
+
+
+def _error(exc: Recast4DError) -> dict[str, Any]:
+    return {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
+
+
+def _unexpected(ctx: JobContext | None, exc: BaseException) -> dict[str, Any]:
+    if ctx is not None:
+        ctx.log("unexpected error:\n" + traceback.format_exc())
+    return {"code": "internal", "retryable": False,
+            "message": f"the job failed unexpectedly: {type(exc).__name__}: {exc} (see the job's log.txt)"}

@@ -15,6 +15,7 @@ server keeps going. Each job ends with exactly one terminal message to its subsc
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import queue
@@ -26,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
 
 from backend.executors import Executor, make_executor
 from backend.jobs import CANCELLED, DONE, FAILED, RUNNING, JobStore
-from protocol.connection import ConnectionInfo, default_connection_path
+from protocol.connection import ConnectionInfo, curve_keypair, default_connection_path, secure_server_socket
 from protocol.errors import ProtocolError, Recast4DError
 from protocol.messages import (
     Cancelled,
@@ -41,9 +44,11 @@ from protocol.messages import (
 )
 from protocol.wire import Codec, Limits, Message, generate_key
 
-from .config import ServerConfig, check_bind
+from .config import BindRefused, ServerConfig, check_bind
 from .flow import ClientState, StreamSender, UploadReceiver
 from .handlers import RequestHandlers
+from .jobs_lock import lock_jobs_dir
+from .logsafe import RateLimiter, peer_id, safe
 from .streaming import ResultStreaming
 
 log = logging.getLogger("recast4d.server")
@@ -56,38 +61,15 @@ _MAX_RECV_PER_TICK = 256
 SOCKET_HWM = 64
 
 
-def lock_jobs_dir(jobs_dir: Path) -> Any:
-    """Hold an exclusive lock on ``jobs_dir/.server.lock`` (POSIX) so two servers never share a store.
-
-    A second server would otherwise mark the first one's running jobs as interrupted.
-    """
-    jobs_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(jobs_dir / ".server.lock", "a+")  # noqa: SIM115 - held for the server's lifetime
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here; one server per jobs dir is up to the user
-        return handle
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        owner = handle.read().strip() or "another process"
-        handle.close()
-        raise Recast4DError(f"the jobs folder {jobs_dir} is in use by another recast4d server (pid {owner}); "
-                            "stop it or use --jobs-dir", code="jobs_dir_in_use") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
-
-
 class Server(RequestHandlers, ResultStreaming):
     """A running backend: ``start()`` binds and returns the :class:`ConnectionInfo`; ``stop()`` ends it."""
 
     def __init__(self, config: ServerConfig, limits: Limits | None = None) -> None:
         self.config = config
         self.remote = check_bind(config.host, config.allow_remote)
+        if self.remote and not config.curve:
+            raise BindRefused(f"refusing to listen on {config.host!r} without transport encryption: remote "
+                              "binds always use CURVE")
         self.key = config.key if config.key is not None else generate_key()
         self.session = uuid.uuid4().hex
         self.limits = limits or Limits()
@@ -112,7 +94,12 @@ class Server(RequestHandlers, ResultStreaming):
         self._progress_sent: dict[str, float] = {}
         self._stop = threading.Event()
         self._last_expiry = time.monotonic()
+        self._rejections = RateLimiter(burst=10, period_s=60.0)
+        self._last_upload_check = time.monotonic()
         self._ctx = zmq.Context()
+        #: CurveZMQ key pair made for this start (Z85); the public half goes into the connection file.
+        self.curve_public, self._curve_secret = curve_keypair() if config.curve else ("", "")
+        self._auth: ThreadAuthenticator | None = None
         self.socket = self._make_socket()
         self._wake_rx = self._ctx.socket(zmq.PAIR)
         self._wake_rx.bind(f"inproc://recast4d-server-wake-{self.session}")
@@ -133,7 +120,22 @@ class Server(RequestHandlers, ResultStreaming):
         sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
         sock.setsockopt(zmq.HEARTBEAT_TTL, 6000)
+        if self.config.curve:
+            # Authentication before assembly: a peer without the server's public key fails the CURVE
+            # handshake, so ZeroMQ never assembles (or allocates) a message of it.
+            secure_server_socket(sock, self.curve_public, self._curve_secret)
         return sock
+
+    def _start_authenticator(self) -> None:
+        """The ZAP handler (pyzmq's authenticator thread), before the bind: it admits CURVE clients and,
+        for a loopback server, only loopback peers."""
+        if not self.config.curve:
+            return
+        self._auth = ThreadAuthenticator(self._ctx, log=logging.getLogger("recast4d.server.zap"))
+        self._auth.start()
+        if not self.remote:
+            self._auth.allow("127.0.0.1", "::1")
+        self._auth.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
 
     def start(self) -> ConnectionInfo:
         """Bind, write the connection file (0600), start the worker and the I/O loop."""
@@ -141,9 +143,12 @@ class Server(RequestHandlers, ResultStreaming):
         if ":" in self.config.host:
             self.socket.setsockopt(zmq.IPV6, 1)
         port = self.config.port
+        self._start_authenticator()
         try:
             self.socket.bind(f"tcp://{host}:{port if port else '*'}")
         except zmq.ZMQError as exc:
+            if self._auth is not None:
+                self._auth.stop()
             self._ctx.destroy(linger=0)
             self._jobs_lock.close()
             raise Recast4DError(f"cannot listen on {self.config.host}:{port}: {exc.strerror}",
@@ -151,11 +156,13 @@ class Server(RequestHandlers, ResultStreaming):
         endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.port = int(endpoint.rsplit(":", 1)[1])
         if self.remote:
-            log.warning("listening on non-loopback %s: anyone who can reach this port and has the key can "
-                        "submit jobs; traffic is signed but not encrypted", endpoint)
+            log.warning("listening on non-loopback %s: anyone who can reach this port and has the connection "
+                        "file's keys can submit jobs; traffic is CURVE-encrypted and signed", endpoint)
+        elif not self.config.curve:
+            log.warning("CURVE is off: any local process can send this server messages (tests only)")
         self.connection = ConnectionInfo(
             transport="tcp", host=self.config.host, port=self.port, key=self.key.hex(), pid=os.getpid(),
-            server_session=self.session,
+            server_session=self.session, curve_server_public=self.curve_public,
         )
         if self.config.write_connection_file:
             path = self.config.connection_file or default_connection_path()
@@ -239,6 +246,7 @@ class Server(RequestHandlers, ResultStreaming):
                 self._pump_streams()
                 self._flush_outboxes()
                 self._expire_clients()
+                self._housekeeping()
             self._shutdown_notice()
         except Exception:
             log.exception("I/O loop crashed")
@@ -247,6 +255,8 @@ class Server(RequestHandlers, ResultStreaming):
             with self._wake_lock:
                 self._wake_tx.close(linger=0)
             self._wake_rx.close(linger=0)
+            if self._auth is not None:
+                self._auth.stop()
             self._ctx.term()
 
     def _drain_socket(self) -> None:
@@ -256,6 +266,15 @@ class Server(RequestHandlers, ResultStreaming):
             except zmq.Again:
                 return
             self._handle(frames)
+
+    def _housekeeping(self) -> None:
+        """Once a second: fail idle uploads, write job states a full disk kept in memory."""
+        now = time.monotonic()
+        if now - self._last_upload_check < min(1.0, self.config.upload_idle_timeout_s / 2):
+            return
+        self._last_upload_check = now
+        self.expire_uploads()
+        self.store.flush_unsaved()
 
     def _handle(self, frames: list[zmq.Frame]) -> None:
         identity = frames[0].bytes
@@ -277,14 +296,31 @@ class Server(RequestHandlers, ResultStreaming):
             job_id = getattr(msg, "job_id", None) if msg is not None else None
             self.send(client, ErrorMessage.from_exception(exc, job_id=None),
                       parent_id=msg.msg_id if msg is not None else None)
-            log.info("rejected %s from %s: %s (%s)", msg.type if msg else "message", identity.hex()[:8],
-                     exc.code, exc.message if job_id is None else f"job {job_id}: {exc.message}")
+            self._log_rejection(identity, msg, exc, job_id)
             if exc.code == "version_unsupported":  # protocol.md §10: refused, then forgotten
                 self.drop_client(identity, "speaks another protocol major version")
+        except OSError as exc:  # e.g. out of descriptors: typed, retryable, the server goes on
+            log.error("OS error handling a message from %s: %s", peer_id(identity), exc)
+            busy = exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
+            self.send(client, ErrorMessage(code="server_busy" if busy else "internal", retryable=True,
+                                           msg=f"the server could not handle this request: {exc.strerror}"),
+                      parent_id=msg.msg_id if msg is not None else None)
         except Exception as exc:  # a bug must not take the server down
             log.exception("internal error handling a message")
             self.send(client, ErrorMessage(code="internal", msg=f"internal server error: {type(exc).__name__}"),
                       parent_id=msg.msg_id if msg is not None else None)
+
+    def _log_rejection(self, identity: bytes, msg: Message | None, exc: Recast4DError, job_id: str | None) -> None:
+        """One sanitised line per rejection; unauthenticated ones (no verified message) are rate-limited
+        and logged at DEBUG, so noise cannot fill the log."""
+        what = safe(msg.type) if msg is not None else "message"
+        detail = exc.message if job_id is None else f"job {safe(job_id)}: {exc.message}"
+        if msg is None:
+            if self._rejections.allow(exc.code):
+                log.debug("rejected unverified message from %s: %s (%s)", peer_id(identity), exc.code,
+                          safe(exc.message, 200))
+            return
+        log.info("rejected %s from %s: %s (%s)", what, peer_id(identity), exc.code, safe(detail, 300))
 
     # ------------------------------------------------------------------ sending
     def send(self, client: ClientState, message: WireMessage | Message, *, parent_id: str | None = None,
@@ -346,7 +382,7 @@ class Server(RequestHandlers, ResultStreaming):
             subs.discard(identity)
         # The codec keeps the session's last seq (LRU-bounded): forgetting it here would let anyone
         # who captured that session's signed messages replay them once it has left.
-        log.info("client %s dropped: %s", identity.hex()[:8], reason)
+        log.info("client %s dropped: %s", peer_id(identity), reason)
 
     def subscribe(self, client: ClientState, job_id: str) -> None:
         self.subscribers.setdefault(job_id, set()).add(client.identity)

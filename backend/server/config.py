@@ -30,6 +30,11 @@ class ServerConfig:
     ``poll_interval_ms``: longest idle sleep of the I/O loop (requests and worker events wake it at
     once; this only paces progress flushing and housekeeping).
     ``executor``: where jobs run (``backend.executors``: the in-process worker by default, or Ray).
+    ``upload_idle_timeout_s``: an upload that received nothing for this long fails its job
+    (``upload_timeout``, retryable). ``max_open_uploads``: inputs being uploaded at once, all
+    clients together (a submit beyond it gets ``too_many_uploads``, retryable).
+    ``curve``: encrypt and authenticate the socket with CurveZMQ (keys made per start, carried in
+    the connection file); ``False`` only for tests of the plain transport, never with ``allow_remote``.
     """
 
     host: str = "127.0.0.1"
@@ -45,6 +50,9 @@ class ServerConfig:
     poll_interval_ms: int = 50
     key: bytes | None = None
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
+    upload_idle_timeout_s: float = 300.0
+    max_open_uploads: int = 256
+    curve: bool = True
 
 
 def is_loopback(host: str) -> bool:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from backend.jobs.disk import InputFile
+
 
 @dataclass
 class StreamSender:
@@ -50,15 +52,20 @@ class StreamSender:
 class UploadReceiver:
     """Receiving state of one declared input, uploaded as consecutive frame ranges along axis 0.
 
-    Bytes go straight into the job's memory-mapped ``.npy`` file (no RAM proportional to the input).
+    Bytes go straight into the job's ``.npy`` file with ordinary writes (no RAM proportional to the
+    input, no descriptor held between chunks, a full disk is a typed ``disk_full``).
+    ``last_activity`` (monotonic seconds) is when the upload started or last received a chunk.
     """
 
     job_id: str
     name: str
-    target: np.ndarray
+    target: InputFile
     window: int
+    owner: bytes = b""  # routing id of the client that uploads (its session may reconnect)
+    session: str = ""  # the owning client session
     received: int = 0  # chunks written
     frames: int = 0  # frames (rows along axis 0) written
+    last_activity: float = field(default_factory=time.monotonic)
 
     @property
     def total_frames(self) -> int:
@@ -72,8 +79,9 @@ class UploadReceiver:
         """Write chunk ``chunk`` holding frames ``[start, stop)``; raises ValueError with a reason.
 
         Returns False for a duplicate of a chunk already written (a client resending after a
-        reconnect): it is ignored.
+        reconnect): it is ignored. Raises :class:`protocol.errors.DiskFull` when the disk is full.
         """
+        self.last_activity = time.monotonic()
         if chunk < self.received:
             return False
         if chunk != self.received:
@@ -89,7 +97,7 @@ class UploadReceiver:
         if data.dtype != self.target.dtype or tuple(data.shape) != expected_shape:
             raise ValueError(f"upload chunk {chunk} of {self.name!r} is {data.dtype.str} {list(data.shape)}; "
                              f"expected {self.target.dtype.str} {list(expected_shape)}")
-        self.target[start:stop] = data
+        self.target.write_rows(start, data)
         self.frames = stop
         self.received += 1
         return True

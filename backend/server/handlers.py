@@ -6,13 +6,14 @@ only do cheap work: validation, bookkeeping, writing upload bytes; jobs run in t
 
 from __future__ import annotations
 
+import errno
 import logging
+import secrets
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from backend.jobs import CANCELLED, FAILED, QUEUED, RUNNING, InputSpec, JobIdConflict, get_job_kind
+from backend.jobs import CANCELLED, FAILED, QUEUED, RUNNING, InputSpec, get_job_kind
 from protocol.errors import Recast4DError, ValidationError
 from protocol.messages import (
     Bye,
@@ -36,7 +37,9 @@ from protocol.messages import (
 from protocol.schema import GpuInfo
 from protocol.wire import Message
 
+from .admission import NotOwner, admit_new_job, may_access
 from .flow import ClientState, StreamSender, UploadReceiver
+from .logsafe import safe
 
 if TYPE_CHECKING:
     from .app import Server
@@ -88,8 +91,15 @@ class RequestHandlers:
         for job_id in req.resume_jobs:
             record = self.store.get(job_id)
             if record is None:
-                self.send(client, ErrorMessage(code="unknown_job", msg=f"no job {job_id!r} on this server "
-                                               "(it restarted with another jobs folder?)", job_id=job_id))
+                reason = self.store.damaged.get(job_id)
+                detail = (f"job {job_id!r} is damaged on this server ({reason}); submit it again" if reason else
+                          f"no job {job_id!r} on this server (it restarted with another jobs folder?)")
+                self.send(client, ErrorMessage(code="damaged_job" if reason else "unknown_job", msg=detail,
+                                               job_id=job_id))
+                continue
+            if not may_access(record, msg.session, req.resume_tokens.get(job_id, "")):
+                self.send(client, ErrorMessage(code="not_owner", msg=f"job {job_id!r} belongs to another client: "
+                                               "send its token in hello.resume_tokens to resume it"))
                 continue
             self.subscribe(client, job_id)
             detail = record.error.get("message", "") if record.error else ""
@@ -97,7 +107,8 @@ class RequestHandlers:
             status.content["streams"] = {name: info.chunks for name, info in list(record.streams.items())}
             self.send(client, status)
             for (upload_job, name), upload in self.uploads.items():  # continue interrupted uploads
-                if upload_job == job_id:
+                if upload_job == job_id and upload.session == msg.session:
+                    upload.owner = client.identity
                     self.send(client, UploadCredit(job_id=job_id, input=name, ack=upload.received,
                                                    window=upload.window))
 
@@ -119,57 +130,58 @@ class RequestHandlers:
                       parent_id=msg.msg_id)
 
         inputs = {name: InputSpec(spec.dtype, tuple(spec.shape)) for name, spec in req.inputs.items()}
-        total = sum(spec.nbytes for spec in inputs.values())
-        if total > self.limits.max_job_bytes:
-            return reject(ValidationError(f"inputs total {total} bytes; this server accepts up to "
-                                          f"{self.limits.max_job_bytes} per job", code="too_large"))
-        if any(len(spec.shape) == 0 for spec in inputs.values()):
-            return reject(ValidationError("inputs must have at least one dimension (send scalars in params)"))
         existing = self.store.get(req.job_id)
+        if existing is not None and not may_access(existing, msg.session, req.token):
+            return reject(NotOwner(f"job id {req.job_id!r} belongs to another client; use a new job id (or send the "
+                                   "job's token to take it over)"))
         if existing is None:
-            unfinished = sum(1 for j in client.jobs if (r := self.store.get(j)) is not None and not r.terminal)
-            if unfinished >= self.config.max_jobs_per_client:
-                return reject(Recast4DError(f"this client already has {unfinished} unfinished jobs (limit "
-                                            f"{self.config.max_jobs_per_client}); wait or cancel one",
-                                            code="too_many_jobs", retryable=True))
             try:
-                kind = get_job_kind(req.kind)
-                if not inputs and kind.validate is not None:
-                    kind.validate(req.params, {})
+                admit_new_job(self, client, req, inputs)
             except Recast4DError as exc:
                 return reject(exc)
+        token = secrets.token_hex(16)
         try:
-            record, created = self.store.create(req.job_id, req.kind, req.params, inputs)
-        except JobIdConflict as exc:
-            return reject(exc)
+            record, created = self.store.create(req.job_id, req.kind, req.params, inputs, owner=msg.session,
+                                                token=token)
         except Recast4DError as exc:
             return reject(exc)
         self.subscribe(client, req.job_id)
-        if not created and self.store.retry(req.job_id) is not None:
-            created = True  # a retryable failure (e.g. the server stopped mid-job): run it again
-            for other in self.clients.values():  # its streams start afresh: senders of the old run go
-                for key in [k for k in other.senders if k[0] == req.job_id]:
-                    del other.senders[key]
+        try:
+            if not created and self.store.retry(req.job_id) is not None:
+                created = True  # a retryable failure (e.g. the server stopped mid-job): run it again
+                for other in self.clients.values():  # its streams start afresh: senders of the old run go
+                    for key in [k for k in other.senders if k[0] == req.job_id]:
+                        del other.senders[key]
+        except Recast4DError as exc:
+            return reject(exc)
         if not created:  # idempotent: the original reply, then where the job is now
             reply = record.reply or {"job_id": record.job_id, "queue_pos": 0}
-            self.send(client, JobAccepted(**reply), parent_id=msg.msg_id)
+            self.send(client, JobAccepted(**reply, token=record.token), parent_id=msg.msg_id)
             self.send(client, JobStatus(job_id=record.job_id, state=record.state))
             for (job_id, name), upload in self.uploads.items():
                 if job_id == record.job_id:
+                    upload.owner = client.identity
                     self.send(client, UploadCredit(job_id=job_id, input=name, ack=upload.received,
                                                    window=upload.window))
             return
         queue_pos = self.worker.queue_length() + (1 if self.worker.current_job else 0)
         reply = {"job_id": req.job_id, "queue_pos": queue_pos}
-        self.store.set_reply(req.job_id, reply)
-        self.send(client, JobAccepted(**reply), parent_id=msg.msg_id)
+        try:
+            self.store.set_reply(req.job_id, reply)
+        except Recast4DError as exc:
+            log.warning("reply of job %s not saved: %s", safe(req.job_id), exc.message)
+        self.send(client, JobAccepted(**reply, token=record.token), parent_id=msg.msg_id)
         for name in list(record.uploads_pending):  # all inputs for a new job; what is missing for a retry
-            spec = inputs[name]
-            target = self.store.open_input(req.job_id, name)
-            upload = UploadReceiver(req.job_id, name, target, window=self.limits.window)
-            if spec.shape[0] == 0:
-                self.store.input_complete(req.job_id, name)
-                continue
+            spec = record.inputs[name]
+            try:
+                target = self.store.open_input(req.job_id, name)
+                if spec.shape[0] == 0:
+                    self.store.input_complete(req.job_id, name)
+                    continue
+            except Recast4DError as exc:  # disk full: this job fails, the server goes on
+                return self._fail_job(req.job_id, exc)
+            upload = UploadReceiver(req.job_id, name, target, window=self.limits.window, owner=client.identity,
+                                    session=msg.session)
             self.uploads[(req.job_id, name)] = upload
             self.send(client, UploadCredit(job_id=req.job_id, input=name, ack=0, window=upload.window))
         if not self.store.get(req.job_id).uploads_pending:
@@ -181,8 +193,17 @@ class RequestHandlers:
         record = self.store.get(job_id)
         return record is not None and record.terminal
 
+    def _owned_upload(self: Server, msg: Message, job_id: str, name: str) -> UploadReceiver | None:
+        """The upload of ``name``, if this message's session owns the job (others never upload)."""
+        upload = self.uploads.get((job_id, name))
+        record = self.store.get(job_id)
+        if record is not None and record.owner and record.owner != msg.session:
+            raise NotOwner(f"job {job_id!r} belongs to another client: only the client that submitted it uploads "
+                           "its inputs")
+        return upload
+
     def on_upload_chunk(self: Server, client: ClientState, msg: Message, req: UploadChunk) -> None:
-        upload = self.uploads.get((req.job_id, req.input))
+        upload = self._owned_upload(msg, req.job_id, req.input)
         if upload is None:
             if self._upload_of_ended_job(req.job_id):
                 return
@@ -192,11 +213,17 @@ class RequestHandlers:
             upload.write(req.chunk, req.frame_range, req.arrays)
         except ValueError as exc:
             return self._fail_job(req.job_id, ValidationError(str(exc), code="bad_upload"))
+        except Recast4DError as exc:  # disk full
+            return self._fail_job(req.job_id, exc)
+        except OSError as exc:
+            return self._fail_job(req.job_id, Recast4DError(
+                f"input {req.input!r} of job {req.job_id!r} could not be written on the server: {exc.strerror}",
+                code="server_busy" if exc.errno in (errno.EMFILE, errno.ENFILE) else "internal", retryable=True))
         self.send(client, UploadCredit(job_id=req.job_id, input=req.input, ack=upload.received,
                                        window=upload.window))
 
     def on_upload_end(self: Server, client: ClientState, msg: Message, req: UploadEnd) -> None:
-        upload = self.uploads.get((req.job_id, req.input))
+        upload = self._owned_upload(msg, req.job_id, req.input)
         if upload is None:
             record = self.store.get(req.job_id)
             if record is not None and req.input in record.inputs and req.input not in record.uploads_pending:
@@ -209,10 +236,13 @@ class RequestHandlers:
             return self._fail_job(req.job_id, ValidationError(
                 f"upload of {req.input!r} ended after {upload.received} chunks / {upload.frames} of "
                 f"{upload.total_frames} frames (client said {req.chunks} chunks)", code="bad_upload"))
-        if isinstance(upload.target, np.memmap):
-            upload.target.flush()
-        del self.uploads[(req.job_id, req.input)]
-        if not self.store.input_complete(req.job_id, req.input):
+        try:
+            upload.target.sync()
+            del self.uploads[(req.job_id, req.input)]
+            pending = self.store.input_complete(req.job_id, req.input)
+        except Recast4DError as exc:
+            return self._fail_job(req.job_id, exc)
+        if not pending:
             self._start_job(req.job_id)
 
     def _start_job(self: Server, job_id: str) -> None:
@@ -231,11 +261,22 @@ class RequestHandlers:
         self.worker.enqueue(job_id)
 
     def _fail_job(self: Server, job_id: str, exc: Recast4DError) -> None:
+        """Fail a queued job (its terminal message goes out even when its state cannot be written)."""
         for key in [k for k in self.uploads if k[0] == job_id]:
             del self.uploads[key]
-        error = _error_dict(exc)
-        if self.store.transition(job_id, FAILED, from_states={QUEUED}, error=error):
-            self.announce_state(job_id, FAILED, error)
+        if self.store.finish(job_id, FAILED, from_states={QUEUED}, error=_error_dict(exc)):
+            record = self.store.get(job_id)
+            self.announce_state(job_id, FAILED, record.error if record is not None else _error_dict(exc))
+
+    def expire_uploads(self: Server) -> None:
+        """Fail jobs whose upload received nothing for ``upload_idle_timeout_s`` (``upload_timeout``)."""
+        now = time.monotonic()
+        limit = self.config.upload_idle_timeout_s
+        for (job_id, name), upload in list(self.uploads.items()):
+            if now - upload.last_activity > limit and (job_id, name) in self.uploads:
+                self._fail_job(job_id, Recast4DError(
+                    f"the upload of input {name!r} of job {job_id!r} received nothing for {limit:g} s; submit the "
+                    "job again to continue", code="upload_timeout", retryable=True))
 
     # ------------------------------------------------------------------ streaming, cancel
     def on_credit(self: Server, client: ClientState, msg: Message, req: Credit) -> None:
@@ -247,6 +288,8 @@ class RequestHandlers:
         record = self.store.get(req.job_id)
         if record is None:
             raise ValidationError(f"no job {req.job_id!r} on this server", code="unknown_job")
+        if not may_access(record, msg.session, req.token):
+            raise NotOwner(f"job {req.job_id!r} belongs to another client: send its token to read its results")
         info = record.streams.get(req.stream)
         if info is not None and req.from_chunk > info.chunks:
             raise ValidationError(f"stream {req.stream!r} of job {req.job_id!r} has {info.chunks} chunks so far; "
@@ -262,12 +305,14 @@ class RequestHandlers:
         record = self.store.get(req.job_id)
         if record is None:
             raise ValidationError(f"no job {req.job_id!r} to cancel", code="unknown_job")
+        if not may_access(record, msg.session, req.token):
+            raise NotOwner(f"job {req.job_id!r} belongs to another client: only its owner (or its token) cancels it")
         self.subscribe(client, req.job_id)
         if record.terminal:
-            log.info("cancel of %s ignored: already %s", req.job_id, record.state)
+            log.info("cancel of %s ignored: already %s", safe(req.job_id), record.state)
             return
         self.worker.request_cancel(req.job_id)
-        if self.store.transition(req.job_id, CANCELLED, from_states={QUEUED, RUNNING}):
+        if self.store.finish(req.job_id, CANCELLED, from_states={QUEUED, RUNNING}):
             for key in [k for k in self.uploads if k[0] == req.job_id]:
                 del self.uploads[key]
             self.announce_state(req.job_id, CANCELLED, None)

@@ -16,7 +16,7 @@ import numpy as np
 import zmq
 
 from protocol.arrays import contiguous_wire_array
-from protocol.connection import ConnectionInfo
+from protocol.connection import ConnectionInfo, secure_client_socket
 from protocol.errors import ProtocolError, Recast4DError
 from protocol.messages import (
     TERMINAL_STATES,
@@ -25,6 +25,7 @@ from protocol.messages import (
     Credit,
     ErrorMessage,
     Hello,
+    JobAccepted,
     JobStatus,
     JobSubmit,
     Ping,
@@ -125,6 +126,9 @@ class Connection:
         self.streams: dict[tuple[str, str], _Stream] = {}
         self.jobs: dict[str, str] = {}  # job_id -> last known state
         self.resuming: set[str] = set()  # jobs named in the last hello's resume_jobs
+        #: ownership tokens per job (from ``job.accepted``; keep them, e.g. in the .blend, and put them
+        #: back here in a later session to resume, read or cancel those jobs)
+        self.tokens: dict[str, str] = {}
         self.last_recv = time.monotonic()
         self.socket = self._open(info)
 
@@ -137,6 +141,7 @@ class Connection:
         sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
         sock.setsockopt(zmq.MAXMSGSIZE, Limits().max_frame_bytes)
+        secure_client_socket(sock, info)  # CURVE with the server's public key from the connection file
         sock.connect(info.endpoint)
         return sock
 
@@ -177,7 +182,8 @@ class Connection:
     def send_hello(self, resume_jobs: list[str] | None = None) -> str:
         """``hello``; the server answers each of ``resume_jobs`` with its ``job.status`` (and stream names)."""
         self.resuming = set(resume_jobs or [])
-        return self.send(Hello(client=self.client_name, resume_jobs=list(resume_jobs or [])))
+        tokens = {job: self.tokens[job] for job in self.resuming if self.tokens.get(job)}
+        return self.send(Hello(client=self.client_name, resume_jobs=list(resume_jobs or []), resume_tokens=tokens))
 
     def poll(self, timeout_s: float) -> bool:
         return bool(self.socket.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN))
@@ -213,6 +219,9 @@ class Connection:
             self.codec.limits = typed.limits
             engines = msg.content.get("engines")  # the server's doctor data (extra key; older servers omit it)
             event.data = {"engines": engines if isinstance(engines, list) else None}
+        elif isinstance(typed, JobAccepted):
+            if typed.token:
+                self.tokens[typed.job_id] = typed.token
         elif isinstance(typed, UploadCredit):
             upload = self.uploads.get((typed.job_id, typed.input))
             if upload is not None:
@@ -269,7 +278,16 @@ class Connection:
             if array.ndim == 0:
                 raise Recast4DError(f"input {name!r} is a scalar; put scalars in params", code="invalid_input")
         specs = {name: ArraySpec.of(array) for name, array in arrays.items()}
-        msg_id = self.send(JobSubmit(job_id=job_id, kind=kind, params=dict(params or {}), inputs=specs))
+        limit = self.limits.max_frame_bytes
+        for name, array in arrays.items():  # a frame travels in one upload chunk: refuse before submitting
+            frame_bytes = array.nbytes // max(1, array.shape[0])
+            if frame_bytes > limit:
+                raise Recast4DError(
+                    f"inputs.{name}: one frame of shape {list(array.shape[1:])} {array.dtype.str} is {frame_bytes} "
+                    f"bytes; the server takes frames of at most {limit} bytes (max_frame_bytes): send a smaller "
+                    "resolution or split the frame", code="too_large")
+        msg_id = self.send(JobSubmit(job_id=job_id, kind=kind, params=dict(params or {}), inputs=specs,
+                                     token=self.tokens.get(job_id, "")))
         for name, array in arrays.items():
             frame_bytes = max(1, array.nbytes // max(1, array.shape[0]))
             limit = min(UPLOAD_CHUNK_BYTES, self.limits.max_frame_bytes)
@@ -308,7 +326,7 @@ class Connection:
             self.send(Credit(job_id=job_id, stream=stream, ack=state.consumed, window=self.window))
 
     def cancel(self, job_id: str) -> str:
-        return self.send(Cancel(job_id=job_id))
+        return self.send(Cancel(job_id=job_id, token=self.tokens.get(job_id, "")))
 
     def ping(self) -> str:
         return self.send(Ping())
@@ -319,7 +337,7 @@ class Connection:
         start = from_chunk if from_chunk is not None else (state.received if state is not None else 0)
         self.streams[(job_id, stream)] = _Stream(job_id, stream, received=start, consumed=start, acked=start,
                                                    restarting=True)
-        return self.send(Resend(job_id=job_id, stream=stream, from_chunk=start))
+        return self.send(Resend(job_id=job_id, stream=stream, from_chunk=start, token=self.tokens.get(job_id, "")))
 
     def unfinished_streams(self) -> list[tuple[str, str, int]]:
         """``(job_id, stream, next_chunk)`` for streams that have not ended (to resume after reconnect)."""

@@ -17,7 +17,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,11 @@ class ThreadedClient:
                  connection_file: str | os.PathLike[str] | None = None, client_name: str = "recast4d-blender",
                  auto_ack: bool = False, heartbeat_s: float = 1.0, liveness: int = 10,
                  max_backoff_s: float = 32.0, window: int | None = None,
-                 resume_jobs: Sequence[str] = ()) -> None:
+                 resume_jobs: Sequence[str] = (), job_tokens: Mapping[str, str] | None = None) -> None:
         """``resume_jobs``: jobs this client started in an earlier life (e.g. listed in a saved .blend);
-        the first ``hello`` names them so the server replies with their state and streams."""
+        the first ``hello`` names them so the server replies with their state and streams.
+        ``job_tokens``: their ownership tokens (``job.accepted.token``, saved with them), which a new
+        client session needs to read or cancel them."""
         if info is None and connection_file is None:
             raise ValueError("give a ConnectionInfo or a connection file path")
         self.connection_file = Path(connection_file) if connection_file else None
@@ -54,6 +56,7 @@ class ThreadedClient:
         self.max_backoff_s = max_backoff_s
         self.window = window
         self.resume_jobs = list(resume_jobs)
+        self.job_tokens = dict(job_tokens or {})
         self.state = "idle"
         self.server_session: str | None = None
         self._events: queue.Queue[Event] = queue.Queue()
@@ -169,6 +172,7 @@ class ThreadedClient:
             try:
                 info = self._read_info()
                 conn = Connection(info, client_name=self.client_name, context=self._ctx, window=self.window)
+                conn.tokens.update(self.job_tokens)
                 conn.send_hello(resume_jobs=self.resume_jobs)
                 return conn
             except Recast4DError as exc:

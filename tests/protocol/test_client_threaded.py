@@ -16,7 +16,7 @@ from serverkit import running_server  # noqa: E402
 
 from protocol.client import ThreadedClient  # noqa: E402
 from protocol.client import core as client_core  # noqa: E402
-from protocol.messages import JobStatus, ResultBegin, ResultChunk, ResultEnd  # noqa: E402
+from protocol.messages import JobAccepted, JobStatus, ResultBegin, ResultChunk, ResultEnd  # noqa: E402
 
 
 def _drain(client: ThreadedClient, until, timeout_s: float = 10.0, on_event=None) -> list:
@@ -134,10 +134,13 @@ def test_a_new_client_resumes_jobs_named_at_start(tmp_path):
         try:
             _drain(first, lambda ev: any(e.type == "client.connected" for e in ev))
             first.submit("kept", KIND, {"frames": 3, "points": 50}, {})
-            _drain(first, lambda ev: any(isinstance(e.message, JobStatus) and e.message.state == "done" for e in ev))
+            done = _drain(first, lambda ev: any(isinstance(e.message, JobStatus) and e.message.state == "done"
+                                                for e in ev))
         finally:
             first.stop()
-        second = ThreadedClient(connection_file=tmp_path / "server.json", resume_jobs=["kept"])
+        token = next(e.message.token for e in done if isinstance(e.message, JobAccepted))  # saved in the .blend
+        second = ThreadedClient(connection_file=tmp_path / "server.json", resume_jobs=["kept"],
+                                job_tokens={"kept": token})
         second.start()
         try:
             events = _drain(second, lambda ev: any(isinstance(e.message, JobStatus) for e in ev))

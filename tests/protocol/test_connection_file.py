@@ -130,3 +130,15 @@ def test_remove_only_deletes_our_own_file(tmp_path: Path) -> None:
     assert not ours.remove(path) and path.exists()
     assert newer.remove(path) and not path.exists()
     assert not newer.remove(path)
+
+
+def test_curve_server_public_key_roundtrips_and_is_checked(tmp_path: Path) -> None:
+    from protocol.connection import curve_keypair
+
+    public, _secret = curve_keypair()
+    info = ConnectionInfo(transport="tcp", host="127.0.0.1", port=5000, key=generate_key().hex(), pid=os.getpid(),
+                          server_session="s", curve_server_public=public)
+    assert ConnectionInfo.read(info.write(tmp_path / "server.json")).curve_server_public == public
+    with pytest.raises(ConnectionFileError, match="curve_server_public"):
+        ConnectionInfo(transport="tcp", host="127.0.0.1", port=5000, key="", pid=1, server_session="s",
+                       curve_server_public="not a key")

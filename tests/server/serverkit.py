@@ -20,7 +20,7 @@ import zmq
 
 from backend.server import Server, ServerConfig
 from protocol.client import BlockingClient
-from protocol.connection import ConnectionInfo
+from protocol.connection import ConnectionInfo, secure_client_socket
 from protocol.messages import Pong, parse
 from protocol.wire import PROTOCOL_TAG, Codec, Message
 
@@ -49,6 +49,7 @@ class RawPeer:
         self.codec = Codec(self.key)  # decodes server messages
         self.sock = context.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        secure_client_socket(self.sock, info)
         self.sock.connect(info.endpoint)
 
     def forge(self, msg_type: str, content: bytes | dict, buffers: tuple[bytes, ...] = (), *,
@@ -104,13 +105,21 @@ def process_rss_bytes(pid: int) -> int:
 class ServerProcess:
     """``python -m backend.cli serve`` in a subprocess with the test job kinds."""
 
-    def __init__(self, jobs_dir: Path, conn_file: Path) -> None:
+    def __init__(self, jobs_dir: Path, conn_file: Path, *, max_open_files: int | None = None) -> None:
+        """``max_open_files``: ``RLIMIT_NOFILE`` set in the server process (descriptor-exhaustion tests)."""
         self.jobs_dir, self.conn_file = jobs_dir, conn_file
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]), RECAST4D_GPU_PROBE="0")
+
+        def limit_files() -> None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_open_files, max_open_files))
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "backend.cli", "serve", "--jobs-dir", str(jobs_dir), "--connection-file",
              str(conn_file), "--job-kinds", "jobkinds_for_tests"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO,
+            preexec_fn=limit_files if max_open_files else None,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -145,3 +154,20 @@ class ServerProcess:
         if self.proc.stdout:
             self.proc.stdout.close()
         return code
+
+
+@contextmanager
+def small_tmpfs(path: Path, size_bytes: int) -> Iterator[Path]:
+    """A tmpfs of ``size_bytes`` mounted at ``path`` (a real full disk); skips the test where mounting is
+    not allowed (not root, no CAP_SYS_ADMIN)."""
+    import pytest
+
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

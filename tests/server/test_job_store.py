@@ -179,8 +179,9 @@ def test_job_folder_permissions_and_files(tmp_path):
     store = JobStore(tmp_path)
     store.create("f", "k", {"p": 1}, parse_input_specs({"a": {"dtype": "|u1", "shape": [4]}}, max_job_bytes=10))
     target = store.open_input("f", "a")
-    target[:] = [1, 2, 3, 4]
-    target.flush()
+    target.write_rows(0, np.array([1, 2], dtype=np.uint8))
+    target.write_rows(2, np.array([3, 4], dtype=np.uint8))
+    target.sync()
     assert store.input_complete("f", "a") == []
     np.testing.assert_array_equal(store.load_inputs("f")["a"], [1, 2, 3, 4])
     for name in ("request.json", "state.json", "log.txt", "inputs/a.npy"):

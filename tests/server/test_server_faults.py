@@ -7,10 +7,12 @@ import statistics
 import time
 
 import numpy as np
+import pytest
 import zmq
 from jobkinds_for_tests import KIND, frame_arrays
 from serverkit import ServerProcess, connect, running_server
 
+from protocol.client import JobRejectedError
 from protocol.messages import Cancelled, ErrorMessage, JobStatus, ResultChunk
 
 
@@ -97,8 +99,10 @@ def test_client_vanishes_mid_stream_server_bounded_result_kept(tmp_path):
         assert not server.clients, "server still holds state for a vanished client"
         assert server.store.get("vanish").streams["points"].chunks == 12  # result kept on disk
 
+        token = client.conn.tokens["vanish"]  # what the add-on keeps in the .blend
         again = connect(tmp_path / "server.json")
         try:
+            again.conn.tokens["vanish"] = token  # a new client session reads the job with its token
             again.resend("vanish", "points", from_chunk=0)
             result = again.wait_job("vanish", need_terminal=False, streams=["points"])
             got_bytes = [_chunk_bytes(result.streams["points"].arrays[i]) for i in range(12)]
@@ -149,6 +153,10 @@ def test_duplicate_submit_runs_once(tmp_path):
             offsets = np.ones((5, 3), np.float32)
             first = a.submit("dup", KIND, params, {"offsets": offsets})
             again = a.submit("dup", KIND, params, {"offsets": offsets})
+            with pytest.raises(JobRejectedError) as refused:  # issue 15: a job belongs to its submitter
+                b.submit("dup", KIND, params, {"offsets": offsets})
+            assert refused.value.code == "not_owner"
+            b.conn.tokens["dup"] = a.conn.tokens["dup"]  # ... or to whoever holds its token
             other = b.submit("dup", KIND, params, {"offsets": offsets})
             assert first == again == other
             result = a.wait_job("dup")
@@ -243,12 +251,14 @@ def test_resume_after_reconnect_fetches_streams_that_began_while_away(tmp_path):
     with running_server(tmp_path) as server:
         first = connect(tmp_path / "server.json")
         first.submit("away", KIND, {"frames": 4, "points": 100, "seed": 9})
+        token = first.conn.tokens["away"]  # saved with the job (the add-on keeps it in the .blend)
         first.close()  # gone before any result arrived
         deadline = time.monotonic() + 10
         while server.store.get("away").state != "done" and time.monotonic() < deadline:
             time.sleep(0.02)
         later = BlockingClientFor(tmp_path)
         try:
+            later.conn.tokens["away"] = token  # a later client session proves ownership with the token
             later.connect(resume_jobs=["away"])  # job.status lists the streams; the client resends them
             result = later.wait_job("away", need_terminal=False, streams=["points"])
             got = [_chunk_bytes(result.streams["points"].arrays[i]) for i in range(4)]

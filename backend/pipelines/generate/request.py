@@ -54,8 +54,18 @@ from backend.generate.volume import VolumeSettings
 from protocol.camera import Camera
 from protocol.errors import ValidationError
 
-from ..fields import optional_map, options_from, positive_float, source_cameras, video_frames
-from ..reshoot.request import MAX_PROMPT_BYTES, EngineOptions, GaussianOptions
+from ..fields import (
+    any_positive_finite,
+    bounded_float,
+    check_engine_options,
+    optional_map,
+    options_from,
+    positive_float,
+    source_cameras,
+    string_set,
+    video_frames,
+)
+from ..reshoot.request import MAX_PROMPT_BYTES, EngineOptions, GaussianOptions, engine_options
 
 GENERATE_OUTPUTS = frozenset({"usd", "ply", "video", "png", "masks"})
 VIDEO_ENGINES = ("wan-t2v", "wan-i2v")
@@ -106,12 +116,12 @@ class GenerateRequest:
         image = inputs.get("image")
         if image is not None:
             image = video_frames(np.asarray(image)[None], name="image")[0]
-        engine_raw = dict(params.get("engine", {}) or {})
-        if not isinstance(params.get("engine", {}), dict):
+        if not isinstance(params.get("engine", {}) or {}, dict):
             raise ValidationError("engine must be a map of options")
+        engine_raw = dict(params.get("engine", {}) or {})
         if "depth" not in engine_raw:
             engine_raw["depth"] = "given" if inputs.get("depth") is not None else "depth-anything"
-        engine = options_from(EngineOptions, engine_raw, "engine")
+        engine = engine_options(engine_raw)
         fps = positive_float(params.get("fps", 16.0), "fps")
         fov = positive_float(params.get("fov_deg", 60.0), "fov_deg")
         depth_kind = params.get("depth_kind", "z")
@@ -128,16 +138,13 @@ class GenerateRequest:
         compose_method = compose.get("method", "band")
         if compose_method not in COMPOSE_METHODS:
             raise ValidationError(f"compose.method must be one of {', '.join(COMPOSE_METHODS)}, got {compose_method!r}")
-        outputs = params.get("outputs", sorted(GENERATE_OUTPUTS))
-        unknown = set(outputs) - GENERATE_OUTPUTS
-        if unknown:
-            raise ValidationError(f"unknown outputs {sorted(unknown)}; choose from {sorted(GENERATE_OUTPUTS)}")
+        outputs = string_set(params.get("outputs", sorted(GENERATE_OUTPUTS)), GENERATE_OUTPUTS, "outputs")
         video_options = params.get("video", {}) or {}
         if not isinstance(video_options, dict):
             raise ValidationError("video must be a map of video engine options")
-        common = dict(prompt=prompt, fps=fps, fov_deg=fov, depth_kind=depth_kind, engine=engine, outpaint=outpaint, split=split, animation=animation,
-                      compose_method=compose_method, volume=volume,
-                      gaussians=gaussians, outputs=frozenset(outputs), warnings=warnings, video_options=video_options)
+        common = dict(prompt=prompt, fps=fps, fov_deg=fov, depth_kind=depth_kind, engine=engine, outpaint=outpaint,
+                      split=split, animation=animation, compose_method=compose_method, volume=volume,
+                      gaussians=gaussians, outputs=outputs, warnings=warnings, video_options=video_options)
         if frames is not None:
             n, h, w = frames.shape[:3]
             if image is not None:
@@ -146,7 +153,7 @@ class GenerateRequest:
             if depth is None and engine.depth == "given":
                 raise ValidationError("no depth was sent with the video and the depth engine is 'given': send depth "
                                       "maps or choose engine.depth = 'depth-anything'")
-            if depth is not None and not np.any(np.isfinite(depth) & (depth > 0)):
+            if depth is not None and not any_positive_finite(depth):
                 raise ValidationError("depth has no positive finite value: nothing can be lifted")
             foreground = optional_map(inputs.get("foreground"), "foreground", (n, h, w), bool)
             cameras = source_cameras({**params, "fov_deg": fov}, n, w, h, warnings)
@@ -162,6 +169,7 @@ class GenerateRequest:
         name = params.get("video_engine") or ("wan-i2v" if image is not None else "wan-t2v")
         if name not in VIDEO_ENGINES:
             raise ValidationError(f"unknown video_engine {name!r}; choose from {', '.join(VIDEO_ENGINES)}")
+        check_engine_options("video", name, video_options, "video")
         if name == "wan-i2v" and image is None:
             raise ValidationError("the wan-i2v engine needs an image (inputs.image, (H, W, 3) uint8)")
         if name == "wan-t2v" and image is not None:
@@ -194,9 +202,7 @@ def _outpaint_settings(raw: Any, seed: int) -> OutpaintSettings:
         raise ValidationError(f"unknown outpaint options {sorted(unknown)}; known: {sorted(known)}")
     settings = OutpaintSettings(rings=parse_rings(raw.get("rings")), seed=seed)
     if "strength" in raw:
-        settings.strength = float(raw["strength"])
-        if not 0.0 <= settings.strength <= 1.0:
-            raise ValidationError(f"outpaint.strength must be in [0, 1], got {raw['strength']}")
+        settings.strength = bounded_float(raw["strength"], "outpaint.strength", 0.0, 1.0)
     for key in ("fit_iterations", "initial_iterations", "views_per_step"):
         if raw.get(key) is not None:
             value = raw[key]
@@ -204,10 +210,7 @@ def _outpaint_settings(raw: Any, seed: int) -> OutpaintSettings:
                 raise ValidationError(f"outpaint.{key} must be a non-negative integer, got {value!r}")
             setattr(settings, key, value)
     if "fit_scale" in raw:
-        scale = float(raw["fit_scale"])
-        if not 0.05 <= scale <= 1.0:
-            raise ValidationError(f"outpaint.fit_scale must be in [0.05, 1], got {scale}")
-        settings.fit_scale = scale
+        settings.fit_scale = bounded_float(raw["fit_scale"], "outpaint.fit_scale", 0.05, 1.0)
     if raw.get("pivot_depth") is not None:
         settings.pivot_depth = positive_float(raw["pivot_depth"], "outpaint.pivot_depth")
     return settings

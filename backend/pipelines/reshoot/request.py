@@ -32,7 +32,18 @@ from backend.engines.fast_preset import FAST
 from protocol.camera import Camera
 from protocol.errors import ValidationError
 
-from ..fields import camera_list, optional_map, options_from, positive_float, source_cameras, video_frames
+from ..fields import (
+    any_positive_finite,
+    camera_list,
+    check_engine_options,
+    optional_map,
+    options_from,
+    positive_float,
+    source_cameras,
+    string_set,
+    validate_name,
+    video_frames,
+)
 from ..source_depth import check_depth_estimable
 
 ALL_OUTPUTS = frozenset({"usd", "ply", "video", "png", "masks", "cameras"})
@@ -173,7 +184,7 @@ class ReshootRequest:
         if depth_kind not in ("z", "ray"):
             raise ValidationError(f"depth_kind must be 'z' or 'ray', got {depth_kind!r}")
         depth = optional_map(inputs.get("depth"), "depth", (n, h, w), float)
-        if depth is not None and not np.any(np.isfinite(depth) & (depth > 0)):
+        if depth is not None and not any_positive_finite(depth):
             raise ValidationError("depth has no positive finite value: nothing can be lifted")
         foreground = optional_map(inputs.get("foreground"), "foreground", (n, h, w), bool)
         edit_masks = optional_map(inputs.get("edit_masks"), "edit_masks", (n, h, w), bool)
@@ -188,7 +199,7 @@ class ReshootRequest:
         prompt = params.get("prompt", "") or ""
         if not isinstance(prompt, str) or len(prompt.encode()) > MAX_PROMPT_BYTES:
             raise ValidationError(f"prompt must be text of at most {MAX_PROMPT_BYTES} bytes")
-        engine = options_from(EngineOptions, params.get("engine", {}), "engine")
+        engine = engine_options(params.get("engine", {}))
         if engine.fast and not engine.inpaint.startswith("wan-vace"):
             warnings.append(f"engine.fast has no effect with the {engine.inpaint!r} fill engine (it has no "
                             "diffusion steps to cut); choose engine.inpaint = 'wan-vace'")
@@ -199,13 +210,10 @@ class ReshootRequest:
             )
         if depth is None:
             check_depth_estimable(frames)
-        outputs = params.get("outputs", sorted(ALL_OUTPUTS))
-        unknown = set(outputs) - ALL_OUTPUTS
-        if unknown:
-            raise ValidationError(f"unknown outputs {sorted(unknown)}; choose from {sorted(ALL_OUTPUTS)}")
+        outputs = string_set(params.get("outputs", sorted(ALL_OUTPUTS)), ALL_OUTPUTS, "outputs")
         trajectories = _trajectories(params.get("trajectories"), n)
         gaussians = options_from(GaussianOptions, params.get("gaussians", {}), "gaussians")
-        if gaussians.iterations is not None and (not isinstance(gaussians.iterations, int) or gaussians.iterations < 0):
+        if gaussians.iterations is not None and (type(gaussians.iterations) is not int or gaussians.iterations < 0):
             raise ValidationError(f"gaussians.iterations must be a whole number >= 0, got {gaussians.iterations!r}")
         if gaussians.max_points < 1:
             raise ValidationError(f"gaussians.max_points must be >= 1, got {gaussians.max_points}")
@@ -217,16 +225,20 @@ class ReshootRequest:
         )
 
 
-
-
-
-
-
-
-
-
-
-
+def engine_options(raw: Any, field: str = "engine") -> EngineOptions:
+    """``engine`` options, with the engine names, LoRA id and engine-specific ``options`` checked."""
+    engine = options_from(EngineOptions, raw, field)
+    if engine.lora is not None and (not isinstance(engine.lora, str) or not 0 < len(engine.lora) <= 1024):
+        raise ValidationError(f"{field}.lora must be a LoRA id, got {str(engine.lora)[:80]!r}")
+    for key in ("steps", "seed", "packing_top_k"):
+        value = getattr(engine, key)
+        if type(value) is not int or value < (1 if key == "steps" else 0):
+            raise ValidationError(f"{field}.{key} must be a whole number >= {1 if key == 'steps' else 0}, got {value!r}")
+    if not isinstance(engine.options, dict):
+        raise ValidationError(f"{field}.options must be a map of engine options")
+    check_engine_options("inpaint", engine.inpaint, engine.inpaint_options(), f"{field}.options")
+    check_engine_options("depth", engine.depth, {}, f"{field}.depth")
+    return engine
 
 
 def _trajectories(raw: Any, n: int) -> list[Trajectory]:
@@ -238,19 +250,22 @@ def _trajectories(raw: Any, n: int) -> list[Trajectory]:
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
             raise ValidationError(f"trajectories[{i}] must be a map")
-        name = str(item.get("name") or f"path{i}")
-        if name in names or not name.replace("_", "").replace("-", "").isalnum():
-            raise ValidationError(f"trajectories[{i}].name {name!r} must be unique and use letters, digits, - or _")
+        name = validate_name(item.get("name") or f"path{i}", f"trajectories[{i}].name")
+        if name in names:
+            raise ValidationError(f"trajectories[{i}].name {name!r} is used twice: names must be unique")
         names.add(name)
         if "preset" in item:
             pivot = item.get("pivot_depth")
-            out.append(Trajectory(name, preset=str(item["preset"]),
-                                  pivot_depth=None if pivot is None else positive_float(pivot, "pivot_depth")))
+            if not isinstance(item["preset"], str) or not 0 < len(item["preset"]) <= 128:
+                raise ValidationError(f"trajectories[{i}].preset must be a preset string like 'orbit:left:30'")
+            out.append(Trajectory(name, preset=item["preset"],
+                                  pivot_depth=None if pivot is None
+                                  else positive_float(pivot, f"trajectories[{i}].pivot_depth")))
             continue
         cameras = camera_list(item.get("cameras"), f"trajectories[{i}].cameras")
         time_map = item.get("time_map")
         if time_map is not None:
-            time_map = np.asarray(time_map)
+            time_map = np.asarray(time_map) if isinstance(time_map, list | tuple | np.ndarray) else np.asarray(None)
             if time_map.shape != (len(cameras),) or not np.issubdtype(time_map.dtype, np.integer):
                 raise ValidationError(f"trajectories[{i}].time_map must list one integer frame per camera")
             if time_map.min() < 0 or time_map.max() >= n:

@@ -32,7 +32,7 @@ from backend.tune.model import LORA_ID_PATTERN
 from protocol.camera import Camera
 from protocol.errors import ValidationError
 
-from ..fields import source_cameras
+from ..fields import any_positive_finite, as_dtype, source_cameras
 from ..source_depth import check_depth_estimable
 
 MAX_PROMPT_BYTES = 4096
@@ -84,17 +84,17 @@ class TuneRequest:
             depth = np.asarray(depth)
             if depth.shape != (n, h, w) or not np.issubdtype(depth.dtype, np.floating):
                 raise ValidationError(f"depth must be float (F, H, W) = {(n, h, w)}, got {depth.shape} {depth.dtype}")
-            if not np.any(np.isfinite(depth) & (depth > 0)):
+            if not any_positive_finite(depth):
                 raise ValidationError("depth has no positive finite value: nothing can be lifted")
-            depth = depth.astype(np.float32, copy=False)
+            depth = as_dtype(depth, np.float32)
         depth_kind = params.get("depth_kind", "z")
         if depth_kind not in ("z", "ray"):
             raise ValidationError(f"depth_kind must be 'z' or 'ray', got {depth_kind!r}")
         warnings: list[str] = []
         cameras = source_cameras(params, n, w, h, warnings)
-        raw_config = dict(params.get("tune") or {})
-        if not isinstance(params.get("tune", {}), dict):
+        if not isinstance(params.get("tune") or {}, dict):
             raise ValidationError("tune must be a map of tuning options")
+        raw_config = dict(params.get("tune") or {})
         prompt = params.get("prompt", raw_config.get("prompt", "")) or ""
         if not isinstance(prompt, str) or len(prompt.encode()) > MAX_PROMPT_BYTES:
             raise ValidationError(f"prompt must be text of at most {MAX_PROMPT_BYTES} bytes")
@@ -103,7 +103,7 @@ class TuneRequest:
         if n < 5:
             raise ValidationError(f"tuning needs a video of at least 5 frames, got {n}")
         lora_id = params.get("lora_id")
-        if lora_id is not None and (not isinstance(lora_id, str) or not LORA_ID_PATTERN.match(lora_id)):
+        if lora_id is not None and (not isinstance(lora_id, str) or not LORA_ID_PATTERN.fullmatch(lora_id)):
             raise ValidationError(f"lora_id {lora_id!r} must be 1-100 letters, digits, '.', '-' or '_'")
         fps = params.get("fps", 16.0)
         if not isinstance(fps, (int, float)) or not np.isfinite(fps) or fps <= 0:
