@@ -10,8 +10,11 @@ the DEALER receives ``copy=False`` and wraps the frames with ``np.frombuffer``. 
 each side's CPU time per stream is recorded (``/proc``): on a 2-core machine both I/O threads
 saturate the cores, so CPU spent outside the copies is what costs throughput.
 
+Both pairs are measured: CurveZMQ-encrypted (our server's default: keys per start in the connection
+file; the raw baseline's ROUTER/DEALER get their own CURVE keys, the same encryption) — the headline —
+and plain TCP for reference (``ServerConfig(curve=False)`` against a plain raw pair).
 Prints MB/s (1 MB = 1e6 bytes of array payload) and the ratio ours / baseline as the last line.
-Usage: ``python bench/transport.py [--frames 81] [--points 262144] [--repeats 15]``
+Usage: ``python bench/transport.py [--frames 81] [--points 262144] [--repeats 15] [--security both]``
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backend.jobs import JobContext, register_job_kind  # noqa: E402
 from backend.server import Server, ServerConfig  # noqa: E402
 from protocol.client import BlockingClient  # noqa: E402
+from protocol.connection import curve_keypair, secure_server_socket  # noqa: E402
 from protocol.wire import Limits  # noqa: E402
 
 KIND = "bench.points"
@@ -76,12 +80,18 @@ def bench_ours(client: BlockingClient, job_id: str, frames: int) -> tuple[float,
     return elapsed, nbytes
 
 
-def _raw_server(port_queue: multiprocessing.Queue, frames_count: int, points: int, window: int, repeats: int) -> None:
-    """Raw pyzmq ROUTER in its own process: on each ``start`` sends every frame under credit."""
+def _raw_server(port_queue: multiprocessing.Queue, frames_count: int, points: int, window: int, repeats: int,
+                curve: tuple[str, str] | None) -> None:
+    """Raw pyzmq ROUTER in its own process: on each ``start`` sends every frame under credit.
+
+    ``curve``: the server's CurveZMQ key pair (Z85), so the baseline pays the same encryption as ours.
+    """
     frames = make_frames(frames_count, points)
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
     router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    if curve is not None:
+        secure_server_socket(router, *curve)
     port_queue.put(router.bind_to_random_port("tcp://127.0.0.1"))
     for _ in range(repeats):
         identity, _ = router.recv_multipart()  # "start"
@@ -120,9 +130,9 @@ def bench_raw(dealer: zmq.Socket, frames: int, window: int) -> tuple[float, int]
     return time.perf_counter() - start, nbytes
 
 
-def _our_server(jobs_dir: Path, conn_file: Path, stop: multiprocessing.Event) -> None:
+def _our_server(jobs_dir: Path, conn_file: Path, stop: multiprocessing.Event, curve: bool) -> None:
     """Our server in its own process (as in production: Blender and the backend are two processes)."""
-    server = Server(ServerConfig(jobs_dir=jobs_dir, connection_file=conn_file))
+    server = Server(ServerConfig(jobs_dir=jobs_dir, connection_file=conn_file, curve=curve))
     server.start()
     stop.wait()
     server.stop()
@@ -149,69 +159,82 @@ def summary(runs: list[tuple[float, int, float, float]]) -> dict[str, float]:
             "client_cpu_ms": round(statistics.median(r[3] for r in runs) * 1e3, 1)}
 
 
+def measure_pair(args: argparse.Namespace, window: int, curve: bool, tmp: Path) -> dict:
+    """Ours and the raw baseline, interleaved, both with CURVE or both plain; figures of the pair."""
+    mp = multiprocessing.get_context("fork")  # children inherit the registered job kind
+    conn_file = tmp / f"server-{'curve' if curve else 'plain'}.json"
+    stop = mp.Event()
+    ours_proc = mp.Process(target=_our_server, args=(tmp / f"jobs-{curve}", conn_file, stop, curve))
+    ours_proc.start()
+    raw_keys = curve_keypair() if curve else None
+    port_queue: multiprocessing.Queue = mp.Queue()
+    raw_proc = mp.Process(target=_raw_server, args=(port_queue, args.frames, args.points, window, args.repeats,
+                                                    raw_keys))
+    raw_proc.start()
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    raw_port = port_queue.get(timeout=60)
+    if raw_keys is not None:  # a CURVE client with its own key pair, as protocol.connection.secure_client_socket
+        public, secret = curve_keypair()
+        dealer.curve_serverkey, dealer.curve_publickey = raw_keys[0].encode(), public.encode()
+        dealer.curve_secretkey = secret.encode()
+    dealer.connect(f"tcp://127.0.0.1:{raw_port}")
+    deadline = time.monotonic() + 60
+    while not conn_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client = BlockingClient.from_file(conn_file, timeout_s=120)
+    try:
+        client.connect()
+        start = time.perf_counter()
+        client.submit("bench", KIND, {"frames": args.frames, "points": args.points})
+        first = client.wait_job("bench", timeout_s=300, keep_arrays=False)  # produce + persist + stream
+        produce_and_stream_s = time.perf_counter() - start
+        assert first.state == "done"
+        ours, raw = [], []
+        for _ in range(args.repeats):  # interleaved, best of N each
+            ours.append(timed(lambda: bench_ours(client, "bench", args.frames), ours_proc.pid))
+            raw.append(timed(lambda: bench_raw(dealer, args.frames, window), raw_proc.pid))
+    finally:
+        client.close()
+        dealer.close(0)
+        ctx.term()
+        stop.set()
+        ours_proc.join(30)
+        raw_proc.join(30)
+    payload = ours[0][1]
+    assert payload == raw[0][1]
+    mb_ours, mb_raw = payload / min(r[0] for r in ours) / 1e6, payload / min(r[0] for r in raw) / 1e6
+    return {"ours_mb_s": round(mb_ours, 1), "raw_mb_s": round(mb_raw, 1), "ratio": round(mb_ours / mb_raw, 3),
+            "ours": summary(ours), "raw": summary(raw), "payload_mb": round(payload / 1e6, 1),
+            "first_run_with_persist_s": round(produce_and_stream_s, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=81)
     parser.add_argument("--points", type=int, default=262_144)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--security", choices=("both", "curve", "plain"), default="both",
+                        help="CURVE-encrypted pair (the product's transport; the headline), plain pair, or both")
     args = parser.parse_args()
     register_job_kind(KIND, run_points)
     window = Limits().window
-    mp = multiprocessing.get_context("fork")  # children inherit the registered job kind
-
+    pairs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="recast4d-bench-") as tmp:
-        conn_file = Path(tmp) / "server.json"
-        stop = mp.Event()
-        ours_proc = mp.Process(target=_our_server, args=(Path(tmp) / "jobs", conn_file, stop))
-        ours_proc.start()
-        port_queue: multiprocessing.Queue = mp.Queue()
-        raw_proc = mp.Process(target=_raw_server, args=(port_queue, args.frames, args.points, window, args.repeats))
-        raw_proc.start()
-        ctx = zmq.Context()
-        dealer = ctx.socket(zmq.DEALER)
-        dealer.connect(f"tcp://127.0.0.1:{port_queue.get(timeout=60)}")
-        deadline = time.monotonic() + 60
-        while not conn_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        client = BlockingClient.from_file(conn_file, timeout_s=120)
-        try:
-            client.connect()
-            start = time.perf_counter()
-            client.submit("bench", KIND, {"frames": args.frames, "points": args.points})
-            first = client.wait_job("bench", timeout_s=300, keep_arrays=False)  # produce + persist + stream
-            produce_and_stream_s = time.perf_counter() - start
-            assert first.state == "done"
-            ours, raw = [], []
-            for _ in range(args.repeats):  # interleaved, best of N each
-                ours.append(timed(lambda: bench_ours(client, "bench", args.frames), ours_proc.pid))
-                raw.append(timed(lambda: bench_raw(dealer, args.frames, window), raw_proc.pid))
-        finally:
-            client.close()
-            dealer.close(0)
-            ctx.term()
-            stop.set()
-            ours_proc.join(30)
-            raw_proc.join(30)
-
-    best_ours = min(r[0] for r in ours)
-    best_raw = min(r[0] for r in raw)
-    payload = ours[0][1]
-    assert payload == raw[0][1]
-    mb_ours = payload / best_ours / 1e6
-    mb_raw = payload / best_raw / 1e6
-    print(f"payload {payload / 1e6:.1f} MB in {args.frames} chunks, window {window}")
-    print(f"ours (server -> client, persisted result): best {best_ours * 1e3:.1f} ms = {mb_ours:.0f} MB/s")
-    print(f"raw pyzmq zero-copy multipart:             best {best_raw * 1e3:.1f} ms = {mb_raw:.0f} MB/s")
-    ours_s, raw_s = summary(ours), summary(raw)
-    print(f"CPU per stream (median): ours server {ours_s['server_cpu_ms']} ms + client {ours_s['client_cpu_ms']} ms; "
-          f"raw server {raw_s['server_cpu_ms']} ms + client {raw_s['client_cpu_ms']} ms")
-    print(f"first run incl. producing + persisting every chunk: {produce_and_stream_s:.2f} s")
+        for name in (("curve", "plain") if args.security == "both" else (args.security,)):
+            pairs[name] = measure_pair(args, window, name == "curve", Path(tmp))
+    for name, pair in pairs.items():
+        label = "CURVE-encrypted" if name == "curve" else "plain (reference)"
+        print(f"{label}: ours {pair['ours_mb_s']:.0f} MB/s (best {pair['ours']['best_ms']} ms), raw pyzmq "
+              f"{pair['raw_mb_s']:.0f} MB/s (best {pair['raw']['best_ms']} ms), ratio {pair['ratio']}; CPU per "
+              f"stream ours {pair['ours']['server_cpu_ms']} + {pair['ours']['client_cpu_ms']} ms, raw "
+              f"{pair['raw']['server_cpu_ms']} + {pair['raw']['client_cpu_ms']} ms (server + client)")
+    head = pairs.get("curve") or pairs["plain"]
     print(json.dumps({
-        "bench": "transport", "unit": "MB/s", "value": round(mb_ours, 1), "baseline": round(mb_raw, 1),
-        "ratio": round(mb_ours / mb_raw, 3), "device": "cpu", "goal": ">= 0.8",
-        "frames": args.frames, "points": args.points, "payload_mb": round(payload / 1e6, 1),
-        "window": window, "first_run_with_persist_s": round(produce_and_stream_s, 2),
-        "ours": ours_s, "raw": raw_s,
+        "bench": "transport", "unit": "MB/s", "value": head["ours_mb_s"], "baseline": head["raw_mb_s"],
+        "ratio": head["ratio"], "device": "cpu", "goal": ">= 0.8",
+        "security": "curve" if "curve" in pairs else "plain", "frames": args.frames, "points": args.points,
+        "payload_mb": head["payload_mb"], "window": window, **{name: pair for name, pair in pairs.items()},
     }))
 
 
