@@ -190,7 +190,7 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
             target = demo_addon.add_camera_path(config.path_spec, demo_scene.CAMERA_DISTANCE)
             demo_addon.connect(backend.connection_file)
         with timer.stage("render_source_and_submit", log):
-            job, request = demo_addon.submit(config.engine, models_dir=config.models_dir,
+            job, request = demo_addon.submit(config.engine,
                                              engine_options=config.engine_options,
                                              fit_gaussians=config.fit_gaussians,
                                              gaussian_iterations=config.gaussian_iterations)

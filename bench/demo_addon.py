@@ -73,13 +73,13 @@ def connect(connection_file: Path):
     return connection.connect_backend(PreferenceValues(connection_file=str(connection_file)), start_timer=False)
 
 
-def submit(engine: str, *, models_dir: str | None = None, engine_options: dict | None = None,
+def submit(engine: str, *, engine_options: dict | None = None,
            fit_gaussians: bool = False, gaussian_iterations: int | None = None):
     """Generation settings + Re-film: renders the source (colour + depth), sends the job.
 
     Returns ``(job, request)``: the add-on's job entry and the request it sent (source frames in
-    ``request.inputs["frames"]``). ``models_dir`` and ``engine_options`` (engine-specific extras)
-    go into the request's ``engine`` options, and ``gaussian_iterations`` (fitting steps per frame)
+    ``request.inputs["frames"]``). ``engine_options`` (engine-specific extras) go into the request's
+    ``engine`` options (the weights folder is the backend's own: ``start_backend(models_dir=...)``), and ``gaussian_iterations`` (fitting steps per frame)
     into its ``gaussians`` options: the add-on's panel exposes neither.
     """
     from addon import submit as addon_submit
@@ -89,8 +89,6 @@ def submit(engine: str, *, models_dir: str | None = None, engine_options: dict |
     generation.fit_gaussians = fit_gaussians
     request = addon_submit.build_reshoot_request(bpy.context)
     request.params["outputs"] = sorted(set(request.params["outputs"]) | {"masks", "png"})
-    if models_dir:
-        request.params["engine"]["models_dir"] = str(Path(models_dir).resolve())
     if engine_options:
         request.params["engine"]["options"] = dict(engine_options)
     if gaussian_iterations is not None:

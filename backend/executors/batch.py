@@ -175,10 +175,10 @@ def create_job(store: Any, job: JobFile) -> None:
                               max_job_bytes=1 << 62)
     store.create(job.job_id, job.kind, job.params, specs)
     for name, array in arrays.items():
-        target = store.open_input(job.job_id, name)
-        target[...] = array
-        if hasattr(target, "flush"):
-            target.flush()
+        target = store.open_input(job.job_id, name)  # space reserved first: DiskFull if it does not fit
+        if array.shape[0]:
+            target.write_rows(0, array)
+            target.sync()
         store.input_complete(job.job_id, name)
     if validate is not None:
         validate(job.params, store.load_inputs(job.job_id))
