@@ -44,6 +44,7 @@ def test_reshoot_with_gaussians_imports_as_native_splats(native_splats, tmp_path
         scene.recast4d.generation.engine = "classical"
         scene.recast4d.generation.fit_gaussians = True
         connection.connect_backend(PreferenceValues(connection_file=str(conn_file)), start_timer=False)
+        assert connection.wait_until_connected(30)  # Re-film is refused while still connecting
         assert bpy.ops.recast4d.submit_job(wait_until_done=True, timeout_s=240) == {"FINISHED"}
         session.detach_client()
         job = scene.recast4d.jobs[-1]
