@@ -62,7 +62,7 @@ def _server(jobs_dir: Path, conn_file: Path, stop: multiprocessing.Event) -> Non
     server.stop()
 
 
-def fetch_into_blender(conn_file: Path, job_id: str, frames: int, result_dir: Path) -> dict[str, float]:
+def fetch_into_blender(conn_file: Path, job_id: str, token: str, frames: int, result_dir: Path) -> dict[str, float]:
     """Resume ``job_id`` with the add-on's client and session; seconds and per-chunk apply costs."""
     import bpy
 
@@ -71,12 +71,13 @@ def fetch_into_blender(conn_file: Path, job_id: str, frames: int, result_dir: Pa
     scene = bpy.context.scene
     scene.recast4d.jobs.clear()
     job = scene.recast4d.jobs.add()
-    job.name, job.job_id, job.state = "bench", job_id, "RUNNING"
+    job.name, job.job_id, job.state, job.token = "bench", job_id, "RUNNING", token  # as saved in the .blend
     job.result_dir = str(result_dir)
     first: list[float] = []
     session.state().on_event = lambda e: first or getattr(e, "type", "") != "result.chunk" or first.append(
         time.perf_counter())
-    client = ThreadedClient(connection_file=conn_file, client_name="recast4d-blender", resume_jobs=[job_id])
+    client = ThreadedClient(connection_file=conn_file, client_name="recast4d-blender", resume_jobs=[job_id],
+                            job_tokens={job_id: token})
     session.attach_client(client, start_timer=False)
     client.start()
     target = result_dir / "scene.usdc"
@@ -98,12 +99,13 @@ def fetch_into_blender(conn_file: Path, job_id: str, frames: int, result_dir: Pa
             "max_tick_ms": max(apply_s) * 1e3, "median_tick_ms": statistics.median(apply_s) * 1e3}
 
 
-def fetch_socket_only(conn_file: Path, job_id: str, streams: list[str]) -> float:
+def fetch_socket_only(conn_file: Path, job_id: str, token: str, streams: list[str]) -> float:
     """The same streams through ``BlockingClient`` (consumed and dropped): first chunk to last."""
     client = BlockingClient.from_file(conn_file, timeout_s=120)
     first: list[float] = []
     try:
         client.connect()
+        client.conn.tokens[job_id] = token  # another session reads the results with the job's token
         for stream in streams:
             client.resend(job_id, stream, from_chunk=0)
         client.wait_job(job_id, on_chunk=lambda e: first or first.append(time.perf_counter()),
@@ -142,10 +144,11 @@ def main() -> None:
             maker.submit("res", KIND, {"frames": args.frames, "points": args.points,
                                        "file_bytes": args.file_mb << 20})
             assert maker.wait_job("res", timeout_s=300, keep_arrays=False).state == "done"
+            token = maker.conn.tokens["res"]
             maker.close()
             for repeat in range(args.repeats):  # interleaved
-                ours.append(fetch_into_blender(conn_file, "res", args.frames, Path(tmp) / f"blend{repeat}"))
-                base.append(fetch_socket_only(conn_file, "res", ["points", "file.scene.usdc"]))
+                ours.append(fetch_into_blender(conn_file, "res", token, args.frames, Path(tmp) / f"blend{repeat}"))
+                base.append(fetch_socket_only(conn_file, "res", token, ["points", "file.scene.usdc"]))
         finally:
             stop.set()
             proc.join(30)
