@@ -136,7 +136,7 @@ def compare_fills(scenes: list[FillScene], engine_options: dict | None = None) -
     seconds, frames = 0.0, 0
     for scene in scenes:
         start = time.perf_counter()
-        ours = engine.fill(scene.render, scene.holes, "")
+        ours = engine.fill(scene.render, scene.holes, "", depth=scene.depth)  # as the reshoot pipeline calls it
         seconds += time.perf_counter() - start
         frames += scene.render.shape[0]
         flat = flat_fill(scene.render, scene.holes)

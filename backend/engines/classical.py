@@ -48,15 +48,20 @@ from protocol.errors import ValidationError
 
 #: Frames of stability a donor pixel needs beyond its distance in time (a passing object's pixels fail it).
 STABLE_MARGIN = 2
+#: Share of changed pixels above which two frames count as filmed by a moving camera.
+MAX_CHANGED_SHARE = 0.25
 #: The smallest smoothing scale when ``radius_px`` is not given: this share of the larger frame side.
-DEFAULT_RADIUS_FRACTION = 0.04
+DEFAULT_RADIUS_FRACTION = 0.02
 #: Share of a Gaussian window that must be seen before that scale's mean is used (else double it).
-MIN_SUPPORT = 0.05
+MIN_SUPPORT = 0.02
 #: Log-depth layers of the depth-aware fill and the sharpness of the far-side soft maximum.
 DEPTH_LAYERS = 6
 FAR_SIDE_POWER = 8.0
+MIN_FAR_SIDE_SIGMA = 1.5  # pixels
+#: Blurs wider than this (sigma, pixels) run at a reduced size.
+DIRECT_BLUR_SIGMA = 3.0
 #: Frames whose larger side exceeds this are smooth-filled at a reduced size (the fill is low-frequency).
-MAX_WORK_SIDE = 192
+MAX_WORK_SIDE = 512
 
 
 def nearest_seen_indices(holes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,10 +88,17 @@ def stable_pixels(frames: np.ndarray, holes: np.ndarray, tolerance: float) -> tu
 
     Returns (stable_backward, stable_forward), (F, H, W) bool: ``stable_backward[f]`` is True where
     the pixel is seen in frames f and f - 1 and no channel differs by more than ``tolerance``
-    (8-bit levels); ``stable_forward[f]`` the same with frame f + 1.
+    (8-bit levels); ``stable_forward[f]`` the same with frame f + 1. A frame pair in which more
+    than :data:`MAX_CHANGED_SHARE` of the pixels seen in both changed (a moving camera) has no
+    stable pixels.
     """
     values = frames.astype(np.int16)
-    agree = (np.abs(np.diff(values, axis=0)).max(axis=-1) <= tolerance) & ~holes[1:] & ~holes[:-1]
+    both_seen = ~holes[1:] & ~holes[:-1]
+    agree = (np.abs(np.diff(values, axis=0)).max(axis=-1) <= tolerance) & both_seen
+    # A moving camera changes most pixels between frames: no pixel of such a frame pair counts as
+    # stable (the same pixel shows another scene point, however uniform the region looks).
+    changed_share = 1.0 - agree.sum(axis=(1, 2)) / np.maximum(both_seen.sum(axis=(1, 2)), 1)
+    agree &= (changed_share <= MAX_CHANGED_SHARE)[:, None, None]
     backward = np.zeros(holes.shape, bool)
     forward = np.zeros(holes.shape, bool)
     backward[1:] = agree
@@ -185,10 +197,21 @@ def smooth_in_time(values: np.ndarray, where: np.ndarray, sigma_frames: float) -
 
 
 def _blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Gaussian blur with zeros outside the frame (so normalized convolution stays unbiased at borders)."""
+    """Gaussian blur (sigma in pixels) with zeros outside the frame, so normalized convolution stays
+    unbiased at the borders. Wide blurs run on a copy shrunk by a power of two (area average) so
+    the kernel stays about :data:`DIRECT_BLUR_SIGMA` pixels, then are scaled back (bilinear)."""
     import cv2
 
-    return cv2.GaussianBlur(image, (0, 0), sigma_px, borderType=cv2.BORDER_CONSTANT)
+    factor = 1
+    while sigma_px / (2 * factor) >= DIRECT_BLUR_SIGMA and min(image.shape[:2]) >= 8 * factor:
+        factor *= 2
+    if factor == 1:
+        return cv2.GaussianBlur(image, (0, 0), sigma_px, borderType=cv2.BORDER_CONSTANT)
+    height, width = image.shape[:2]
+    small = cv2.resize(image, (max(1, round(width / factor)), max(1, round(height / factor))),
+                       interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma_px / factor, borderType=cv2.BORDER_CONSTANT)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def normalized_convolution(values: np.ndarray, weights: np.ndarray, targets: np.ndarray, sigma_px: float,
@@ -221,15 +244,17 @@ def normalized_convolution(values: np.ndarray, weights: np.ndarray, targets: np.
 def far_side_log_depth(log_depth: np.ndarray, weights: np.ndarray, targets: np.ndarray, sigma_px: float) -> np.ndarray:
     """A soft maximum of the seen log-depths around each target pixel: the background behind a depth edge.
 
-    The window is half of ``sigma_px``: local, because reaching farther (tried: 1 and 2 times) pulls
-    distant background into holes at the frame border and scored worse on the Blender scenes.
+    The window is ``sigma_px`` (at least :data:`MIN_FAR_SIDE_SIGMA`): local, because reaching
+    farther (tried: 2 and 4 times) pulls distant background into holes at the frame border and
+    scored worse on the Blender scenes.
 
     ``log_depth`` (H, W) natural log of planar depth (metres), ``weights`` (H, W) seen share.
     Returns (H, W) float32, meaningful at the targets.
     """
     top = float(log_depth[weights > 0].max())
     far_weights = weights * np.exp(FAR_SIDE_POWER * (log_depth - top)).astype(np.float32)
-    estimate, valid = normalized_convolution(log_depth[..., None], far_weights, targets, 0.5 * sigma_px, 1e-12)
+    estimate, valid = normalized_convolution(log_depth[..., None], far_weights, targets,
+                                             max(MIN_FAR_SIDE_SIGMA, sigma_px), 1e-12)
     return np.where(valid, estimate[..., 0], top).astype(np.float32)
 
 
@@ -330,7 +355,7 @@ class ClassicalFill:
     """Ghost-free temporal propagation + smooth depth-aware fill + temporal smoothing (module docstring).
 
     ``max_gap``: frames to look back/forward for a stable seen pixel (0 = no propagation);
-    ``radius_px``: smallest smoothing sigma in pixels (None = 4 % of the larger frame side);
+    ``radius_px``: smallest smoothing sigma in pixels (None = 2 % of the larger frame side);
     ``smooth_sigma``: temporal Gaussian sigma (frames) for the smoothly filled pixels (0 = off);
     ``stable_tolerance``: largest change (8-bit levels) between two frames for a pixel to count as static.
     """
