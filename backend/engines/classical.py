@@ -130,45 +130,41 @@ def propagate_temporally(frames: np.ndarray, holes: np.ndarray, max_gap: int,
     """Fill hole pixels from the same pixel in the nearest frame (in time) where it was seen.
 
     With ``stable_tolerance`` a donor frame ``g`` at distance ``|f - g|`` is used only if the pixel
-    kept its colour for at least ``|f - g| + STABLE_MARGIN`` frames on the far side of ``g`` (:func:`stable_run_lengths`):
-    evidence that it shows static background to a camera that does not move it across the pixel.
-    ``trusted`` (F, H, W) bool marks donors used without that check (the edited first frame). Returns (filled frames as float32 (F, H, W, 3), still-missing (F, H, W) bool).
+    kept its colour for at least ``|f - g| + STABLE_MARGIN`` frames on the far side of ``g``
+    (:func:`stable_run_lengths`): evidence that it shows static background to a camera that does
+    not move it across the pixel. ``trusted`` (F, H, W) bool marks donors used without that check
+    (the edited first frame). Returns (filled frames as float32 (F, H, W, 3), still-missing (F, H, W) bool).
     """
-    if stable_tolerance is None:
-        previous, following = nearest_seen_indices(holes)
-    else:
-        previous, following = nearest_seen_indices(holes)
-    frame_index = np.arange(holes.shape[0], dtype=np.int32)[:, None, None]
-    gap_previous = np.where(previous >= 0, frame_index - previous, np.iinfo(np.int32).max)
-    gap_following = np.where(following >= 0, following - frame_index, np.iinfo(np.int32).max)
+    filled = frames.astype(np.float32)
+    missing = holes.copy()
+    if max_gap < 1 or not holes.any():
+        return filled, missing
+    previous, following = nearest_seen_indices(holes)
+    f, y, x = np.nonzero(holes)  # work on the hole pixels only
+    previous, following = previous[f, y, x], following[f, y, x]
+    unusable = np.iinfo(np.int32).max
+    gap_previous = np.where(previous >= 0, f - previous, unusable)
+    gap_following = np.where(following >= 0, following - f, unusable)
     if stable_tolerance is not None:
         run_back, run_forward = stable_run_lengths(frames, holes, stable_tolerance)
         if trusted is not None:
             long_run = np.int32(holes.shape[0] + STABLE_MARGIN)
             run_back = np.where(trusted, long_run, run_back)
             run_forward = np.where(trusted, long_run, run_forward)
-        rows, cols = np.indices(holes.shape[1:])
-        unstable = np.iinfo(np.int32).max
-        donor_back = run_back[np.clip(previous, 0, None), rows, cols]
-        donor_forward = run_forward[np.clip(following, 0, None), rows, cols]
-        ok_back = donor_back >= gap_previous.astype(np.int64) + STABLE_MARGIN
-        ok_forward = donor_forward >= gap_following.astype(np.int64) + STABLE_MARGIN
-        gap_previous = np.where(ok_back, gap_previous, unstable)
-        gap_following = np.where(ok_forward, gap_following, unstable)
-    use_previous = holes & (gap_previous <= max_gap) & (gap_previous <= gap_following)
-    use_following = holes & (gap_following <= max_gap) & (gap_following <= gap_previous)
-
-    values = frames.astype(np.float32)
-    rows, cols = np.indices(holes.shape[1:])
-    from_previous = values[np.clip(previous, 0, None), rows[None], cols[None]]
-    from_following = values[np.clip(following, 0, None), rows[None], cols[None]]
-    both = (use_previous & use_following)[..., None]
-    only_previous = (use_previous & ~use_following)[..., None]
-    only_following = (use_following & ~use_previous)[..., None]
-    filled = np.where(both, 0.5 * (from_previous + from_following), values)
-    filled = np.where(only_previous, from_previous, filled)
-    filled = np.where(only_following, from_following, filled)
-    missing = holes & ~(use_previous | use_following)
+        donor_back = run_back[np.clip(previous, 0, None), y, x].astype(np.int64)
+        donor_forward = run_forward[np.clip(following, 0, None), y, x].astype(np.int64)
+        gap_previous = np.where(donor_back >= gap_previous.astype(np.int64) + STABLE_MARGIN, gap_previous, unusable)
+        gap_following = np.where(donor_forward >= gap_following.astype(np.int64) + STABLE_MARGIN,
+                                 gap_following, unusable)
+    use_previous = (gap_previous <= max_gap) & (gap_previous <= gap_following)
+    use_following = (gap_following <= max_gap) & (gap_following <= gap_previous)
+    from_previous = filled[np.clip(previous, 0, None), y, x]
+    from_following = filled[np.clip(following, 0, None), y, x]
+    value = np.where(use_previous[:, None], from_previous, from_following)
+    value = np.where((use_previous & use_following)[:, None], 0.5 * (from_previous + from_following), value)
+    used = use_previous | use_following
+    filled[f[used], y[used], x[used]] = value[used]
+    missing[f[used], y[used], x[used]] = False
     return filled, missing
 
 
@@ -181,19 +177,21 @@ def smooth_in_time(values: np.ndarray, where: np.ndarray, sigma_frames: float) -
     if sigma_frames <= 0 or values.shape[0] < 2 or not where.any():
         return values
     radius = max(1, int(np.ceil(2.0 * sigma_frames)))
-    total = np.zeros(values.shape, dtype=np.float32)
-    weight_sum = np.zeros(where.shape + (1,), dtype=np.float32)
+    f, y, x = np.nonzero(where)  # work on the marked pixels only
+    total = np.zeros((f.size, values.shape[-1]), dtype=np.float32)
+    weight_sum = np.zeros((f.size, 1), dtype=np.float32)
     num_frames = values.shape[0]
     for offset in range(-radius, radius + 1):
+        other = f + offset
+        inside = (other >= 0) & (other < num_frames)
+        other = np.clip(other, 0, num_frames - 1)
+        use = inside & where[other, y, x]
         weight = float(np.exp(-0.5 * (offset / sigma_frames) ** 2))
-        lo, hi = max(0, -offset), min(num_frames, num_frames - offset)
-        if lo >= hi:
-            continue
-        mask = where[lo + offset:hi + offset, ..., None].astype(np.float32) * weight
-        total[lo:hi] += values[lo + offset:hi + offset] * mask
-        weight_sum[lo:hi] += mask
-    smoothed = total / np.maximum(weight_sum, 1e-12)
-    return np.where(where[..., None], smoothed, values)
+        total[use] += weight * values[other[use], y[use], x[use]]
+        weight_sum[use] += weight
+    out = values.copy()
+    out[f, y, x] = total / np.maximum(weight_sum, 1e-12)
+    return out
 
 
 def _blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -272,23 +270,26 @@ def depth_aware_mean(colour: np.ndarray, weights: np.ndarray, log_depth: np.ndar
     low, high = float(seen_log.min()), float(seen_log.max())
     centres = np.linspace(low, high, DEPTH_LAYERS) if high > low else np.array([low])
     spacing = float(centres[1] - centres[0]) if len(centres) > 1 else 1.0
-    layers = [(np.clip(1.0 - np.abs(log_depth - c) / spacing, 0, 1).astype(np.float32) * weights,
-               np.clip(1.0 - np.abs(target_log - c) / spacing, 0, 1).astype(np.float32)) for c in centres]
+    rows, cols = np.nonzero(targets)
+    # per layer: colour x weight and weight as one 4-channel image, and each target's share of it
+    layers = []
+    for centre in centres:
+        layer_weights = np.clip(1.0 - np.abs(log_depth - centre) / spacing, 0, 1).astype(np.float32) * weights
+        share = np.clip(1.0 - np.abs(target_log[rows, cols] - centre) / spacing, 0, 1).astype(np.float32)
+        if layer_weights.any() and share.any():
+            layers.append((np.concatenate([colour * layer_weights[..., None], layer_weights[..., None]], axis=-1),
+                           share))
     means = np.zeros(colour.shape, np.float32)
     valid = np.zeros(weights.shape, bool)
-    remaining = targets.copy()
+    remaining = np.ones(rows.shape, bool)  # over the targets
     sigma = max(0.5, float(sigma_px))
-    while remaining.any():
-        total = np.zeros(colour.shape, np.float32)
-        support = np.zeros(weights.shape, np.float32)
-        for layer_weights, target_share in layers:
-            if not layer_weights.any():
-                continue
-            total += target_share[..., None] * _blur(colour * layer_weights[..., None], sigma)
-            support += target_share * _blur(layer_weights, sigma)
-        ok = remaining & (support > MIN_SUPPORT)
-        means[ok] = total[ok] / support[ok][:, None]
-        valid |= ok
+    while remaining.any() and layers:
+        accumulated = np.zeros((rows.size, 4), np.float32)
+        for weighted, share in layers:
+            accumulated += share[:, None] * _blur(weighted, sigma)[rows, cols]
+        ok = remaining & (accumulated[:, 3] > MIN_SUPPORT)
+        means[rows[ok], cols[ok]] = accumulated[ok, :3] / accumulated[ok, 3:]
+        valid[rows[ok], cols[ok]] = True
         remaining &= ~ok
         if sigma > 0.5 * max(height, width):  # beyond this the plain mean does as well
             break
