@@ -144,7 +144,7 @@ def register_engine(spec: EngineSpec) -> None:
 
 for _spec in (
     EngineSpec(
-        "classical", "inpaint", "temporal propagation + OpenCV Telea inpainting (CPU, no weights)",
+        "classical", "inpaint", "static-pixel propagation + smooth depth-aware fill (CPU, no weights)",
         "backend.engines.classical:ClassicalFill", packages=("cv2",),
     ),
     EngineSpec(

@@ -1,11 +1,16 @@
-"""The classical fill: accuracy in synthetic holes, flicker, seen pixels kept, typed errors."""
+"""The classical fill: accuracy in synthetic holes, no ghosts, depth-aware side, flicker, seen pixels kept, typed errors."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from backend.engines.classical import ClassicalFill, inpaint_frame_telea, nearest_seen_indices
+from backend.engines.classical import (
+    ClassicalFill,
+    nearest_seen_indices,
+    smooth_fill_frame,
+    stable_run_lengths,
+)
 from backend.engines.inpaint_types import FirstFrameEdit
 from backend.engines.registry import get_inpaint_engine
 from protocol.errors import Cancelled, ValidationError
@@ -27,7 +32,46 @@ def test_nearest_seen_indices() -> None:
     assert following[:, 0, 0].tolist() == [1, 1, 4, 4, 4]
 
 
+def test_stable_run_lengths() -> None:
+    values = [10, 10, 10, 90, 90]
+    frames = np.array(values, np.uint8)[:, None, None, None].repeat(3, axis=3)
+    holes = np.zeros((5, 1, 1), bool)
+    run_back, run_forward = stable_run_lengths(frames, holes, 4.0)
+    assert run_back[:, 0, 0].tolist() == [0, 1, 2, 0, 1]
+    assert run_forward[:, 0, 0].tolist() == [2, 1, 0, 1, 0]
+
+
+def test_passing_object_leaves_no_ghost() -> None:
+    """A red square crosses a static background; a hole where it just was is filled with background."""
+    background = np.rint(smooth_background()).astype(np.uint8)
+    frames = np.repeat(background[None], FRAMES, 0)
+    for index in range(FRAMES):
+        x = 4 + 3 * index
+        frames[index, 20:28, x:x + 8] = (255, 0, 0)
+    holes = np.zeros((FRAMES, HEIGHT, WIDTH), bool)
+    holes[6, 20:28, 4 + 3 * 5:4 + 3 * 5 + 3] = True  # the square's trailing edge of frame 5, now background
+    damaged = frames.copy()
+    damaged[holes] = 0
+    out = ClassicalFill().fill(damaged, holes, "")
+    error = np.abs(out.astype(np.float64) - background.astype(np.float64))[holes].max()
+    assert error < 10.0, "the fill copied the passing square (a ghost) instead of background"
+
+
+def test_depth_fills_disocclusion_from_the_far_side() -> None:
+    """A hole between a near dark bar and a far bright wall is filled with the wall's colour."""
+    frame = np.full((HEIGHT, WIDTH, 3), 200, np.uint8)
+    frame[:, :24] = 40  # near bar
+    depth = np.full((HEIGHT, WIDTH), 10.0, np.float32)
+    depth[:, :24] = 3.0
+    missing = np.zeros((HEIGHT, WIDTH), bool)
+    missing[:, 24:28] = True  # the gap a 4 px camera shift opens behind the bar's edge
+    plain = smooth_fill_frame(frame, missing)[missing].mean()
+    aware = smooth_fill_frame(frame, missing, np.where(missing, 0.0, depth))[missing].mean()
+    assert aware > 190.0 > plain
+
+
 def test_moving_hole_is_recovered_by_propagation() -> None:
+    """Static scene + moving hole: every hole pixel whose background stayed put long enough is exact."""
     background = smooth_background()
     frames = np.repeat(np.rint(background)[None], FRAMES, 0).astype(np.uint8)
     rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
@@ -37,8 +81,9 @@ def test_moving_hole_is_recovered_by_propagation() -> None:
     damaged = frames.copy()
     damaged[holes] = 0
     out = ClassicalFill().fill(damaged, holes, "")
-    # Static scene + moving hole: every hole pixel was seen in some other frame -> exact.
-    assert np.array_equal(out, frames)
+    exact = (out == frames).all(axis=-1)
+    assert exact[holes].mean() > 0.9
+    assert np.abs(out.astype(np.float64) - background[None])[holes].mean() < 3.0
 
 
 def test_static_hole_error_below_bound_and_seen_pixels_kept() -> None:
@@ -46,7 +91,7 @@ def test_static_hole_error_below_bound_and_seen_pixels_kept() -> None:
     rng = np.random.default_rng(0)
     frames = np.clip(background[None] + rng.normal(0, 2, (FRAMES, HEIGHT, WIDTH, 3)), 0, 255).astype(np.uint8)
     holes = np.zeros((FRAMES, HEIGHT, WIDTH), bool)
-    holes[:, 18:30, 26:38] = True  # never seen: Telea
+    holes[:, 18:30, 26:38] = True  # never seen: the smooth fill
     damaged = frames.copy()
     damaged[holes] = 255
     out = ClassicalFill().fill(damaged, holes, "")
@@ -62,7 +107,7 @@ def test_temporal_smoothing_flickers_less_than_per_frame_inpainting() -> None:
     holes = np.zeros((FRAMES, HEIGHT, WIDTH), bool)
     holes[:, 16:32, 24:40] = True
     ours = ClassicalFill(smooth_sigma=2.0).fill(frames, holes, "").astype(np.float64)
-    per_frame = np.stack([inpaint_frame_telea(f, h, 5.0) for f, h in zip(frames, holes)]).astype(np.float64)
+    per_frame = ClassicalFill(smooth_sigma=0.0).fill(frames, holes, "").astype(np.float64)
 
     def flicker(video: np.ndarray) -> float:
         return float(np.abs(np.diff(video, axis=0))[holes[1:]].mean())

@@ -159,8 +159,10 @@ def run_reshoot(
             context = _packing_context(request, done, tm, holes, K_t, w2c_t, width, height)
             # the edit as this trajectory's cameras see it (frame 0 and the edit region per target view)
             edit = None if lifted_edit is None else target_edit(lifted_edit, K_t, w2c_t, tm, render_rgb, holes)
+            # engines that fill from the background side get the render's planar depth (metres)
+            depth_option = {"depth": render.depth.cpu().numpy()} if getattr(engine, "uses_render_depth", False) else {}
             filled = engine.fill(render_rgb, holes, request.prompt, context=context, edit=edit,
-                                 progress=stage_progress, cancel=cancel)
+                                 progress=stage_progress, cancel=cancel, **depth_option)
 
         with clock.stage("fill_depth") as stage_progress:
             holes_t = torch.from_numpy(holes).to(dev)
