@@ -363,6 +363,8 @@ class ClassicalFill:
 
     #: The reshoot pipeline passes the render's planar depth as ``depth=`` to engines that set this.
     uses_render_depth = True
+    #: ``fill(..., holes_cover_motion=True)`` is understood (see :meth:`fill`).
+    accepts_holes_cover_motion = True
 
     def __init__(self, models_dir: Path | None = None, *, max_gap: int = 12, radius_px: float | None = None,
                  smooth_sigma: float = 2.0, stable_tolerance: float = 6.0, **unused: Any) -> None:
@@ -379,12 +381,15 @@ class ClassicalFill:
 
     def fill(self, frames: np.ndarray, holes: np.ndarray, prompt: str = "", *,
              context: InpaintContext | None = None, edit: FirstFrameEdit | None = None,
-             depth: np.ndarray | None = None,
+             depth: np.ndarray | None = None, holes_cover_motion: bool = False,
              progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> np.ndarray:
         """Fill ``holes`` (True = fill) in ``frames`` (F, H, W, 3) uint8; the prompt and context are unused.
 
         ``depth``: optional (F, H, W) planar depth of the frames in metres (holes: any value), used
-        to fill disocclusions from the background side.
+        to fill disocclusions from the background side. ``holes_cover_motion``: the holes cover
+        everything that moves (a foreground mask over a static-camera video, as ``recast4d
+        generate`` removes its foreground), so every seen pixel is a clean donor and propagation
+        needs no stability evidence.
         """
         frames, holes = validate_fill_inputs(frames, holes)
         if depth is not None:
@@ -399,7 +404,8 @@ class ClassicalFill:
         if edit is not None:  # the edited frame 0 is meant to propagate into the later frames' edit regions
             trusted = np.zeros(holes.shape, bool)
             trusted[0] = np.asarray(edit.region, dtype=bool)[1:].any(axis=0)
-        filled, missing = propagate_temporally(frames, holes, self.max_gap, self.stable_tolerance, trusted)
+        filled, missing = propagate_temporally(frames, holes, self.max_gap,
+                                               None if holes_cover_motion else self.stable_tolerance, trusted)
         spatial = filled.copy()
         for index in range(num_frames):
             check_cancel(cancel)

@@ -69,7 +69,9 @@ def background_video(engine: Any, frames: np.ndarray, depth: torch.Tensor, foreg
     holes = np.ascontiguousarray(foreground, dtype=bool)
     if not holes.any():
         return BackgroundVideo(frames.copy(), depth.clone(), holes.copy())
-    filled = engine.fill(frames, holes, prompt, progress=progress, cancel=cancel)
+    # the holes are the foreground mask: the rest of each frame is background, a clean donor
+    clean_donors = {"holes_cover_motion": True} if getattr(engine, "accepts_holes_cover_motion", False) else {}
+    filled = engine.fill(frames, holes, prompt, progress=progress, cancel=cancel, **clean_donors)
     holes_t = torch.from_numpy(holes).to(depth.device)
     if holes.all():
         raise ValidationError("the foreground mask covers every pixel: there is no background to build on")

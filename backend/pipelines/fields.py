@@ -222,15 +222,48 @@ def check_engine_options(kind: str, name: str, options: dict, field: str) -> Non
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ValidationError(f"unknown {field} {unknown} for the {name} {kind} engine; known: {sorted(known)}")
+    hints = _parameter_types(factory)
     for key, value in options.items():
-        default = known[key]
-        if default is None or value is None:
+        if value is None:
             continue
-        ok = isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
+        default = known[key]
+        allowed = hints.get(key) or (() if default is None else (type(default),))
+        if not allowed:
+            continue
+        ok = any(_value_fits(value, kind) for kind in allowed)
         if not ok:
-            raise ValidationError(f"{field}.{key} must be {type(default).__name__}, got {str(value)[:40]!r}")
+            names = " or ".join(kind.__name__ for kind in allowed)
+            raise ValidationError(f"{field}.{key} must be {names}, got {str(value)[:40]!r}")
+
+
+def _parameter_types(factory: Any) -> dict[str, tuple[type, ...]]:
+    """The plain types each keyword of ``factory`` (a function or class) is annotated with (``None``
+    dropped from unions); parameters without a usable annotation are left out."""
+    import types
+    import typing
+
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except (NameError, TypeError):
+        return {}
+    out: dict[str, tuple[type, ...]] = {}
+    for name, hint in hints.items():
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+            else (hint,)
+        plain = tuple(a for a in args if isinstance(a, type) and a is not type(None) and a is not typing.Any)
+        if plain and len(plain) == len([a for a in args if a is not type(None)]):
+            out[name] = plain
+    return out
+
+
+def _value_fits(value: Any, kind: type) -> bool:
+    """``value`` is a ``kind``; bool is not a number here, an int is a float."""
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, int | float)
+    return isinstance(value, kind)
 
 
 #: Engines whose options are a dataclass ("module:Class"); others are checked by their signature.
