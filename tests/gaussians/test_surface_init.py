@@ -38,7 +38,7 @@ def test_disc_covariance_spans_the_pixel_tangents_and_is_thin_along_the_normal()
     t_u = torch.randn(200, 3, generator=gen) * 0.01
     t_v = torch.randn(200, 3, generator=gen) * 0.01  # not orthogonal to t_u, different lengths
     g = gaussians_from_surface(torch.zeros(200, 3), torch.full((200, 3), 0.5), t_u, t_v, scale_factor=1.0,
-                               thickness=0.1)
+                               thickness=0.1, min_scale_ratio=0.0)
     cov = _covariance(g)
     normal = torch.nn.functional.normalize(torch.cross(t_u, t_v, dim=-1), dim=-1)
     smallest_tangential = torch.exp(g.log_scales[:, 1])
