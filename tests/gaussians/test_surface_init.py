@@ -66,5 +66,6 @@ def test_surface_discs_are_sharper_than_spheres_from_a_held_out_camera_and_fitti
     fitted = fit_frame(discs, [FitView(*view) for view in case.views], FitConfig(iterations=4)).gaussians
     held_out, truth, seen = case.held_out[0], case.truths[0], torch.from_numpy(case.seen[0])
     psnr_spheres, psnr_discs, psnr_fitted = (_held_out_psnr(g, held_out, truth, seen) for g in (spheres, discs, fitted))
-    assert psnr_discs > psnr_spheres + 3.0, (psnr_spheres, psnr_discs)
+    # +3 dB for free discs; the thickness floor Cycles needs (MIN_SCALE_RATIO 0.6) leaves +1.9 dB
+    assert psnr_discs > psnr_spheres + 1.0, (psnr_spheres, psnr_discs)
     assert psnr_fitted > psnr_discs + 1.0, (psnr_discs, psnr_fitted)
