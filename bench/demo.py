@@ -339,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also render the sphere splats of Blender 4.2-5.2 (slow: ~30 s at the default size)")
     parser.add_argument("--no-native-denoise", dest="native_denoise", action="store_false",
                         help="render the native splats without the Cycles denoiser")
+    parser.add_argument("--job-timeout", type=float, default=DemoConfig.job_timeout_s,
+                        help="seconds to wait for the backend job (default 540; raise it on a loaded machine)")
     parser.add_argument("--keep-work", action="store_true", help="copy the job's output folder to OUT/job")
     parser.add_argument("--point-radius-scale", type=float, default=1.0,
                         help="diagnostic: multiply the imported points' radius before the Cycles render (1 = as imported)")
@@ -350,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         fit_gaussians=args.gaussians, gaussian_iterations=args.gaussian_iterations,
         blender53_python=args.blender53_python if args.gaussians else None,
         native_denoise=args.native_denoise, fallback_sphere_splats=args.fallback_sphere_splats,
-        keep_work=args.keep_work, point_radius_scale=args.point_radius_scale,
+        keep_work=args.keep_work, point_radius_scale=args.point_radius_scale, job_timeout_s=args.job_timeout,
     )
     run = run_demo(args.out, config, log=lambda line: print(line, flush=True))
     print(f"[demo] wrote {run.out_dir}/: source.mp4 novel_view.mp4 ground_truth.mp4 side_by_side.png "

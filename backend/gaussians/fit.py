@@ -4,7 +4,9 @@ Loss per view: ``(1 - lambda) * L1 + lambda * (1 - SSIM)`` with lambda = 0.2 (3D
 weighted per pixel (e.g. 0 where a generated view is unreliable). Adam with per-parameter learning
 rates (see :class:`FitConfig`; the means' rate is multiplied by the scene scale). Every
 ``prune_interval`` steps Gaussians with opacity below ``prune_opacity`` are removed together with
-their Adam state. No densification: the lifted point cloud already gives one Gaussian per pixel.
+their Adam state. After every step each Gaussian's std-devs are projected back to at least
+``min_scale_ratio`` times its largest (:func:`floor_scale_ratio`; also applied to the input set).
+No densification: the lifted point cloud already gives one Gaussian per pixel.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from backend.progress import CancelFn, ProgressFn, check_cancel
 from protocol.camera import Camera
 from protocol.errors import ValidationError
 
-from .gaussian_set import GaussianSet
+from .gaussian_set import MIN_SCALE_RATIO, GaussianSet, floor_scale_ratio
 from .losses import photometric_loss, psnr
 from .rasterize import Backend, rasterize
 from .rasterize_torch import BLENDER_EPS2D
@@ -59,6 +61,8 @@ class FitConfig:
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     backend: Backend = "auto"
     eps2d: float = BLENDER_EPS2D  # px^2 screen dilation; Cycles' (not 3DGS's 0.3): fits look the same there
+    # smallest std-dev / largest, kept after every step (0 = free): Cycles under-covers thinner ones
+    min_scale_ratio: float = MIN_SCALE_RATIO
     seed: int = 0
 
 
@@ -139,6 +143,12 @@ class _Trainable:
                            torch.cat([p["sh_dc"], p["sh_rest"]], dim=1), self.sh_degree)
 
     @torch.no_grad()
+    def floor_scales(self, min_ratio: float) -> None:
+        """Project the scales back onto ``smallest >= min_ratio * largest`` (in place, no grad)."""
+        log_scales = self.params["log_scales"]
+        log_scales.copy_(floor_scale_ratio(log_scales, min_ratio))
+
+    @torch.no_grad()
     def prune(self, keep: torch.Tensor) -> None:
         for group in self.optimizer.param_groups:
             old = group["params"][0]
@@ -175,7 +185,10 @@ def fit_frame(
         raise ValidationError("cannot fit an empty Gaussian set")
     device = gaussians.device
     prepared = _prepare_views(views, device)
+    if not 0.0 <= config.min_scale_ratio <= 1.0:
+        raise ValidationError(f"min_scale_ratio must be in [0, 1], got {config.min_scale_ratio}")
     trainable = _Trainable(gaussians, config, _scene_scale(gaussians, [v[1] for v in prepared]))
+    trainable.floor_scales(config.min_scale_ratio)
     background = torch.tensor(config.background, device=device, dtype=torch.float32)
     generator = torch.Generator().manual_seed(config.seed)
     per_step = len(prepared) if config.views_per_step is None else max(1, min(config.views_per_step,
@@ -202,6 +215,7 @@ def fit_frame(
         trainable.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         trainable.optimizer.step()
+        trainable.floor_scales(config.min_scale_ratio)
         result.losses.append(float(loss.detach()))
         if config.prune_interval > 0 and (step + 1) % config.prune_interval == 0 and step + 1 < total:
             keep = torch.sigmoid(trainable.params["logit_opacities"].detach()) >= config.prune_opacity

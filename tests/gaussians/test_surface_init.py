@@ -38,7 +38,7 @@ def test_disc_covariance_spans_the_pixel_tangents_and_is_thin_along_the_normal()
     t_u = torch.randn(200, 3, generator=gen) * 0.01
     t_v = torch.randn(200, 3, generator=gen) * 0.01  # not orthogonal to t_u, different lengths
     g = gaussians_from_surface(torch.zeros(200, 3), torch.full((200, 3), 0.5), t_u, t_v, scale_factor=1.0,
-                               thickness=0.1)
+                               thickness=0.1, min_scale_ratio=0.0)
     cov = _covariance(g)
     normal = torch.nn.functional.normalize(torch.cross(t_u, t_v, dim=-1), dim=-1)
     smallest_tangential = torch.exp(g.log_scales[:, 1])
@@ -66,5 +66,6 @@ def test_surface_discs_are_sharper_than_spheres_from_a_held_out_camera_and_fitti
     fitted = fit_frame(discs, [FitView(*view) for view in case.views], FitConfig(iterations=4)).gaussians
     held_out, truth, seen = case.held_out[0], case.truths[0], torch.from_numpy(case.seen[0])
     psnr_spheres, psnr_discs, psnr_fitted = (_held_out_psnr(g, held_out, truth, seen) for g in (spheres, discs, fitted))
-    assert psnr_discs > psnr_spheres + 3.0, (psnr_spheres, psnr_discs)
+    # +3 dB for free discs; the thickness floor Cycles needs (MIN_SCALE_RATIO 0.6) leaves +1.9 dB
+    assert psnr_discs > psnr_spheres + 1.0, (psnr_spheres, psnr_discs)
     assert psnr_fitted > psnr_discs + 1.0, (psnr_discs, psnr_fitted)
