@@ -49,9 +49,9 @@ def reshoot_outputs(scene: bpy.types.Scene) -> list[str]:
     return scene.recast4d.outputs.to_list()
 
 
-def generate_outputs(context: bpy.types.Context) -> list[str]:
-    """``params["outputs"]`` of a ``generate`` job (the same options, without camera files)."""
-    return scene_settings(context).outputs.to_list(GENERATE_OUTPUT_NAMES)
+def generate_outputs(scene: bpy.types.Scene) -> list[str]:
+    """``params["outputs"]`` of a ``generate`` job from ``scene``'s output options (without camera files)."""
+    return scene.recast4d.outputs.to_list(GENERATE_OUTPUT_NAMES)
 
 
 class RECAST4D_PT_outputs(SectionPanel, bpy.types.Panel):

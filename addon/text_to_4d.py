@@ -19,7 +19,7 @@ import uuid
 import bpy
 import numpy as np
 
-from . import backend_info, capture, error_ui, outputs, session, source, submit, tuning
+from . import backend_info, capture, capture_task, error_ui, outputs, session, source, submit, tuning
 from .deps import protocol_module
 from .panel import SectionPanel, report_errors, scene_settings
 
@@ -104,9 +104,15 @@ class RECAST4D_PG_text_to_4d(bpy.types.PropertyGroup):
 
 
 def build_generate_request(context: bpy.types.Context) -> submit.JobRequest:
-    """Collect the prompt, optional image or source reference and the options into a ``generate`` job."""
-    scene = context.scene
-    settings = scene_settings(context)
+    """Collect the prompt, optional image or source reference and the options into a ``generate`` job
+    (blocking: :func:`generate_request_steps`)."""
+    return capture.run_capture(generate_request_steps(context.scene))
+
+
+def generate_request_steps(scene: bpy.types.Scene) -> capture.Capture:
+    """:func:`build_generate_request` as steps (one per rendered or read frame of the source and of the
+    foreground masks), so Generate 4D Scene runs it a frame at a time (Esc cancels)."""
+    settings = scene.recast4d
     t2 = settings.text_to_4d
     gen = settings.generation.to_params()
     prompt = t2.prompt.strip()
@@ -118,14 +124,14 @@ def build_generate_request(context: bpy.types.Context) -> submit.JobRequest:
         "outpaint": {"rings": t2.ring_loops(), "strength": round(t2.strength, 4),
                      **({"fit_iterations": t2.fit_iterations} if t2.fit_iterations >= 0 else {})},
         "gaussians": {"enabled": t2.foreground_gaussians},
-        "outputs": outputs.generate_outputs(context),
+        "outputs": outputs.generate_outputs(scene),
     }
     inputs: dict = {}
     if t2.use_source:
         if t2.foreground is not None and settings.source.kind != "SCENE":  # checked before the capture
             raise _errors.ValidationError("a foreground collection needs 'This Scene' as the source "
                                           "(the masks are rendered)")
-        frames, source_cameras, rgb, depth = tuning.capture_source(context)
+        frames, source_cameras, rgb, depth = yield from tuning.capture_source_steps(scene)
         params["cameras"] = [c.to_dict() for c in source_cameras]
         params["depth_kind"] = "z"
         params["engine"]["depth"] = "given" if depth is not None else "depth-anything"
@@ -134,7 +140,7 @@ def build_generate_request(context: bpy.types.Context) -> submit.JobRequest:
             inputs["depth"] = depth
         if t2.foreground is not None and depth is not None:
             camera = source.source_camera_object(scene, settings.source)
-            inputs["foreground"] = foreground_masks(scene, camera, frames, t2.foreground, depth)
+            inputs["foreground"] = yield from foreground_mask_steps(scene, camera, frames, t2.foreground, depth)
     else:
         if not prompt:
             raise _errors.ValidationError("type a prompt: it says what to generate (an image alone is not enough)")
@@ -149,11 +155,12 @@ def build_generate_request(context: bpy.types.Context) -> submit.JobRequest:
     return submit.JobRequest(uuid.uuid4().hex, "generate", params, inputs)
 
 
-def foreground_masks(scene: bpy.types.Scene, camera: bpy.types.Object, frames: list[int],
-                     collection: bpy.types.Collection, depth: np.ndarray) -> np.ndarray:
-    """``(F, H, W)`` uint8 masks, 1 where an object of ``collection`` is the visible surface.
+def foreground_mask_steps(scene: bpy.types.Scene, camera: bpy.types.Object, frames: list[int],
+                          collection: bpy.types.Collection, depth: np.ndarray) -> capture.Capture:
+    """``(F, H, W)`` uint8 masks, 1 where an object of ``collection`` is the visible surface; one step
+    per rendered image.
 
-    The scene is rendered again with only the collection's objects (:func:`capture.render_scene_source`);
+    The scene is rendered again with only the collection's objects (``capture.iter_render_scene_source``);
     a pixel is foreground where that depth is set and equals the full scene's planar depth ``depth``
     (metres, same frames) within 0.1 % (so background objects in front of the foreground occlude it).
     """
@@ -164,7 +171,7 @@ def foreground_masks(scene: bpy.types.Scene, camera: bpy.types.Object, frames: l
     for obj in others:
         obj.hide_render = True
     try:
-        _, foreground_depth = capture.render_scene_source(scene, camera, frames)
+        _, foreground_depth = yield from capture.iter_render_scene_source(scene, camera, frames)
     finally:
         for obj in others:
             obj.hide_render = False
@@ -230,8 +237,9 @@ def generate_problem(context: bpy.types.Context) -> str | None:
                                                 inpaint_engine=settings.generation.engine)
 
 
-class RECAST4D_OT_generate_scene(bpy.types.Operator):
-    """Generate a 4D scene from the prompt (and image, or the source video) on the backend"""
+class RECAST4D_OT_generate_scene(capture_task.ModalCapture, bpy.types.Operator):
+    """Generate a 4D scene from the prompt (and image, or the source video, captured a frame at a time:
+    Esc cancels) on the backend"""
 
     bl_idname = "recast4d.generate_scene"
     bl_label = "Generate 4D Scene"
@@ -250,6 +258,14 @@ class RECAST4D_OT_generate_scene(bpy.types.Operator):
             cls.poll_message_set(problem)
             return False
         return True
+
+    cancel_message = "Generate 4D Scene cancelled while capturing the source; nothing was sent"
+
+    def start_capture(self, scene: bpy.types.Scene) -> capture_task.CaptureTask:
+        return capture_task.start(generate_request_steps(scene), "Generate 4D Scene: capturing the source")
+
+    def finish_capture(self, context: bpy.types.Context, task: capture_task.CaptureTask) -> set[str]:
+        return tuning.submit_captured(self, context, task, place_result)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         return tuning.submit_and_wait(self, context, build_generate_request, place_result)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import bpy
 
-from . import backend_info, session, source, submit
+from . import backend_info, capture, capture_task, session, source, submit
 from .deps import protocol_module
 from .jobs import find_job
 from .panel import SectionPanel, report_errors, scene_settings
@@ -87,15 +87,15 @@ class RECAST4D_PG_tune(bpy.types.PropertyGroup):
         return {"steps": self.steps, "rank": self.rank, "angles": angle_schedule(self.max_angle)}
 
 
-def capture_source(context: bpy.types.Context) -> tuple[list[int], list, object, object]:
-    """``(scene frames, source cameras, frames uint8 (F,H,W,3), depth float32 (F,H,W) or None)``
-    of the configured source, captured as for a re-film job (:func:`submit.source_arrays`)."""
-    scene = context.scene
-    src = scene_settings(context).source
+def capture_source_steps(scene: bpy.types.Scene) -> capture.Capture:
+    """``(scene frames, source cameras, frames uint8 (F,H,W,3), depth float32 (F,H,W) or None)`` of the
+    configured source, captured as for a re-film job: one step per frame (``submit.source_capture``),
+    so a modal operator runs it a frame at a time (``capture.run_capture`` runs it to the end)."""
+    src = scene.recast4d.source
     frames = source.source_frames(scene, src)
     source_cameras = source.export_source_cameras(scene, src)
     width, height = source_cameras[0].width, source_cameras[0].height
-    rgb, depth = submit.source_arrays(context, frames)
+    rgb, depth = yield from submit.source_capture(scene, frames)
     if rgb.shape[1:3] != (height, width):
         raise _errors.ValidationError(
             f"the source frames are {rgb.shape[2]}x{rgb.shape[1]} but the scene renders {width}x{height}; "
@@ -109,21 +109,26 @@ def _default_lora_id(scene: bpy.types.Scene, job_id: str) -> str:
 
 
 def build_tune_request(context: bpy.types.Context) -> submit.JobRequest:
-    """Collect the source frames, depth and cameras and the tune options into a ``tune`` job."""
-    settings = scene_settings(context)
+    """Collect the source frames, depth and cameras and the tune options into a ``tune`` job (blocking)."""
+    return capture.run_capture(tune_request_steps(context.scene))
+
+
+def tune_request_steps(scene: bpy.types.Scene) -> capture.Capture:
+    """:func:`build_tune_request` as steps: the source capture yields one step per frame, then the
+    request is returned (the Tune LoRA button runs it a frame at a time, Esc cancels)."""
+    settings = scene.recast4d
     tune = settings.tune
     lora_id = tune.lora_id.strip()
     if lora_id and not LORA_ID_PATTERN.match(lora_id):
         raise _errors.ValidationError(f"LoRA id {lora_id!r} must be 1-100 letters, digits, '.', '-' or '_', "
                                       "starting with a letter or digit")
     options = tune.to_params()
-    count = len(source.source_frames(context.scene, settings.source))
+    count = len(source.source_frames(scene, settings.source))
     if count < MIN_TUNE_FRAMES:  # checked before the (slow) capture
         raise _errors.ValidationError(f"tuning needs a shot of at least {MIN_TUNE_FRAMES} frames, this one has {count}")
-    frames, source_cameras, rgb, depth = capture_source(context)
+    frames, source_cameras, rgb, depth = yield from capture_source_steps(scene)
     if depth is None and settings.source.kind == "SCENE":
         raise _errors.ValidationError("the scene render gave no depth maps; enable the Z pass and try again")
-    scene = context.scene
     job_id = uuid.uuid4().hex
     params = {
         "fps": scene.render.fps / scene.render.fps_base,
@@ -281,8 +286,9 @@ def tune_problem(context: bpy.types.Context) -> str | None:
     return None
 
 
-class RECAST4D_OT_tune_lora(bpy.types.Operator):
-    """Tune a LoRA for this shot on the backend (a long GPU job); its id goes into the LoRA field when done"""
+class RECAST4D_OT_tune_lora(capture_task.ModalCapture, bpy.types.Operator):
+    """Capture the shot (a frame at a time, Esc cancels), then tune a LoRA for it on the backend (a long
+    GPU job); its id goes into the LoRA field when done"""
 
     bl_idname = "recast4d.tune_lora"
     bl_label = "Tune LoRA"
@@ -302,8 +308,31 @@ class RECAST4D_OT_tune_lora(bpy.types.Operator):
             return False
         return True
 
+    cancel_message = "Tune LoRA cancelled while capturing the source; nothing was sent"
+
+    def start_capture(self, scene: bpy.types.Scene) -> capture_task.CaptureTask:
+        return capture_task.start(tune_request_steps(scene), "Tune LoRA: capturing the source")
+
+    def finish_capture(self, context: bpy.types.Context, task: capture_task.CaptureTask) -> set[str]:
+        return submit_captured(self, context, task)
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         return submit_and_wait(self, context, build_tune_request)
+
+
+def submit_captured(operator: bpy.types.Operator, context: bpy.types.Context, task: capture_task.CaptureTask,
+                    after_submit: Callable[[bpy.types.Context, submit.JobRequest, object], None] | None = None,
+                    ) -> set[str]:
+    """Submit the request a finished modal capture built (``ModalCapture.finish_capture``), as
+    :func:`submit_and_wait` does; a cancelled or failed capture becomes one report."""
+    capture_task.stop(task)
+    if task.cancelled:
+        operator.report({"WARNING"}, "The capture was cancelled; nothing was sent")
+        return {"CANCELLED"}
+    if task.error:
+        operator.report({"ERROR"}, task.error)
+        return {"CANCELLED"}
+    return submit_and_wait(operator, context, lambda _context: task.result, after_submit)
 
 
 class RECAST4D_OT_use_tuned_lora(bpy.types.Operator):

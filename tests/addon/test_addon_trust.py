@@ -301,3 +301,39 @@ def test_refilm_modal_steps_on_timer_events_submits_at_the_end_and_esc_cancels(r
         assert submit.RECAST4D_OT_submit_job.poll(bpy.context)  # nothing left running
     finally:
         session.detach_client()
+
+
+@pytest.mark.parametrize("kind", ["tune", "generate"])
+def test_tune_and_generate_capture_on_timer_events_too_and_esc_cancels(registered_addon, kind):
+    """Tune LoRA and Generate 4D Scene (from the source) capture like Re-film: one frame per TIMER
+    event, nothing sent until the capture ends, Esc sends nothing."""
+    import bpy
+
+    from addon import capture_task, session, text_to_4d, tuning
+
+    scene, _ = small_scene(bpy, frames=5)
+    if kind == "tune":
+        op, steps = tuning.RECAST4D_OT_tune_lora, tuning.tune_request_steps
+    else:
+        scene.recast4d.text_to_4d.use_source = True
+        op, steps = text_to_4d.RECAST4D_OT_generate_scene, text_to_4d.generate_request_steps
+    reports: list = []
+    stand_in = type("StandIn", (capture_task.ModalCapture,), {
+        "finish_capture": op.finish_capture, "cancel_message": op.cancel_message, "wait_until_done": False,
+        "report": lambda self, level, text: reports.append((level, text))})
+    timer, esc = (type("Event", (), {"type": name, "value": "PRESS"})() for name in ("TIMER", "ESC"))
+    client = connect_fake(session)
+    try:
+        running = stand_in()
+        running._task = capture_task.start(steps(scene), "capture")
+        outcomes = [op.modal(running, bpy.context, timer) for _ in range(10)]  # 5 colour + 5 depth frames
+        assert outcomes == [{"RUNNING_MODAL"}] * 10 and not client.submitted
+        assert op.modal(running, bpy.context, timer) == {"FINISHED"}, reports
+        assert [k for _, k in client.submitted] == [kind]
+        cancelled = stand_in()
+        cancelled._task = capture_task.start(steps(scene), "capture")
+        op.modal(cancelled, bpy.context, timer)
+        assert op.modal(cancelled, bpy.context, esc) == {"CANCELLED"}
+        assert len(client.submitted) == 1 and any("cancelled" in text for _, text in reports)
+    finally:
+        session.detach_client()
