@@ -60,3 +60,35 @@ def registered_addon(bpy_clean):
         yield addon
     finally:
         addon.unregister()
+
+
+class RecordingClient:
+    """Stands in for the add-on's threaded client: records what is submitted, hands out no events
+    (a test double for the backend connection, not a shipped feature)."""
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, str, dict, dict]] = []
+
+    def submit(self, job_id: str, kind: str, params: dict, inputs: dict) -> None:
+        self.submitted.append((job_id, kind, params, inputs))
+
+    def poll_events(self, max_items: int, time_budget_s: float) -> list:
+        return []
+
+    def consumed(self, job_id: str, stream: str, chunk: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def recording_client(registered_addon):
+    """A :class:`RecordingClient` attached to the add-on's session as a connected backend."""
+    from addon import session
+
+    client = RecordingClient()
+    session.attach_client(client, start_timer=False)
+    session.state().status["connected"] = True  # the backend answered (welcome)
+    yield client
+    session.detach_client()

@@ -10,25 +10,6 @@ import pytest
 pytestmark = pytest.mark.blender
 
 
-class RecordingClient:
-    """Stands in for the threaded client: records what is submitted, hands out no events."""
-
-    def __init__(self) -> None:
-        self.submitted: list[tuple[str, str, dict, dict]] = []
-
-    def submit(self, job_id: str, kind: str, params: dict, inputs: dict) -> None:
-        self.submitted.append((job_id, kind, params, inputs))
-
-    def poll_events(self, max_items: int, time_budget_s: float) -> list:
-        return []
-
-    def consumed(self, job_id: str, stream: str, chunk: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def small_scene(bpy, frames: int = 5):
     """A 24x16 Cycles scene (plane + cube seen by an animated camera), "This Scene" as the source."""
     scene = bpy.context.scene
@@ -49,17 +30,6 @@ def small_scene(bpy, frames: int = 5):
     scene.camera = cam
     scene.recast4d.source.kind = "SCENE"
     return scene
-
-
-@pytest.fixture
-def recording_client(registered_addon):
-    from addon import session
-
-    client = RecordingClient()
-    session.attach_client(client, start_timer=False)
-    session.state().status["connected"] = True  # the backend answered (welcome)
-    yield client
-    session.detach_client()
 
 
 def test_new_operators_and_properties_register_with_backend_defaults(registered_addon):
@@ -83,16 +53,17 @@ def test_new_operators_and_properties_register_with_backend_defaults(registered_
     assert settings.outputs.to_list() == ["usd", "video", "cameras"]  # the former fixed list
 
 
-def test_polls_say_why_tuning_is_disabled(registered_addon):
+def test_polls_say_why_tuning_is_disabled(registered_addon, recording_client):
     import bpy
 
     from addon import session
 
+    session.detach_client()  # no backend yet
     with pytest.raises(RuntimeError, match="Connect to the backend"):
         bpy.ops.recast4d.tune_lora()
     with pytest.raises(RuntimeError, match="No tune job has finished"):
         bpy.ops.recast4d.use_tuned_lora(lora_id="x")
-    session.attach_client(RecordingClient(), start_timer=False)
+    session.attach_client(recording_client, start_timer=False)
     session.state().status["connected"] = True  # the backend answered (welcome)
     try:
         bpy.context.scene.recast4d.source.kind = "CLIP"

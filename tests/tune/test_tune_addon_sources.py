@@ -17,43 +17,6 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
-class RecordingClient:
-    """Stands in for the threaded client: records what is submitted."""
-
-    def __init__(self) -> None:
-        self.submitted: list[tuple[str, str, dict, dict]] = []
-
-    def submit(self, job_id: str, kind: str, params: dict, inputs: dict) -> None:
-        self.submitted.append((job_id, kind, params, inputs))
-
-    def poll_events(self, max_items: int, time_budget_s: float) -> list:
-        return []
-
-    def consumed(self, job_id: str, stream: str, chunk: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-@pytest.fixture
-def addon_with_client():
-    bpy = pytest.importorskip("bpy")
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    import addon
-    from addon import session
-
-    addon.register()
-    client = RecordingClient()
-    session.attach_client(client, start_timer=False)
-    session.state().status["connected"] = True  # the backend answered (welcome)
-    try:
-        yield bpy, client
-    finally:
-        session.detach_client()
-        addon.unregister()
-
-
 def _textured_frames(count: int = 5, height: int = 16, width: int = 24) -> np.ndarray:
     rows, cols = np.mgrid[0:height, 0:width]
     return np.stack([np.stack([(cols * 10 + 7 * i) % 256, rows * 15, (rows + cols) * 5], -1)
@@ -70,11 +33,13 @@ def _source_camera(bpy, scene, frames: int) -> None:
 
 
 @pytest.mark.parametrize("kind", ["IMAGES", "CLIP"])
-def test_tune_from_a_clip_or_image_sequence_sends_no_depth(addon_with_client, tmp_path, kind):
+def test_tune_from_a_clip_or_image_sequence_sends_no_depth(registered_addon, recording_client, tmp_path, kind):
+    import bpy
+
     from backend.media import write_mp4, write_png_sequence
     from backend.pipelines.tune.request import TuneRequest
 
-    bpy, client = addon_with_client
+    client = recording_client
     scene = bpy.context.scene
     _source_camera(bpy, scene, 5)
     source = scene.recast4d.source
@@ -97,12 +62,14 @@ def test_tune_from_a_clip_or_image_sequence_sends_no_depth(addon_with_client, tm
     assert request.depth is None and request.depth_engine == "depth-anything" and len(request.cameras) == 5
 
 
-def test_tune_from_footage_needs_the_backends_depth_engine(addon_with_client, tmp_path):
+def test_tune_from_footage_needs_the_backends_depth_engine(registered_addon, recording_client, tmp_path):
     """Footage goes without depth: a backend whose Depth Anything cannot run disables Tune LoRA, saying why."""
+    import bpy
+
     from addon import session
     from backend.media import write_mp4
 
-    bpy, client = addon_with_client
+    client = recording_client
     scene = bpy.context.scene
     _source_camera(bpy, scene, 5)
     scene.recast4d.source.kind = "CLIP"
