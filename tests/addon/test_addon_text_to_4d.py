@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from backend_process import start_backend, stop_backend
-from test_addon_tuning import RecordingClient, small_scene
+from test_addon_tuning import small_scene
 
 pytestmark = pytest.mark.blender
 
@@ -16,25 +16,15 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 
 
-@pytest.fixture
-def recording_client(registered_addon):
-    from addon import session
-
-    client = RecordingClient()
-    session.attach_client(client, start_timer=False)
-    session.state().status["connected"] = True  # the backend answered (welcome)
-    yield client
-    session.detach_client()
-
-
-def test_polls_say_why_generating_is_disabled(registered_addon):
+def test_polls_say_why_generating_is_disabled(registered_addon, recording_client):
     import bpy
 
     from addon import session
 
+    session.detach_client()  # no backend yet
     with pytest.raises(RuntimeError, match="Connect to the backend"):
         bpy.ops.recast4d.generate_scene()
-    session.attach_client(RecordingClient(), start_timer=False)
+    session.attach_client(recording_client, start_timer=False)
     session.state().status["connected"] = True  # the backend answered (welcome)
     try:
         t2 = bpy.context.scene.recast4d.text_to_4d
