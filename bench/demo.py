@@ -265,6 +265,10 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
         picture = demo_metrics.side_by_side([("source", source[middle]), (f"new view ({label})", novel[middle]),
                                              ("ground truth", truth[middle])])
         iio.imwrite(out_dir / "side_by_side.png", picture)
+        if config.keep_work:  # every compared image, lossless, for looking into a score
+            np.savez_compressed(out_dir / "frames.npz", source=source, truth=truth, novel=novel, seen=seen,
+                                native_rgba=native_rgba if native_rgba is not None else np.zeros(0, np.uint8),
+                                points_rgba=points_rgba, backend_video=backend_video)
     timer.seconds["total"] = round(time.perf_counter() - started, 3)
     trajectory_report = job_report["trajectories"][0]
     report = {
@@ -341,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="render the native splats without the Cycles denoiser")
     parser.add_argument("--job-timeout", type=float, default=DemoConfig.job_timeout_s,
                         help="seconds to wait for the backend job (default 540; raise it on a loaded machine)")
-    parser.add_argument("--keep-work", action="store_true", help="copy the job's output folder to OUT/job")
+    parser.add_argument("--keep-work", action="store_true", help="copy the job's output folder to OUT/job and every compared frame (lossless) to OUT/frames.npz")
     parser.add_argument("--point-radius-scale", type=float, default=1.0,
                         help="diagnostic: multiply the imported points' radius before the Cycles render (1 = as imported)")
     args = parser.parse_args(argv)

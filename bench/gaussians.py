@@ -51,7 +51,7 @@ from backend.gaussians import (  # noqa: E402
 )
 from backend.gaussians.losses import ssim_map  # noqa: E402
 from backend.gaussians.rasterize import gsplat_status  # noqa: E402
-from backend.gaussians.rasterize_torch import BLENDER_EPS2D  # noqa: E402
+from backend.gaussians.rasterize_torch import CYCLES_IMAGE  # noqa: E402
 from backend.pipelines.reshoot import ReshootRequest, run_reshoot  # noqa: E402
 from backend.pipelines.reshoot.request import CPU_FIT_ITERATIONS, GaussianOptions  # noqa: E402
 from backend.pipelines.reshoot.synthetic import RoomFitCase, room_fit_case, sliding_square_scene  # noqa: E402
@@ -89,7 +89,7 @@ def bench_cpu_fit(size: int, max_points: int, steps: int, reference_steps: int) 
 def _held_out_scores(g: GaussianSet, case: RoomFitCase) -> tuple[float, float]:
     psnrs, ssims = [], []
     for cam, truth, seen in zip(case.held_out, case.truths, case.seen):
-        out = rasterize(g, cam, eps2d=BLENDER_EPS2D).rgb.detach().clamp(0, 1)
+        out = rasterize(g, cam, **CYCLES_IMAGE.kwargs()).rgb.detach().clamp(0, 1)
         target, mask = torch.from_numpy(truth), torch.from_numpy(seen)
         psnrs.append(-10.0 * np.log10(float(((out - target) ** 2).mean(-1)[mask].mean())))
         ssims.append(float(ssim_map(out, target)[mask].mean()))

@@ -1,6 +1,7 @@
 """3D Gaussian sets, rasterisers (gsplat on CUDA, fast sparse-pair torch, dense torch reference) and
 per-frame fitting."""
 
+from . import colorspace
 from .fit import FitConfig, FitResult, FitView, fit_frame
 from .gaussian_set import (
     SH_C0,
@@ -43,4 +44,5 @@ __all__ = [
     "sh_dc_to_rgb",
     "ssim",
     "warm_start",
+    "colorspace",
 ]

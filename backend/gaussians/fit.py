@@ -24,7 +24,7 @@ from protocol.errors import ValidationError
 from .gaussian_set import MIN_SCALE_RATIO, GaussianSet, floor_scale_ratio
 from .losses import photometric_loss, psnr
 from .rasterize import Backend, rasterize
-from .rasterize_torch import BLENDER_EPS2D
+from .rasterize_torch import CYCLES_IMAGE, ImageFormation
 
 PARAM_NAMES = ("means", "log_scales", "quats", "logit_opacities", "sh_dc", "sh_rest")
 
@@ -60,7 +60,8 @@ class FitConfig:
     views_per_step: int | None = None  # None = every view every step
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     backend: Backend = "auto"
-    eps2d: float = BLENDER_EPS2D  # px^2 screen dilation; Cycles' (not 3DGS's 0.3): fits look the same there
+    # what the Gaussians are fitted for: Blender's Cycles (pixel filter, linear-light compositing)
+    image: ImageFormation = CYCLES_IMAGE
     # smallest std-dev / largest, kept after every step (0 = free): Cycles under-covers thinner ones
     min_scale_ratio: float = MIN_SCALE_RATIO
     seed: int = 0
@@ -209,7 +210,7 @@ def fit_frame(
         loss = torch.zeros((), device=device)
         for i in chosen:
             image, cam, weight = prepared[i]
-            out = rasterize(current, cam, background=background, backend=config.backend, eps2d=config.eps2d)
+            out = rasterize(current, cam, background=background, backend=config.backend, **config.image.kwargs())
             loss = loss + photometric_loss(out.rgb, image, weight, config.ssim_lambda)
         loss = loss / len(chosen)
         trainable.optimizer.zero_grad(set_to_none=True)
@@ -227,7 +228,8 @@ def fit_frame(
     fitted = trainable.gaussians().detach()
     with torch.no_grad():
         for image, cam, _weight in prepared:
-            out = rasterize(fitted, cam, background=background, backend=config.backend, eps2d=config.eps2d)
+            out = rasterize(fitted, cam, background=background, backend=config.backend,
+                            **config.image.kwargs())
             result.psnr_per_view.append(psnr(out.rgb.clamp(0, 1), image))
     result.gaussians = fitted
     return result

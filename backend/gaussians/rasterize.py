@@ -23,7 +23,8 @@ from protocol.errors import Recast4DError, ValidationError
 
 from .gaussian_set import GaussianSet
 from .rasterize_pairs import rasterize_pairs
-from .rasterize_torch import EPS2D, RenderOutput, rasterize_torch
+from .rasterize_torch import EPS2D, RenderOutput, composite_background, rasterize_torch
+from .sh import eval_sh
 
 Backend = Literal["auto", "fast", "torch", "gsplat"]
 BACKENDS = ("auto", "fast", "torch", "gsplat")
@@ -94,8 +95,12 @@ def rasterize_gsplat(
     near_plane: float = 0.01,
     far_plane: float = 1e10,
     eps2d: float = EPS2D,
+    antialiased: bool = False,
+    linear_light: bool = False,
 ) -> RenderOutput:
-    """Render with ``gsplat.rasterization`` (CUDA only; gsplat imported lazily here)."""
+    """Render with ``gsplat.rasterization`` (CUDA only; gsplat imported lazily here). With
+    ``linear_light`` the colours are evaluated here (SH for each Gaussian's viewing direction,
+    + 0.5, linearised) and composited by gsplat, then encoded to sRGB."""
     if gaussians.device.type != "cuda":
         raise ValidationError("the gsplat rasteriser needs the Gaussians on a CUDA device")
     usable, reason = gsplat_status()
@@ -104,14 +109,22 @@ def rasterize_gsplat(
     import gsplat
 
     bg = None
-    if background is not None:
+    if background is not None and not linear_light:
         bg = torch.as_tensor(background, device=gaussians.device, dtype=gaussians.means.dtype).reshape(1, 3)
+    colours, sh_degree = gaussians.sh, gaussians.sh_degree
+    if linear_light:
+        from .colorspace import srgb_to_linear
+
+        centre = -world_to_camera[:3, :3].T @ world_to_camera[:3, 3]
+        dirs = torch.nn.functional.normalize(gaussians.means - centre, dim=-1)
+        colours = srgb_to_linear(torch.clamp_min(eval_sh(sh_degree, gaussians.sh, dirs) + 0.5, 0.0))
+        sh_degree = None
     colors, alphas, _meta = gsplat.rasterization(
         means=gaussians.means,
         quats=gaussians.quats,
         scales=torch.exp(gaussians.log_scales),
         opacities=torch.sigmoid(gaussians.logit_opacities),
-        colors=gaussians.sh,
+        colors=colours,
         viewmats=world_to_camera[None],
         Ks=K[None],
         width=width,
@@ -119,13 +132,16 @@ def rasterize_gsplat(
         near_plane=near_plane,
         far_plane=far_plane,
         eps2d=eps2d,
-        sh_degree=gaussians.sh_degree,
+        sh_degree=sh_degree,
         backgrounds=bg,
         render_mode="RGB+ED",
-        rasterize_mode="classic",
+        rasterize_mode="antialiased" if antialiased else "classic",
         packed=False,
     )
-    return RenderOutput(rgb=colors[0, ..., :3], alpha=alphas[0, ..., 0], depth=colors[0, ..., 3])
+    rgb, alpha = colors[0, ..., :3], alphas[0, ..., 0]
+    if linear_light:
+        rgb = composite_background(rgb, alpha, background, linear_light=True)
+    return RenderOutput(rgb=rgb, alpha=alpha, depth=colors[0, ..., 3])
 
 
 def rasterize(
@@ -141,6 +157,8 @@ def rasterize(
     near_plane: float = 0.01,
     far_plane: float = 1e10,
     eps2d: float = EPS2D,
+    antialiased: bool = False,
+    linear_light: bool = False,
 ) -> RenderOutput:
     """Render ``gaussians`` seen by ``camera`` (or explicit ``K`` px / ``world_to_camera`` OpenCV).
 
@@ -148,8 +166,10 @@ def rasterize(
     (the dense tile reference), or ``"auto"`` = gsplat when the Gaussians live on a CUDA device and
     its kernels load (:func:`gsplat_status`), else ``"fast"`` (on the Gaussians' device).
     ``background``: RGB composited behind the Gaussians (``rgb + (1 - alpha) * background``).
-    ``eps2d`` (px^2): added to every screen covariance's diagonal; 3DGS's 0.3 by default, which
-    blurs sub-pixel Gaussians more than Blender's Cycles does (see ``BLENDER_EPS2D``).
+    ``eps2d`` (px^2): added to every screen covariance's diagonal; 3DGS's 0.3 by default.
+    ``antialiased``: the dilation keeps each splat's integrated alpha (gsplat's "antialiased" mode).
+    ``linear_light``: sRGB colours composited in linear light, the result encoded to sRGB.
+    :data:`CYCLES_IMAGE` holds the three as Blender 5.3's Cycles renders native splats.
     """
     if backend not in BACKENDS:
         raise ValidationError(f"unknown rasteriser backend {backend!r}; use one of {', '.join(BACKENDS)}")
@@ -160,11 +180,6 @@ def rasterize(
     use_gsplat = backend == "gsplat" or (
         backend == "auto" and gaussians.device.type == "cuda" and gsplat_available()
     )
-    if use_gsplat:
-        return rasterize_gsplat(gaussians, K_t, w2c_t, w, h, background=bg,
-                                near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
-    if backend == "torch":
-        return rasterize_torch(gaussians, K_t, w2c_t, w, h, background=bg,
-                               near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
-    return rasterize_pairs(gaussians, K_t, w2c_t, w, h, background=bg,
-                           near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
+    renderer = rasterize_gsplat if use_gsplat else rasterize_torch if backend == "torch" else rasterize_pairs
+    return renderer(gaussians, K_t, w2c_t, w, h, background=bg, near_plane=near_plane, far_plane=far_plane,
+                    eps2d=eps2d, antialiased=antialiased, linear_light=linear_light)

@@ -35,6 +35,7 @@ from .rasterize_torch import (
     TRANSMITTANCE_MIN,
     ProjectedGaussians,
     RenderOutput,
+    composite_background,
     project_gaussians,
 )
 
@@ -114,14 +115,16 @@ def rasterize_pairs(
     near_plane: float = 0.01,
     far_plane: float = 1e10,
     eps2d: float = EPS2D,
+    antialiased: bool = False,
+    linear_light: bool = False,
 ) -> RenderOutput:
     """Render ``gaussians`` (see module docstring); differentiable; ``K`` pixels, OpenCV ``world_to_camera``.
 
     Returns the same :class:`RenderOutput` as the reference: ``rgb`` (H, W, 3) composited over
     ``background`` when given, ``alpha`` (H, W), ``depth`` (H, W) alpha-normalised camera z in
     metres (0 where nothing was hit)."""
-    proj = project_gaussians(gaussians, K, world_to_camera, width, height,
-                             near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
+    proj = project_gaussians(gaussians, K, world_to_camera, width, height, near_plane=near_plane,
+                             far_plane=far_plane, eps2d=eps2d, antialiased=antialiased, linear_light=linear_light)
     device, dtype = gaussians.device, gaussians.means.dtype
     n_pix = width * height
     gid, pixel = _candidate_pairs(proj, width, height)
@@ -162,8 +165,6 @@ def rasterize_pairs(
     alpha_img = (1.0 - torch.exp(log_trans)).reshape(height, width)
     rgb = rgb.reshape(height, width, 3)
     depth = depth.reshape(height, width)
-    if background is not None:
-        bg = torch.as_tensor(background, device=device, dtype=dtype).reshape(3)
-        rgb = rgb + (1.0 - alpha_img).unsqueeze(-1) * bg
+    rgb = composite_background(rgb, alpha_img, background, linear_light)
     depth = torch.where(alpha_img > 0, depth / alpha_img.clamp_min(1e-10), torch.zeros_like(depth))
     return RenderOutput(rgb=rgb, alpha=alpha_img, depth=depth)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.utils.checkpoint
 
+from .colorspace import linear_to_srgb, srgb_to_linear
 from .gaussian_set import GaussianSet
 from .sh import eval_sh
 
@@ -31,11 +32,38 @@ ALPHA_MAX = 0.999
 ALPHA_MIN = 1.0 / 255.0
 TRANSMITTANCE_MIN = 1e-4
 EPS2D = 0.3  # 3DGS / gsplat screen-space dilation, px^2
-#: dilation that reproduces Blender 5.3 Cycles' native splats: the variance of a one-pixel box pixel
-#: filter (1/12 px^2). Measured on the room scene (160x120, 15 deg orbit): the same PLYs rendered by
-#: Cycles agree best at 1/12 (33-36 dB) against 30-33 dB at 0.3 and 25-35 dB at 0 (sub-pixel splats).
-BLENDER_EPS2D = 1.0 / 12.0
+#: Blender 5.3 Cycles' default pixel filter (Blackman-Harris, 1.5 px wide) acts on native splats
+#: like a Gaussian blur of this variance (px^2): single splats, discs at 0-70 degrees and discs
+#: carpeting a ground plane rendered by Cycles (256 samples) agree best with the reference
+#: rasteriser in ``antialiased`` mode at 0.2 (alpha 29-53 dB, colour 28-45 dB; 0.25: -0.5 dB,
+#: 3DGS's plain 1/12 dilation: 27-52 dB / 27-44 dB, because a plain dilation adds coverage to
+#: sub-pixel splats that a pixel filter only spreads). Measured 2026-12-02.
+CYCLES_FILTER_VARIANCE = 0.2
 CHECKPOINT_MIN_WORK = 2**26  # pixels x Gaussians above which tiles are recomputed in backward
+
+
+@dataclass(frozen=True)
+class ImageFormation:
+    """How a renderer turns Gaussians into pixels, as the rasterisers' keyword arguments:
+    ``eps2d`` screen dilation (px^2), ``antialiased`` (the dilation keeps each splat's integrated
+    alpha, i.e. acts as a pixel filter) and ``linear_light`` (sRGB colours composited in linear light)."""
+
+    eps2d: float = EPS2D
+    antialiased: bool = False
+    linear_light: bool = False
+
+    def kwargs(self) -> dict:
+        return {"eps2d": self.eps2d, "antialiased": self.antialiased, "linear_light": self.linear_light}
+
+
+#: 3DGS / gsplat's classic image formation (what the rasterisers do by default).
+GSPLAT_IMAGE = ImageFormation()
+#: Blender 5.3's Cycles rendering native splats with its default pixel filter and the "Standard"
+#: view transform: colours converted to linear light and composited there (measured: a lone
+#: semi-transparent splat over black agrees 42 dB this way, 28 dB composited in sRGB), each splat
+#: blurred by the pixel filter (:data:`CYCLES_FILTER_VARIANCE`). Fitting uses it, so what the fit
+#: optimises is what the artist renders in Blender.
+CYCLES_IMAGE = ImageFormation(eps2d=CYCLES_FILTER_VARIANCE, antialiased=True, linear_light=True)
 
 
 @dataclass
@@ -49,6 +77,19 @@ class RenderOutput:
     rgb: torch.Tensor
     alpha: torch.Tensor
     depth: torch.Tensor
+
+
+def composite_background(rgb: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor | None,
+                         linear_light: bool) -> torch.Tensor:
+    """Final colour from premultiplied ``rgb`` (H, W, 3) and ``alpha`` (H, W): ``background`` (RGB,
+    sRGB-encoded like the colours) behind it; with ``linear_light`` the composite is in linear light
+    and the result is encoded back to sRGB, as Cycles does with the "Standard" view transform."""
+    if background is not None:
+        bg = torch.as_tensor(background, device=rgb.device, dtype=rgb.dtype).reshape(3)
+        if linear_light:
+            bg = srgb_to_linear(bg)
+        rgb = rgb + (1.0 - alpha).unsqueeze(-1) * bg
+    return linear_to_srgb(rgb) if linear_light else rgb
 
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
@@ -86,10 +127,16 @@ def project_gaussians(
     near_plane: float = 0.01,
     far_plane: float = 1e10,
     eps2d: float = EPS2D,
+    antialiased: bool = False,
+    linear_light: bool = False,
 ) -> ProjectedGaussians:
     """Project, cull and depth-sort ``gaussians`` for one pinhole camera (K and w2c as float tensors).
 
-    ``eps2d`` (px^2) is added to the diagonal of every screen covariance (3DGS's 0.3 by default)."""
+    ``eps2d`` (px^2) is added to the diagonal of every screen covariance (3DGS's 0.3 by default).
+    ``antialiased`` scales each opacity by ``sqrt(det(cov2d) / det(cov2d + eps2d I))`` so the dilation
+    keeps each splat's footprint (its integrated alpha), as a pixel filter does: gsplat's
+    ``rasterize_mode="antialiased"`` (Mip-Splatting's 2D filter). ``linear_light`` converts the
+    (sRGB-encoded) colours to linear light for compositing (see :func:`composite_background`)."""
     dtype = gaussians.means.dtype
     K = K.to(gaussians.device, dtype)
     w2c = world_to_camera.to(gaussians.device, dtype)
@@ -129,6 +176,9 @@ def project_gaussians(
     v = fy * means_cam[:, 1] / z + cy
     means2d = torch.stack([u, v], dim=-1)
     opacities = torch.sigmoid(gaussians.logit_opacities[idx])
+    if antialiased:
+        det_undilated = cov2d[:, 0, 0] * cov2d[:, 1, 1] - b * b
+        opacities = opacities * torch.sqrt((det_undilated / det).clamp(1e-12, 1.0))
     with torch.no_grad():
         # gsplat 1.5.3: opacity-aware extent, min(3.33, sqrt(2 ln(opacity / (1/255)))) std-devs per
         # axis; the box then contains every pixel where alpha >= 1/255, so culling loses nothing
@@ -141,6 +191,8 @@ def project_gaussians(
     cam_center = -R.T @ t
     dirs = torch.nn.functional.normalize(gaussians.means[idx] - cam_center, dim=-1)
     colors = torch.clamp_min(eval_sh(gaussians.sh_degree, gaussians.sh[idx], dirs) + 0.5, 0.0)
+    if linear_light:
+        colors = srgb_to_linear(colors)
 
     sel = torch.nonzero(valid).squeeze(1)
     order = sel[torch.argsort(z[sel].detach(), stable=True)]
@@ -213,14 +265,16 @@ def rasterize_torch(
     far_plane: float = 1e10,
     checkpoint_tiles: bool | None = None,
     eps2d: float = EPS2D,
+    antialiased: bool = False,
+    linear_light: bool = False,
 ) -> RenderOutput:
     """Render ``gaussians`` with the dense reference rasteriser (see module docstring); differentiable.
 
     ``tile_size`` (pixels) and ``chunk`` (Gaussians per depth chunk) trade speed for memory;
     ``checkpoint_tiles`` recomputes each tile in backward instead of storing its intermediates
     (~1.5x slower, memory ~ one tile); ``None`` = only for big jobs (pixels x Gaussians > 2^26)."""
-    proj = project_gaussians(gaussians, K, world_to_camera, width, height,
-                             near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
+    proj = project_gaussians(gaussians, K, world_to_camera, width, height, near_plane=near_plane,
+                             far_plane=far_plane, eps2d=eps2d, antialiased=antialiased, linear_light=linear_light)
     device, dtype = gaussians.device, gaussians.means.dtype
     if checkpoint_tiles is None:
         checkpoint_tiles = width * height * len(proj.depths) > CHECKPOINT_MIN_WORK
@@ -261,9 +315,7 @@ def rasterize_torch(
         rgb = _assemble([(y0, y1, x0, x1, t) for (y0, y1, x0, x1, t) in rgb_tiles], rgb)
         alpha = _assemble([(*b[:4], t) for b, t in zip(rgb_tiles, alpha_tiles)], alpha)
         depth = _assemble([(*b[:4], t) for b, t in zip(rgb_tiles, depth_tiles)], depth)
-    if background is not None:
-        bg = torch.as_tensor(background, device=device, dtype=dtype).reshape(3)
-        rgb = rgb + (1.0 - alpha).unsqueeze(-1) * bg
+    rgb = composite_background(rgb, alpha, background, linear_light)
     depth = torch.where(alpha > 0, depth / alpha.clamp_min(1e-10), torch.zeros_like(depth))
     return RenderOutput(rgb=rgb, alpha=alpha, depth=depth)
 

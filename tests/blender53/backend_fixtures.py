@@ -14,9 +14,10 @@ Kinds (all in the world frame of a camera 4 m in front of the origin, metres, Z 
   rotation quaternions in every Gaussian prim and in the PLY), as a broken writer would leave them;
 - ``conventions``: one known Gaussian set (anisotropic, rotated, semi-transparent, coloured) in
   ``scene.usdc`` and ``gaussians.ply``, a camera (``camera.json``: OpenCV ``K``, world-to-camera)
-  and the backend reference rasteriser's renders of it: ``reference_srgb.npy`` (3DGS: composited
-  in sRGB) and ``reference_linear.npy`` (colours linearised, composited in linear light, encoded to
-  sRGB: Cycles' way), both (H, W, 3) float sRGB over black.
+  and the backend reference rasteriser's renders of it: ``reference_srgb.npy`` (3DGS's classic
+  image formation: composited in sRGB, 0.3 px^2 dilation) and ``reference_linear.npy`` (Cycles' way,
+  ``CYCLES_IMAGE``: composited in linear light, the pixel filter as a footprint-keeping dilation),
+  both (H, W, 3) float sRGB over black.
 """
 
 from __future__ import annotations
@@ -103,10 +104,8 @@ def write_conventions(out: Path) -> None:
 
     from backend.export.ply import write_gaussian_ply
     from backend.export.usd_writer import UsdSceneWriter
-    from backend.gaussians.gaussian_set import GaussianSet, rgb_to_sh_dc, sh_dc_to_rgb
-    from backend.gaussians.rasterize_torch import rasterize_torch
+    from backend.gaussians.rasterize_torch import CYCLES_IMAGE, rasterize_torch
     from protocol.camera import look_at
-    from protocol.color import linear_to_srgb, srgb_to_linear
 
     rng = np.random.default_rng(3)
     g = _gaussians(rng, 40)
@@ -115,12 +114,9 @@ def write_conventions(out: Path) -> None:
     w2c = look_at([0.5, -4.0, 1.0], [0.0, 0.0, 0.0], up=(0.0, 0.0, 1.0))
     k, view = torch.tensor(K, dtype=torch.float32), torch.tensor(w2c, dtype=torch.float32)
     srgb = rasterize_torch(g, k, view, CAMERA_WIDTH, CAMERA_HEIGHT).rgb.numpy()
-    linear_colours = torch.from_numpy(srgb_to_linear(sh_dc_to_rgb(g.sh[:, 0]).numpy()))
-    g_linear = GaussianSet(means=g.means, log_scales=g.log_scales, quats=g.quats,
-                           logit_opacities=g.logit_opacities, sh=rgb_to_sh_dc(linear_colours)[:, None, :])
-    linear = rasterize_torch(g_linear, k, view, CAMERA_WIDTH, CAMERA_HEIGHT).rgb.numpy()
+    cycles = rasterize_torch(g, k, view, CAMERA_WIDTH, CAMERA_HEIGHT, **CYCLES_IMAGE.kwargs()).rgb.numpy()
     np.save(out / "reference_srgb.npy", srgb.astype(np.float32))
-    np.save(out / "reference_linear.npy", linear_to_srgb(np.clip(linear, 0.0, 1.0)).astype(np.float32))
+    np.save(out / "reference_linear.npy", cycles.astype(np.float32))
     (out / "camera.json").write_text(json.dumps({"K": K.tolist(), "world_to_camera": w2c.tolist(),
                                                  "width": CAMERA_WIDTH, "height": CAMERA_HEIGHT}))
     with UsdSceneWriter(out / "scene.usdc", fps=24.0, start_frame=1) as writer:

@@ -8,7 +8,7 @@ import torch
 
 from backend.gaussians import GaussianSet, gaussians_from_points, rasterize
 from backend.gaussians.rasterize_pairs import rasterize_pairs
-from backend.gaussians.rasterize_torch import BLENDER_EPS2D, EPS2D, rasterize_torch
+from backend.gaussians.rasterize_torch import CYCLES_IMAGE, GSPLAT_IMAGE, ImageFormation, rasterize_torch
 from protocol.camera import Camera
 
 PARAMS = ("means", "log_scales", "quats", "logit_opacities", "sh")
@@ -28,21 +28,22 @@ def _scene(n: int = 400, sh_degree: int = 1, seed: int = 0) -> tuple[GaussianSet
     return g, torch.tensor(cam.K, dtype=torch.float32), torch.tensor(cam.world_to_camera, dtype=torch.float32)
 
 
-def _render_with_grads(fn, g: GaussianSet, K, w2c, eps2d: float):
+def _render_with_grads(fn, g: GaussianSet, K, w2c, image: ImageFormation):
     g = g.clone()
     for name in PARAMS:
         getattr(g, name).requires_grad_(True)
-    out = fn(g, K, w2c, 40, 24, background=torch.tensor([0.2, 0.3, 0.4]), eps2d=eps2d)
+    out = fn(g, K, w2c, 40, 24, background=torch.tensor([0.2, 0.3, 0.4]), **image.kwargs())
     weights = torch.linspace(0.5, 1.5, 3)
     (out.rgb * weights).sum().add(0.3 * out.alpha.sum()).add(0.05 * out.depth.sum()).backward()
     return out, {name: getattr(g, name).grad for name in PARAMS}
 
 
-@pytest.mark.parametrize("eps2d", [EPS2D, BLENDER_EPS2D])
-def test_fast_rasteriser_matches_the_reference_images_and_gradients(eps2d: float) -> None:
+@pytest.mark.parametrize("image", [GSPLAT_IMAGE, ImageFormation(eps2d=1.0 / 12.0), CYCLES_IMAGE],
+                         ids=["gsplat", "small-dilation", "cycles"])
+def test_fast_rasteriser_matches_the_reference_images_and_gradients(image: ImageFormation) -> None:
     g, K, w2c = _scene()
-    ref, ref_grads = _render_with_grads(rasterize_torch, g, K, w2c, eps2d)
-    fast, fast_grads = _render_with_grads(rasterize_pairs, g, K, w2c, eps2d)
+    ref, ref_grads = _render_with_grads(rasterize_torch, g, K, w2c, image)
+    fast, fast_grads = _render_with_grads(rasterize_pairs, g, K, w2c, image)
     alpha = ref.alpha.detach()
     assert float(alpha.max()) > 0.9 and float(alpha.min()) < 0.1  # covered and empty pixels
     for name in ("rgb", "alpha", "depth"):

@@ -14,7 +14,7 @@ from backend.gaussians import (
     rasterize,
 )
 from backend.gaussians.gaussian_set import rotation_to_quat
-from backend.gaussians.rasterize_torch import BLENDER_EPS2D, quat_to_rotmat
+from backend.gaussians.rasterize_torch import CYCLES_IMAGE, quat_to_rotmat
 from backend.pipelines.reshoot.synthetic import room_fit_case
 from protocol.camera import Camera
 
@@ -51,7 +51,7 @@ def test_disc_covariance_spans_the_pixel_tangents_and_is_thin_along_the_normal()
 
 
 def _held_out_psnr(g, cam: Camera, truth: np.ndarray, seen: torch.Tensor) -> float:
-    out = rasterize(g, cam, eps2d=BLENDER_EPS2D).rgb.detach().clamp(0, 1)
+    out = rasterize(g, cam, **CYCLES_IMAGE.kwargs()).rgb.detach().clamp(0, 1)
     mse = float(((out - torch.from_numpy(truth)) ** 2).mean(-1)[seen].mean())
     return 10.0 * np.log10(1.0 / mse)
 
