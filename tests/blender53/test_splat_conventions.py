@@ -2,11 +2,12 @@
 natively by Blender 5.3 Cycles (imported through the add-on from the USD and the PLY the backend
 writes) from the same camera must agree: colour (SH DC, sRGB), opacity, scale, rotation.
 
-Cycles composites splats in scene-linear light, 3DGS (and our reference rasteriser) in sRGB, so
-the reference is rendered the Cycles way (colours linearised, composited, encoded to sRGB; the
-fixture's ``reference_linear.npy``): every data convention is then compared one to one. The
-3DGS-way render (``reference_srgb.npy``) differs only where splats are semi-transparent (~23 dB on
-this set; measured 2026-12-02) and is printed for the record.
+Cycles composites splats in scene-linear light and applies its pixel filter, 3DGS (and our
+reference rasteriser by default) composites in sRGB with a plain dilation, so the reference is
+rendered the Cycles way (``CYCLES_IMAGE``: linear light, the filter as a footprint-keeping
+dilation; the fixture's ``reference_linear.npy``): every data convention is then compared one to
+one (39.0 dB, measured 2026-12-02). The 3DGS-way render (``reference_srgb.npy``) differs where
+splats are semi-transparent (~23 dB on this set) and is printed for the record.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def test_reference_rasteriser_and_cycles_agree(native_splats, backend_files, tmp
     rendered = _render_through_fixture_camera(bpy, folder, tmp_path, source)
     reference = np.load(folder / "reference_linear.npy")
     psnr = _psnr(rendered, reference)
-    print(f"{source}: PSNR vs reference (linear compositing) {psnr:.2f} dB; vs 3DGS sRGB compositing "
+    print(f"{source}: PSNR vs reference (CYCLES_IMAGE) {psnr:.2f} dB; vs 3DGS sRGB compositing "
           f"{_psnr(rendered, np.load(folder / 'reference_srgb.npy')):.2f} dB")
     assert reference.max() > 0.3 and (reference.sum(-1) > 0.05).mean() > 0.1  # the splats fill the view
     assert psnr >= MIN_PSNR_DB
