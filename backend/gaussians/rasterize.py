@@ -21,6 +21,7 @@ import torch
 from protocol.camera import Camera
 from protocol.errors import Recast4DError, ValidationError
 
+from .colorspace import srgb_to_linear
 from .gaussian_set import GaussianSet
 from .rasterize_pairs import rasterize_pairs
 from .rasterize_torch import EPS2D, RenderOutput, composite_background, rasterize_torch
@@ -113,8 +114,6 @@ def rasterize_gsplat(
         bg = torch.as_tensor(background, device=gaussians.device, dtype=gaussians.means.dtype).reshape(1, 3)
     colours, sh_degree = gaussians.sh, gaussians.sh_degree
     if linear_light:
-        from .colorspace import srgb_to_linear
-
         centre = -world_to_camera[:3, :3].T @ world_to_camera[:3, 3]
         dirs = torch.nn.functional.normalize(gaussians.means - centre, dim=-1)
         colours = srgb_to_linear(torch.clamp_min(eval_sh(sh_degree, gaussians.sh, dirs) + 0.5, 0.0))

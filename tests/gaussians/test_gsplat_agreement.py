@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from backend.gaussians import gaussians_from_points, gsplat_status, rasterize
+from backend.gaussians.rasterize_torch import CYCLES_IMAGE, GSPLAT_IMAGE, ImageFormation
 from protocol.camera import Camera
 
 
 @pytest.mark.gpu
-def test_gsplat_matches_the_reference_rasteriser_on_a_random_scene() -> None:
+@pytest.mark.parametrize("image", [GSPLAT_IMAGE, CYCLES_IMAGE], ids=["classic", "cycles"])
+def test_gsplat_matches_the_reference_rasteriser_on_a_random_scene(image: ImageFormation) -> None:
     usable, reason = gsplat_status()
     if not usable:
         pytest.skip(reason)
@@ -26,8 +28,8 @@ def test_gsplat_matches_the_reference_rasteriser_on_a_random_scene() -> None:
     w2c = np.eye(4)
     w2c[:3, 3] = [0.1, -0.05, 0.2]
     cam = Camera.from_fov(60.0, 96, 64, w2c)
-    cpu = rasterize(g, cam, background=(0.1, 0.2, 0.3), backend="torch")
-    gpu = rasterize(g.to("cuda"), cam, background=(0.1, 0.2, 0.3), backend="gsplat")
+    cpu = rasterize(g, cam, background=(0.1, 0.2, 0.3), backend="torch", **image.kwargs())
+    gpu = rasterize(g.to("cuda"), cam, background=(0.1, 0.2, 0.3), backend="gsplat", **image.kwargs())
     assert (gpu.rgb.cpu() - cpu.rgb).abs().mean().item() < 2e-3
     assert (gpu.alpha.cpu() - cpu.alpha).abs().mean().item() < 2e-3
     hit = (cpu.alpha > 0.5) & (gpu.alpha.cpu() > 0.5)
