@@ -35,9 +35,9 @@ EPS2D = 0.3  # 3DGS / gsplat screen-space dilation, px^2
 #: Blender 5.3 Cycles' default pixel filter (Blackman-Harris, 1.5 px wide) acts on native splats
 #: like a Gaussian blur of this variance (px^2): single splats, discs at 0-70 degrees and discs
 #: carpeting a ground plane rendered by Cycles (256 samples) agree best with the reference
-#: rasteriser in ``antialiased`` mode at 0.2 (alpha 29-53 dB, colour 28-45 dB; 0.25: -0.5 dB,
-#: 3DGS's plain 1/12 dilation: 27-52 dB / 27-44 dB, because a plain dilation adds coverage to
-#: sub-pixel splats that a pixel filter only spreads). Measured 2026-12-02.
+#: rasteriser in ``antialiased`` mode at 0.2 (alpha 29-53 dB, colour 28-45 dB; 0.25: up to -0.8 dB;
+#: the plain 1/12 px^2 dilation the fit used before, in linear light: 27-52 dB / 27-44 dB, because a
+#: plain dilation adds coverage to sub-pixel splats that a pixel filter only spreads). 2026-12-02.
 CYCLES_FILTER_VARIANCE = 0.2
 CHECKPOINT_MIN_WORK = 2**26  # pixels x Gaussians above which tiles are recomputed in backward
 
