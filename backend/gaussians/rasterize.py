@@ -21,11 +21,9 @@ import torch
 from protocol.camera import Camera
 from protocol.errors import Recast4DError, ValidationError
 
-from .colorspace import srgb_to_linear
 from .gaussian_set import GaussianSet
 from .rasterize_pairs import rasterize_pairs
-from .rasterize_torch import EPS2D, RenderOutput, composite_background, rasterize_torch
-from .sh import eval_sh
+from .rasterize_torch import EPS2D, RenderOutput, composite_background, rasterize_torch, view_colors
 
 Backend = Literal["auto", "fast", "torch", "gsplat"]
 BACKENDS = ("auto", "fast", "torch", "gsplat")
@@ -115,8 +113,7 @@ def rasterize_gsplat(
     colours, sh_degree = gaussians.sh, gaussians.sh_degree
     if linear_light:
         centre = -world_to_camera[:3, :3].T @ world_to_camera[:3, 3]
-        dirs = torch.nn.functional.normalize(gaussians.means - centre, dim=-1)
-        colours = srgb_to_linear(torch.clamp_min(eval_sh(sh_degree, gaussians.sh, dirs) + 0.5, 0.0))
+        colours = view_colors(gaussians.means, gaussians.sh, sh_degree, centre, linear_light=True)
         sh_degree = None
     colors, alphas, _meta = gsplat.rasterization(
         means=gaussians.means,

@@ -92,6 +92,15 @@ def composite_background(rgb: torch.Tensor, alpha: torch.Tensor, background: tor
     return linear_to_srgb(rgb) if linear_light else rgb
 
 
+def view_colors(means: torch.Tensor, sh: torch.Tensor, sh_degree: int, camera_centre: torch.Tensor,
+                linear_light: bool) -> torch.Tensor:
+    """(N, 3) colours seen from ``camera_centre``: SH for the direction centre -> mean, + 0.5,
+    clamped at 0 (gsplat); linearised for ``linear_light`` compositing."""
+    dirs = torch.nn.functional.normalize(means - camera_centre, dim=-1)
+    colors = torch.clamp_min(eval_sh(sh_degree, sh, dirs) + 0.5, 0.0)
+    return srgb_to_linear(colors) if linear_light else colors
+
+
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
     """(N, 3, 3) rotation matrices from (N, 4) wxyz quaternions (normalised here)."""
     w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
@@ -188,11 +197,7 @@ def project_gaussians(
         on_screen = (u + rx > 0) & (u - rx < width) & (v + ry > 0) & (v - ry < height)
         valid = valid & on_screen & (opacities >= ALPHA_MIN) & (rx > 0) & (ry > 0)
 
-    cam_center = -R.T @ t
-    dirs = torch.nn.functional.normalize(gaussians.means[idx] - cam_center, dim=-1)
-    colors = torch.clamp_min(eval_sh(gaussians.sh_degree, gaussians.sh[idx], dirs) + 0.5, 0.0)
-    if linear_light:
-        colors = srgb_to_linear(colors)
+    colors = view_colors(gaussians.means[idx], gaussians.sh[idx], gaussians.sh_degree, -R.T @ t, linear_light)
 
     sel = torch.nonzero(valid).squeeze(1)
     order = sel[torch.argsort(z[sel].detach(), stable=True)]
