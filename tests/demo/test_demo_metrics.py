@@ -60,3 +60,17 @@ def test_side_by_side_enlarges_and_joins_the_panels():
     picture = demo_metrics.side_by_side(panels, scale=3, gap=4)
     assert picture.shape == (30, 2 * 36 + 4, 3) and picture.dtype == np.uint8
     assert (picture[:, 36:40] == 255).all()
+
+
+def test_over_black_composites_straight_alpha_in_linear_light():
+    rgba = np.zeros((1, 1, 4, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[0, 0, :, 3] = (255, 0, 128, 255)
+    rgba[0, 0, 3, :3] = (200, 30, 90)
+    out = demo_metrics.over_black(rgba)
+    assert out.dtype == np.uint8 and out.shape == (1, 1, 4, 3)
+    assert out[0, 0, 0].tolist() == [255, 255, 255]  # opaque: unchanged
+    assert out[0, 0, 1].tolist() == [0, 0, 0]  # empty: the black background
+    # white at half coverage is half the light: sRGB 188, not the 128 of multiplying sRGB values
+    assert out[0, 0, 2].tolist() == [188, 188, 188]
+    assert out[0, 0, 3].tolist() == [200, 30, 90]  # the encode/decode round trip keeps opaque colours
