@@ -151,3 +151,35 @@ def test_errors_and_cancel_reach_the_job(registered_addon):
     assert (failed.state, failed.error_code, failed.error) == ("FAILED", "invalid_camera", "camera 3 has fx <= 0")
     assert cancelled.state == "CANCELLED"
     assert "signature mismatch" in session.state().status["error"]
+
+
+class _IdleClient:
+    """A connected client with nothing to say; ``poll_events`` never blocks, as the real one's."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def poll_events(self, max_items: int, time_budget_s: float) -> list:
+        self.polls += 1
+        return []
+
+    def consumed(self, job_id: str, stream: str, chunk: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_blocking_wait_sleeps_between_empty_rounds_instead_of_spinning(registered_addon):
+    # A background-Blender wait (the demo, scripted renders) used to spin on the non-blocking poll
+    # and take a whole core from a backend on the same machine.
+    from addon import session
+
+    client = _IdleClient()
+    session.attach_client(client, start_timer=False)
+    try:
+        until = time.monotonic() + 0.3
+        assert session.drain_blocking(lambda: time.monotonic() > until, timeout_s=10, poll_s=0.05)
+    finally:
+        session.detach_client()
+    assert 1 <= client.polls <= 0.3 / 0.05 + 2, f"{client.polls} polls in 0.3 s"
