@@ -104,6 +104,40 @@ def _candidate_pairs(proj: ProjectedGaussians, width: int, height: int) -> tuple
         return gid.index_select(0, order), pixel
 
 
+def pair_weights(proj: ProjectedGaussians, gid: torch.Tensor, pixel: torch.Tensor,
+                 width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Compositing weight ``alpha * T`` of each ``(gaussian, pixel)`` pair of :func:`_candidate_pairs`
+    (the pixel's colour is ``sum(weight * colour)``) and its ``log(1 - alpha)`` (0 for pairs skipped
+    by early termination; per pixel they sum to the log of the final transmittance). Differentiable."""
+    dtype = proj.means2d.dtype
+    row = torch.div(pixel, width, rounding_mode="floor")
+    col = pixel - row * width
+    # one gather of the per-Gaussian scalars (unbind: one stack, one index_add in backward)
+    mean_u, mean_v, con_a, con_b, con_c, opacity = torch.cat(
+        [proj.means2d, proj.conics, proj.opacities[:, None]], dim=1).index_select(0, gid).unbind(1)
+    dx = (col.to(dtype) + 0.5) - mean_u
+    dy = (row.to(dtype) + 0.5) - mean_v
+    power = -0.5 * (con_a * dx * dx + con_c * dy * dy) - con_b * dx * dy
+    alpha = torch.clamp_max(opacity * torch.exp(power), ALPHA_MAX)
+    log_one_minus = torch.log1p(-alpha)
+    # segmented scan: inclusive sum of log(1 - alpha) along each pixel's run, in float64 so
+    # subtracting the run's start value loses nothing (the global sum grows with the pair count)
+    inclusive = torch.cumsum(log_one_minus.to(torch.float64), 0)
+    run_start = torch.ones_like(pixel, dtype=torch.bool)
+    run_start[1:] = pixel[1:] != pixel[:-1]
+    start_index = torch.cummax(torch.where(run_start, torch.arange(pixel.numel(), device=pixel.device), 0),
+                               0).values
+    before_run = (inclusive - log_one_minus.to(torch.float64)).index_select(0, start_index)
+    log_t_incl = (inclusive - before_run).to(dtype)
+    log_t_excl = log_t_incl - log_one_minus
+    # early termination as in the CUDA kernels: a Gaussian that would push the transmittance
+    # below 1e-4 (and every one behind it) is skipped
+    contributes = log_t_incl.detach() > LOG_TRANSMITTANCE_MIN
+    zeros = torch.zeros_like(alpha)
+    return (torch.where(contributes, alpha * torch.exp(log_t_excl), zeros),
+            torch.where(contributes, log_one_minus, zeros))
+
+
 def rasterize_pairs(
     gaussians: GaussianSet,
     K: torch.Tensor,
@@ -133,35 +167,11 @@ def rasterize_pairs(
     log_trans = torch.zeros(n_pix, device=device, dtype=dtype)
     if gid.numel() > 0:
         pixel_long = pixel.to(torch.int64)
-        row = torch.div(pixel, width, rounding_mode="floor")
-        col = pixel - row * width
-        # one gather of the per-Gaussian scalars (unbind: one stack, one index_add in backward)
-        mean_u, mean_v, con_a, con_b, con_c, opacity, z = torch.cat(
-            [proj.means2d, proj.conics, proj.opacities[:, None], proj.depths[:, None]], dim=1
-        ).index_select(0, gid).unbind(1)
+        weights, log_one_minus = pair_weights(proj, gid, pixel, width)
         colors = proj.colors.index_select(0, gid)
-        dx = (col.to(dtype) + 0.5) - mean_u
-        dy = (row.to(dtype) + 0.5) - mean_v
-        power = -0.5 * (con_a * dx * dx + con_c * dy * dy) - con_b * dx * dy
-        alpha = torch.clamp_max(opacity * torch.exp(power), ALPHA_MAX)
-        log_one_minus = torch.log1p(-alpha)
-        # segmented scan: inclusive sum of log(1 - alpha) along each pixel's run, in float64 so
-        # subtracting the run's start value loses nothing (the global sum grows with the pair count)
-        inclusive = torch.cumsum(log_one_minus.to(torch.float64), 0)
-        run_start = torch.ones_like(pixel, dtype=torch.bool)
-        run_start[1:] = pixel[1:] != pixel[:-1]
-        start_index = torch.cummax(torch.where(run_start, torch.arange(pixel.numel(), device=device), 0), 0).values
-        before_run = (inclusive - log_one_minus.to(torch.float64)).index_select(0, start_index)
-        log_t_incl = (inclusive - before_run).to(dtype)
-        log_t_excl = log_t_incl - log_one_minus
-        # early termination as in the CUDA kernels: a Gaussian that would push the transmittance
-        # below 1e-4 (and every one behind it) is skipped
-        contributes = log_t_incl.detach() > LOG_TRANSMITTANCE_MIN
-        weights = torch.where(contributes, alpha * torch.exp(log_t_excl), torch.zeros_like(alpha))
         rgb = rgb.index_add(0, pixel_long, weights[:, None] * colors)
-        depth = depth.index_add(0, pixel_long, weights * z)
-        log_trans = log_trans.index_add(0, pixel_long, torch.where(contributes, log_one_minus,
-                                                                   torch.zeros_like(log_one_minus)))
+        depth = depth.index_add(0, pixel_long, weights * proj.depths.index_select(0, gid))
+        log_trans = log_trans.index_add(0, pixel_long, log_one_minus)
     alpha_img = (1.0 - torch.exp(log_trans)).reshape(height, width)
     rgb = rgb.reshape(height, width, 3)
     depth = depth.reshape(height, width)

@@ -124,6 +124,7 @@ class ProjectedGaussians:
     depths: torch.Tensor  # (M,) camera z, metres
     colors: torch.Tensor  # (M, 3)
     opacities: torch.Tensor  # (M,)
+    ids: torch.Tensor | None = None  # (M,) int64: each one's row in the projected GaussianSet
 
 
 def project_gaussians(
@@ -208,6 +209,7 @@ def project_gaussians(
         depths=z[order],
         colors=colors[order],
         opacities=opacities[order],
+        ids=idx[order],
     )
 
 
