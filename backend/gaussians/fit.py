@@ -7,6 +7,11 @@ rates (see :class:`FitConfig`; the means' rate is multiplied by the scene scale)
 their Adam state. After every step each Gaussian's std-devs are projected back to at least
 ``min_scale_ratio`` times its largest (:func:`floor_scale_ratio`; also applied to the input set).
 No densification: the lifted point cloud already gives one Gaussian per pixel.
+
+After the Adam steps the colours are solved in closed form for the fitted geometry
+(:mod:`.color_solve`, ``color_solve_iterations`` conjugate-gradient steps, SH degree 0 only): a few
+CPU steps move the geometry but leave the colours near the blurred point colours they started from.
+``iterations = 0`` changes nothing (an evaluation of the given set).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from backend.progress import CancelFn, ProgressFn, check_cancel
 from protocol.camera import Camera
 from protocol.errors import ValidationError
 
+from .color_solve import DEFAULT_ITERATIONS, DEFAULT_RIDGE, solve_colors
 from .gaussian_set import MIN_SCALE_RATIO, GaussianSet, floor_scale_ratio
 from .losses import photometric_loss, psnr
 from .rasterize import Backend, rasterize
@@ -64,17 +70,23 @@ class FitConfig:
     image: ImageFormation = CYCLES_IMAGE
     # smallest std-dev / largest, kept after every step (0 = free): Cycles under-covers thinner ones
     min_scale_ratio: float = MIN_SCALE_RATIO
+    # conjugate-gradient steps of the closed-form colour solve after the Adam steps (0 = none) and its
+    # ridge (.color_solve); only for SH degree 0 (view-independent colour), skipped for higher degrees
+    color_solve_iterations: int = DEFAULT_ITERATIONS
+    color_solve_ridge: float = DEFAULT_RIDGE
     seed: int = 0
 
 
 @dataclass
 class FitResult:
-    """Fitted Gaussians (detached), loss per step, final PSNR (dB) per view."""
+    """Fitted Gaussians (detached), loss per step, final PSNR (dB) per view; ``survivors``: for each
+    output Gaussian its row in the input set (pruning removes rows; ``None`` before fitting)."""
 
     gaussians: GaussianSet
     losses: list[float] = field(default_factory=list)
     psnr_per_view: list[float] = field(default_factory=list)
     pruned: int = 0
+    survivors: torch.Tensor | None = None
 
 
 def _as_view(view: FitView | tuple) -> FitView:
@@ -188,6 +200,10 @@ def fit_frame(
     prepared = _prepare_views(views, device)
     if not 0.0 <= config.min_scale_ratio <= 1.0:
         raise ValidationError(f"min_scale_ratio must be in [0, 1], got {config.min_scale_ratio}")
+    if config.color_solve_iterations < 0:
+        raise ValidationError(f"color_solve_iterations must be >= 0, got {config.color_solve_iterations}")
+    if not config.color_solve_ridge > 0:
+        raise ValidationError(f"color_solve_ridge must be > 0, got {config.color_solve_ridge}")
     trainable = _Trainable(gaussians, config, _scene_scale(gaussians, [v[1] for v in prepared]))
     trainable.floor_scales(config.min_scale_ratio)
     background = torch.tensor(config.background, device=device, dtype=torch.float32)
@@ -195,6 +211,7 @@ def fit_frame(
     per_step = len(prepared) if config.views_per_step is None else max(1, min(config.views_per_step,
                                                                               len(prepared)))
     result = FitResult(gaussians=gaussians)
+    survivors = torch.arange(len(gaussians))
     order: list[int] = []
     for step in range(total):
         check_cancel(cancel)
@@ -223,13 +240,21 @@ def fit_frame(
             if not bool(keep.all()) and bool(keep.any()):
                 result.pruned += int((~keep).sum())
                 trainable.prune(keep)
+                survivors = survivors[keep.to(survivors.device)]
         if progress is not None:
             progress(step + 1, total, f"fitting Gaussians: step {step + 1}/{total}, loss {result.losses[-1]:.4f}")
     fitted = trainable.gaussians().detach()
+    if total > 0 and config.color_solve_iterations > 0 and fitted.sh_degree == 0:
+        check_cancel(cancel)
+        fitted = solve_colors(fitted, prepared, image=config.image, background=background,
+                              iterations=config.color_solve_iterations, ridge=config.color_solve_ridge)
+        if progress is not None:
+            progress(total, total, f"solved colours ({config.color_solve_iterations} CG steps)")
     with torch.no_grad():
         for image, cam, _weight in prepared:
             out = rasterize(fitted, cam, background=background, backend=config.backend,
                             **config.image.kwargs())
             result.psnr_per_view.append(psnr(out.rgb.clamp(0, 1), image))
     result.gaussians = fitted
+    result.survivors = survivors
     return result

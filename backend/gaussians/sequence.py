@@ -11,7 +11,8 @@ Warm-start strategy (keeps static content temporally coherent):
    the depth noise in metres so static content is not re-initialised), looking at the 3x3x3
    neighbourhood of each cell:
    - previous Gaussians with at least one new point nearby *of the same colour* (the mean colour of
-     the new points in a neighbouring cell within ``WARM_START_COLOR_TOLERANCE``) are **kept with
+     the new points in a neighbouring cell within ``WARM_START_COLOR_TOLERANCE`` of the point colour
+     the Gaussian was initialised from, not its fitted colour, which the colour solve sharpens) are **kept with
      their fitted parameters** (position, shape, opacity, SH): static content starts where it ended;
    - previous Gaussians with no new point nearby are **dropped** (content that moved away or
      disappeared);
@@ -92,6 +93,8 @@ class WarmStart:
     kept: int
     initialised: int
     dropped: int
+    #: (N, 3) the colour each merged Gaussian is matched by next frame (``reference_colors``)
+    reference_colors: torch.Tensor | None = None
 
 
 def _voxel_keys(points: torch.Tensor, cell_size: float) -> torch.Tensor:
@@ -128,18 +131,26 @@ def _near_any(query: torch.Tensor, reference: torch.Tensor, cell_size: float,
 
 
 def warm_start(previous: GaussianSet, new_init: GaussianSet, cell_size: float,
-               color_tolerance: float = WARM_START_COLOR_TOLERANCE) -> WarmStart:
+               color_tolerance: float = WARM_START_COLOR_TOLERANCE,
+               reference_colors: torch.Tensor | None = None) -> WarmStart:
     """Merge ``previous`` (fitted, frame t-1) with ``new_init`` (initialised from frame t's points).
 
     See the module docstring for the rule; ``cell_size`` is the voxel edge in metres. A previous
     Gaussian is kept only where the new points nearby have its colour (largest channel difference
     <= ``color_tolerance``, colours in [0, 1]): textured content that moved is initialised afresh
     instead of keeping last frame's pattern; new points are only replaced by kept Gaussians.
+    ``reference_colors`` (N, 3): the colour to compare per previous Gaussian, default its fitted
+    colour. :func:`fit_sequence` passes the point colour each Gaussian was initialised from: the
+    colour solve sharpens fitted colours away from the (blurred) point colours, and compared with
+    those almost nothing textured was kept.
     """
     if cell_size <= 0:
         raise ValidationError(f"warm-start cell size must be positive, got {cell_size}")
     prev = previous.to(new_init.device)
-    keep_prev = _near_any(prev.means, new_init.means, cell_size, prev.base_colors, new_init.base_colors,
+    prev_colors = prev.base_colors if reference_colors is None else reference_colors.to(new_init.device)
+    if prev_colors.shape != (len(prev), 3):
+        raise ValidationError(f"reference_colors must be ({len(prev)}, 3), got {tuple(prev_colors.shape)}")
+    keep_prev = _near_any(prev.means, new_init.means, cell_size, prev_colors, new_init.base_colors,
                           color_tolerance)
     covered_new = _near_any(new_init.means, prev.means[keep_prev], cell_size)
     # where anything changed (fresh points), the kept neighbours' fit compensated for neighbours
@@ -155,7 +166,9 @@ def warm_start(previous: GaussianSet, new_init: GaussianSet, cell_size: float,
                               _near_any(new_init.means, kept.means, cell_size))
     fresh = new_init.masked(~covered_new)
     merged = GaussianSet.concatenate([kept, fresh])
-    return WarmStart(merged, kept=len(kept), initialised=len(fresh), dropped=len(prev) - len(kept))
+    colors = torch.cat([prev_colors[keep_prev], new_init.base_colors[~covered_new]])
+    return WarmStart(merged, kept=len(kept), initialised=len(fresh), dropped=len(prev) - len(kept),
+                     reference_colors=colors)
 
 
 def fit_sequence(
@@ -180,6 +193,7 @@ def fit_sequence(
     warm_steps = config.iterations // 2 if warm_iterations is None else int(warm_iterations)
     n_frames = len(frames) if isinstance(frames, Sequence) else None
     previous: GaussianSet | None = None
+    previous_colors: torch.Tensor | None = None  # the point colour each of ``previous`` started from
     done_steps = 0
     for index, frame in enumerate(frames):
         check_cancel(cancel)
@@ -191,11 +205,13 @@ def fit_sequence(
                                          sh_degree=sh_degree, device=device)
         if previous is None:
             merged, kept, fresh, dropped = init, 0, len(init), 0
+            merged_colors = init.base_colors
             steps = config.iterations
         else:
             cell = cell_size if cell_size is not None else 2.0 * float(torch.exp(init.log_scales[:, 0]).median())
-            ws = warm_start(previous, init, cell)
+            ws = warm_start(previous, init, cell, reference_colors=previous_colors)
             merged, kept, fresh, dropped = ws.gaussians, ws.kept, ws.initialised, ws.dropped
+            merged_colors = ws.reference_colors
             steps = warm_steps
         total = config.iterations + (n_frames - 1) * warm_steps if n_frames else steps
         if len(merged) == 0:  # nothing to fit (e.g. a frame without valid depth): an empty frame
@@ -214,6 +230,8 @@ def fit_sequence(
                            cancel=cancel)
         done_steps += steps
         previous = result.gaussians
+        previous_colors = merged_colors if result.survivors is None else \
+            merged_colors[result.survivors.to(merged_colors.device)]
         yield FittedFrame(index=index, gaussians=result.gaussians, losses=result.losses,
                           psnr_per_view=result.psnr_per_view, kept_from_previous=kept,
                           initialised=fresh, dropped_from_previous=dropped)
