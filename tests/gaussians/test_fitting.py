@@ -121,6 +121,13 @@ def test_warm_start_keeps_static_gaussians_and_replaces_moved_ones() -> None:
                                        np.full(3, 0.01))
     ws = warm_start(prev, recoloured, cell_size=0.02)
     assert (ws.kept, ws.initialised, ws.dropped) == (0, 3, 3)
+    # matched by the colour each started from (the points' 0.3), not the fitted (solved) ~0.92: kept
+    ws = warm_start(prev, recoloured, cell_size=0.02, reference_colors=torch.full((3, 3), 0.3))
+    assert (ws.kept, ws.initialised, ws.dropped) == (2, 1, 1)
+    assert torch.all(ws.gaussians.sh[:2, 0] == 1.5)  # kept with their fitted colour
+    np.testing.assert_allclose(ws.reference_colors.numpy(), 0.3, atol=1e-6)  # and their reference
+    with pytest.raises(ValidationError, match="reference_colors"):
+        warm_start(prev, recoloured, cell_size=0.02, reference_colors=torch.zeros(2, 3))
 
 
 def test_fit_sequence_yields_frames_in_order_with_warm_start() -> None:
