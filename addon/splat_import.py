@@ -39,7 +39,7 @@ class RECAST4D_OT_import_splat_ply(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         def run() -> str:
             cloud = results.import_gaussian_ply(context, self.filepath)
-            splats.configure_splat_render(context.scene, samples=max(context.scene.cycles.samples, 32))
+            splats.configure_splat_render(context.scene, samples=max(context.scene.cycles.samples, splats.SPLAT_MIN_SAMPLES))
             return f"Imported {len(cloud.data.points)} Gaussian splats as '{cloud.name}'"
 
         return report_errors(self, run)

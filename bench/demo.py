@@ -76,6 +76,8 @@ class DemoConfig:
     blender53_python: str | None = None  # Python of the bpy 5.3 environment; None: no native-splat render
     fallback_sphere_splats: bool = False  # also render the 5.0.1 sphere splats (30 s more at the default size)
     native_denoise: bool = True  # Cycles denoiser on the native-splat render (the add-on's Set Up Render default)
+    # Cycles samples of the native-splat render: the add-on's splat floor (bench/demo_native.py NATIVE_SAMPLES)
+    native_samples: int = 32
 
 
 @dataclass
@@ -144,7 +146,7 @@ def render_native_splats(python: str, blend: Path, job_id: str, camera: str, out
     """Run ``bench/demo_native.py`` in the Blender 5.3 environment; ``(F, H, W, 4)`` RGBA frames
     (straight alpha) and its figures. Raises ``DemoStepError`` with the subprocess's output tail."""
     command = [python, str(HERE / "demo_native.py"), "--blend", str(blend), "--job-id", job_id, "--camera", camera,
-               "--out", str(out_dir), "--samples", str(config.scene.samples), "--threads", str(config.scene.threads)]
+               "--out", str(out_dir), "--samples", str(config.native_samples), "--threads", str(config.scene.threads)]
     if not config.native_denoise:
         command.append("--no-denoise")
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=HERE.parent)
@@ -336,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(default .venv-blender53/bin/python if present; make venv-blender53)")
     parser.add_argument("--fallback-sphere-splats", action="store_true",
                         help="also render the sphere splats of Blender 4.2-5.2 (slow: ~30 s at the default size)")
+    parser.add_argument("--native-samples", type=int, default=DemoConfig.native_samples,
+                        help="Cycles samples of the native-splat render (default 32, the add-on's splat floor; "
+                             "--samples sets every other render)")
     parser.add_argument("--no-native-denoise", dest="native_denoise", action="store_false",
                         help="render the native splats without the Cycles denoiser")
     parser.add_argument("--job-timeout", type=float, default=DemoConfig.job_timeout_s,
@@ -350,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         path_spec=args.path, engine=args.engine, models_dir=args.models, engine_options=args.engine_options,
         fit_gaussians=args.gaussians, gaussian_iterations=args.gaussian_iterations,
         blender53_python=args.blender53_python if args.gaussians else None,
-        native_denoise=args.native_denoise, fallback_sphere_splats=args.fallback_sphere_splats,
+        native_denoise=args.native_denoise, native_samples=args.native_samples, fallback_sphere_splats=args.fallback_sphere_splats,
         keep_work=args.keep_work, point_radius_scale=args.point_radius_scale, job_timeout_s=args.job_timeout,
     )
     run = run_demo(args.out, config, log=lambda line: print(line, flush=True))

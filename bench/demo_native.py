@@ -25,6 +25,13 @@ if str(REPO_ROOT) not in sys.path:
 
 import bpy  # noqa: E402  (the bpy 5.3 wheel)
 
+#: Cycles samples of the native render by default: the floor the add-on's splat PLY import sets
+#: (``addon.splats.SPLAT_MIN_SAMPLES``); Blender's own default is 4096 with adaptive sampling. On the demo's seen
+#: pixels 8 / 16 / 32 samples gave 24.09 / 24.41 / 24.63 dB and SSIM 0.830 / 0.845 / 0.854.
+NATIVE_SAMPLES = 32
+ADAPTIVE_THRESHOLD = 0.03
+ADAPTIVE_MIN_SAMPLES = 8
+
 
 def render_native_splats(blend: Path, job_id: str, camera_name: str, out_dir: Path, *, samples: int,
                          threads: int, denoise: bool) -> dict:
@@ -55,6 +62,10 @@ def render_native_splats(blend: Path, job_id: str, camera_name: str, out_dir: Pa
         scene.camera = camera
         scene.cycles.samples = samples
         scene.cycles.use_denoising = denoise
+        # adaptive sampling stops converged pixels early (here: 46 s instead of 51-56 s for 25 frames
+        # at 32 samples, 24.61 vs 24.63 dB, SSIM 0.853 vs 0.854 on the demo's seen pixels)
+        scene.cycles.use_adaptive_sampling = True
+        scene.cycles.adaptive_threshold, scene.cycles.adaptive_min_samples = ADAPTIVE_THRESHOLD, ADAPTIVE_MIN_SAMPLES
         scene.render.threads_mode, scene.render.threads = "FIXED", threads
         for obj in bpy.data.objects:
             if obj.type != "CAMERA":
@@ -83,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-id", required=True)
     parser.add_argument("--camera", required=True, help="name of the target camera object")
     parser.add_argument("--out", type=Path, required=True, help="folder for the rendered RGBA PNG frames")
-    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=NATIVE_SAMPLES)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-denoise", dest="denoise", action="store_false")
     args = parser.parse_args(argv)
