@@ -10,18 +10,18 @@ solve one sparse, symmetric positive-definite system per channel::
     (A^T M A + ridge I) x = A^T M (t - T bg) + ridge x0
 
 (``A`` stacks every view's pair weights, ``M`` the per-pixel view weights, ``t`` the target pixels
-in compositing space, ``x0`` the current colours). It is solved by conjugate gradients with a Jacobi preconditioner: each iteration
-is one sparse product each way (two ``index_add`` over the pairs), about as much work as one
-forward render and no autograd. A few Adam steps cannot get there: on the demo the 2-4 CPU steps
+in compositing space, ``x0`` the current colours). It is solved by conjugate gradients with a
+Jacobi preconditioner: each iteration is one sparse product each way (two ``index_add`` over the
+pairs), about as much work as one forward render and no autograd. A few Adam steps cannot get there: on the demo the 2-4 CPU steps
 leave the colours close to the initial point colours, which are blurred by the depth splatting.
 
 The ridge is a real regulariser, not only for Gaussians that no pixel sees: one Gaussian per source
 pixel, each overlapping its neighbours, makes ``A^T M A`` nearly singular, and the unregularised
 solution alternates neighbours' colours far outside [0, 1], which the final clip then ruins. On the
 demo's frames (2 views, 20-30k Gaussians, scored against the ground truth from the target camera)
-a ridge of 1e-3 x the mean diagonal (30 iterations) gives 27.0 / 23.5 dB on frames 0 / 12, 0.1 gives 30.3 / 25.4,
-0.3 (:data:`DEFAULT_RIDGE`) 30.4 / 25.7, 1.0 29.0 / 25.8; with the ridge, 10 iterations are as good
-as 20 or 30 (the colours before the solve: 22.9 / 23.8 dB).
+a ridge of 1e-3 x the mean diagonal (30 iterations) gives 27.0 / 23.5 dB on frames 0 / 12, 0.1
+gives 30.3 / 25.4, 0.3 (:data:`DEFAULT_RIDGE`) 30.4 / 25.7, 1.0 29.0 / 25.8; with the ridge, 10
+iterations are as good as 20 or 30 (the colours before the solve: 22.9 / 23.8 dB).
 
 Only the view-independent (DC) colour is solved; Gaussian sets with higher SH degrees are refused
 (:class:`~protocol.errors.ValidationError`): their colour is not linear in one unknown per channel.
@@ -38,6 +38,7 @@ from protocol.errors import ValidationError
 
 from .colorspace import linear_to_srgb, srgb_to_linear
 from .gaussian_set import GaussianSet, rgb_to_sh_dc, sh_dc_to_rgb
+from .rasterize import _camera_tensors
 from .rasterize_pairs import _candidate_pairs, pair_weights
 from .rasterize_torch import CYCLES_IMAGE, ImageFormation, project_gaussians
 
@@ -51,9 +52,7 @@ class _ViewSystem:
     def __init__(self, gaussians: GaussianSet, image: torch.Tensor, camera: Camera,
                  weight: torch.Tensor | None, formation: ImageFormation, background: torch.Tensor) -> None:
         device, dtype = gaussians.device, gaussians.means.dtype
-        K = torch.as_tensor(camera.K, device=device).to(dtype)
-        w2c = torch.as_tensor(camera.world_to_camera, device=device).to(dtype)
-        width, height = camera.width, camera.height
+        K, w2c, width, height = _camera_tensors(camera, None, None, None, None, device, dtype)
         proj = project_gaussians(gaussians, K, w2c, width, height, **formation.kwargs())
         gid, pixel = _candidate_pairs(proj, width, height)
         weights, log_one_minus = pair_weights(proj, gid, pixel, width)
@@ -103,8 +102,9 @@ def solve_colors(
 
     ``views``: ``(image (H, W, 3) in [0, 1], camera, weight (H, W) or None)`` as fitting prepares
     them; a weight of 0 leaves a pixel out. ``iterations``: conjugate-gradient steps; ``ridge``:
-    the pull toward the current colours, relative to the mean diagonal of ``A^T M A``. Colours are clipped to [0, 1] after the
-    solve. Geometry, opacities and the returned set's tensors are detached copies."""
+    the pull toward the current colours, relative to the mean diagonal of ``A^T M A``. Colours are
+    clipped to [0, 1] after the solve. Geometry, opacities and the returned set's tensors are
+    detached copies."""
     if gaussians.sh_degree != 0:
         raise ValidationError(f"the colour solve handles SH degree 0 only (view-independent colour), "
                               f"got degree {gaussians.sh_degree}")

@@ -80,7 +80,7 @@ class FitConfig:
 @dataclass
 class FitResult:
     """Fitted Gaussians (detached), loss per step, final PSNR (dB) per view; ``survivors``: for each
-    output Gaussian its row in the input set (pruning removes rows; ``None`` before fitting)."""
+    output Gaussian its row in the input set (pruning removes rows)."""
 
     gaussians: GaussianSet
     losses: list[float] = field(default_factory=list)

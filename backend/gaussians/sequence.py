@@ -94,7 +94,7 @@ class WarmStart:
     initialised: int
     dropped: int
     #: (N, 3) the colour each merged Gaussian is matched by next frame (``reference_colors``)
-    reference_colors: torch.Tensor | None = None
+    reference_colors: torch.Tensor
 
 
 def _voxel_keys(points: torch.Tensor, cell_size: float) -> torch.Tensor:
@@ -230,8 +230,7 @@ def fit_sequence(
                            cancel=cancel)
         done_steps += steps
         previous = result.gaussians
-        previous_colors = merged_colors if result.survivors is None else \
-            merged_colors[result.survivors.to(merged_colors.device)]
+        previous_colors = merged_colors[result.survivors.to(merged_colors.device)]
         yield FittedFrame(index=index, gaussians=result.gaussians, losses=result.losses,
                           psnr_per_view=result.psnr_per_view, kept_from_previous=kept,
                           initialised=fresh, dropped_from_previous=dropped)
